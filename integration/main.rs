@@ -1,0 +1,13 @@
+//! Integration tests: the real binary against real redis-server processes.
+
+use std::process::Command;
+
+#[test]
+fn version_flag_prints_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_aster-proxy"))
+        .arg("--version")
+        .output()
+        .expect("run aster-proxy");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("aster-proxy "));
+}
