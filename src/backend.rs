@@ -1,0 +1,81 @@
+//! A backend connection: requests queued for writing, and the requests
+//! awaiting replies, in the order the server will answer them.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use mio::Token;
+use mio::net::TcpStream;
+
+/// Where a reply goes.
+#[derive(Clone, Copy, Debug)]
+pub enum ReplyTo {
+    /// Slot `seq` (part `part` of a split command) of the client at `token`.
+    Client { token: Token, seq: u64, part: u32 },
+    /// A command the proxy sent for itself on connect (AUTH, SELECT): an
+    /// error reply means the connection is unusable.
+    Init,
+}
+
+pub struct Pending {
+    pub to: ReplyTo,
+    /// When the request was queued: the read timeout counts from here.
+    pub at: Instant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Ready,
+}
+
+pub struct Backend {
+    pub sock: TcpStream,
+    pub addr: SocketAddr,
+    /// Index of the worker's server entry this connection belongs to.
+    pub server: usize,
+    /// Which of the server's `server_connections` this is.
+    pub conn_idx: usize,
+    pub state: State,
+    pub started: Instant,
+    pub wq: VecDeque<Bytes>,
+    pub inflight: VecDeque<Pending>,
+    pub rbuf: BytesMut,
+    /// When the write queue last made progress (or became non-empty).
+    pub write_since: Instant,
+    pub dirty: bool,
+}
+
+impl Backend {
+    pub fn new(
+        sock: TcpStream,
+        addr: SocketAddr,
+        server: usize,
+        conn_idx: usize,
+        now: Instant,
+    ) -> Backend {
+        Backend {
+            sock,
+            addr,
+            server,
+            conn_idx,
+            state: State::Connecting,
+            started: now,
+            wq: VecDeque::new(),
+            inflight: VecDeque::new(),
+            rbuf: BytesMut::new(),
+            write_since: now,
+            dirty: false,
+        }
+    }
+
+    pub fn enqueue(&mut self, req: Bytes, to: ReplyTo, now: Instant) {
+        if self.wq.is_empty() {
+            self.write_since = now;
+        }
+        self.wq.push_back(req);
+        self.inflight.push_back(Pending { to, at: now });
+    }
+}

@@ -1,0 +1,116 @@
+//! A client connection: its read buffer, and the replies it is owed, in order.
+//!
+//! Every request takes a slot at the back of `slots`, numbered by `seq`.
+//! Backends fill slots in whatever order they answer; finished slots at the
+//! front move to `out` and are written in one vectored write. So each client
+//! gets its replies in request order whatever the backends do.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+
+use crate::multikey::Gather;
+
+pub enum Slot {
+    Waiting,
+    Ready(Bytes),
+    Gather(Box<Gather>),
+}
+
+pub struct Client {
+    pub sock: TcpStream,
+    pub peer: SocketAddr,
+    /// Unique per worker, for logs and CLIENT ID.
+    pub id: u64,
+    pub rbuf: BytesMut,
+    slots: VecDeque<Slot>,
+    /// The sequence number of `slots[0]`.
+    first_seq: u64,
+    pub out: VecDeque<Bytes>,
+    pub out_bytes: usize,
+    pub name: Option<Bytes>,
+    /// Set by QUIT, a protocol error, or the peer's EOF: write what is owed, then close.
+    pub closing: bool,
+    /// Already on the worker's list of clients to flush this turn.
+    pub dirty: bool,
+    /// Stopped reading for backpressure; the worker resumes it when it drains.
+    pub paused: bool,
+}
+
+impl Client {
+    pub fn new(sock: TcpStream, peer: SocketAddr, id: u64) -> Client {
+        Client {
+            sock,
+            peer,
+            id,
+            rbuf: BytesMut::new(),
+            slots: VecDeque::new(),
+            first_seq: 0,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            name: None,
+            closing: false,
+            dirty: false,
+            paused: false,
+        }
+    }
+
+    /// Requests still waiting for a backend.
+    pub fn pending(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Takes the next slot; returns its sequence number.
+    pub fn push(&mut self, slot: Slot) -> u64 {
+        let seq = self.first_seq + self.slots.len() as u64;
+        self.slots.push_back(slot);
+        self.promote();
+        seq
+    }
+
+    /// Puts a reply (or one part of a split command's reply) in its slot.
+    /// A slot that is gone or already full is left alone: a reply is never
+    /// delivered twice.
+    pub fn fill(&mut self, seq: u64, part: u32, reply: Bytes) {
+        let Some(idx) = seq.checked_sub(self.first_seq) else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        match slot {
+            Slot::Waiting => *slot = Slot::Ready(reply),
+            Slot::Gather(g) => {
+                if let Some(merged) = g.fill(part, reply) {
+                    *slot = Slot::Ready(merged);
+                }
+            }
+            Slot::Ready(_) => return,
+        }
+        if idx == 0 {
+            self.promote();
+        }
+    }
+
+    /// Moves finished slots at the front to the output queue.
+    fn promote(&mut self) {
+        while let Some(Slot::Ready(_)) = self.slots.front() {
+            if let Some(Slot::Ready(b)) = self.slots.pop_front() {
+                self.out_bytes += b.len();
+                self.out.push_back(b);
+                self.first_seq += 1;
+            }
+        }
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Nothing owed and nothing unsent.
+    pub fn idle(&self) -> bool {
+        self.slots.is_empty() && self.out.is_empty()
+    }
+}

@@ -1,0 +1,486 @@
+//! The configuration file: raw serde structs, then a validated `Config`.
+//!
+//! Every error names the file, the cluster (when there is one) and the key, so
+//! an operator can fix a bad file without reading the code.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::hash::HashKind;
+use crate::ketama::Distribution;
+
+/// How a cluster's keys are placed on its servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheType {
+    /// Plain Redis servers, keys sharded by the cluster's hash and distribution.
+    Redis,
+    /// A Redis Cluster: `servers` are seeds, slots come from the cluster itself.
+    RedisCluster,
+}
+
+/// One backend as configured: `host:port[:weight] [alias]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// The address resolved at load time, so workers never block on DNS.
+    pub addr: SocketAddr,
+    /// `host:port` as written: what logs and stats show when there is no alias.
+    pub host_port: String,
+    pub weight: u32,
+    /// The name hashed onto the continuum: the alias if given, else `host:port`
+    /// (twemproxy drops the port when it is 11211).
+    pub name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub listen_addr: SocketAddr,
+    pub cache_type: CacheType,
+    pub servers: Vec<ServerSpec>,
+    pub thread: usize,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+    pub ping_fail_limit: u32,
+    pub ping_interval: Duration,
+    pub hash_tag: Option<[u8; 2]>,
+    pub hash: HashKind,
+    pub distribution: Distribution,
+    pub server_connections: usize,
+    #[expect(dead_code, reason = "read by cluster mode, which comes next")]
+    pub fetch: Duration,
+    #[expect(dead_code, reason = "read by cluster mode, which comes next")]
+    pub read_from_slave: bool,
+    /// Sent as AUTH on every new backend connection.
+    pub backend_password: Option<String>,
+    pub backend_username: Option<String>,
+    /// Sent as SELECT on every new backend connection when not 0.
+    pub backend_db: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// Why a configuration was refused. `Display` is the message shown to the operator.
+#[derive(Debug)]
+pub enum ConfigError {
+    Io {
+        path: PathBuf,
+        err: std::io::Error,
+    },
+    Syntax {
+        path: PathBuf,
+        msg: String,
+    },
+    Invalid {
+        path: PathBuf,
+        cluster: String,
+        key: &'static str,
+        msg: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Io { path, err } => write!(f, "{}: cannot read: {err}", path.display()),
+            ConfigError::Syntax { path, msg } => write!(f, "{}: {msg}", path.display()),
+            ConfigError::Invalid {
+                path,
+                cluster,
+                key,
+                msg,
+            } => {
+                write!(f, "{}: cluster '{cluster}': {key}: {msg}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    clusters: Vec<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: String,
+    listen_addr: String,
+    #[serde(default = "default_cache_type")]
+    cache_type: String,
+    servers: Vec<String>,
+    #[serde(default = "default_thread")]
+    thread: usize,
+    #[serde(default = "default_timeout")]
+    read_timeout: u64,
+    #[serde(default = "default_timeout")]
+    write_timeout: u64,
+    #[serde(default = "default_ping_fail_limit")]
+    ping_fail_limit: u32,
+    #[serde(default = "default_ping_interval")]
+    ping_interval: u64,
+    #[serde(default)]
+    hash_tag: Option<String>,
+    #[serde(default = "default_hash")]
+    hash: String,
+    #[serde(default = "default_distribution")]
+    distribution: String,
+    #[serde(default = "default_server_connections")]
+    server_connections: usize,
+    #[serde(default = "default_fetch")]
+    fetch: u64,
+    #[serde(default)]
+    read_from_slave: bool,
+    #[serde(default)]
+    backend_password: Option<String>,
+    #[serde(default)]
+    backend_username: Option<String>,
+    #[serde(default)]
+    backend_db: u32,
+}
+
+fn default_cache_type() -> String {
+    "redis".into()
+}
+fn default_thread() -> usize {
+    1
+}
+fn default_timeout() -> u64 {
+    1000
+}
+fn default_ping_fail_limit() -> u32 {
+    3
+}
+fn default_ping_interval() -> u64 {
+    1000
+}
+fn default_hash() -> String {
+    "fnv1a_64".into()
+}
+fn default_distribution() -> String {
+    "ketama".into()
+}
+fn default_server_connections() -> usize {
+    1
+}
+fn default_fetch() -> u64 {
+    600
+}
+
+/// Upper bounds that keep a typo from starting thousands of threads or sockets.
+const MAX_THREADS: usize = 256;
+const MAX_SERVER_CONNECTIONS: usize = 64;
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
+            path: path.to_owned(),
+            err,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let syntax = |msg: String| ConfigError::Syntax {
+            path: path.to_owned(),
+            msg,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        if raw.clusters.is_empty() {
+            return Err(syntax("no [[clusters]] defined".into()));
+        }
+        let mut clusters = Vec::with_capacity(raw.clusters.len());
+        let mut names = HashSet::new();
+        let mut listens = HashSet::new();
+        for (i, value) in raw.clusters.into_iter().enumerate() {
+            let label = value
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("#{}", i + 1));
+            let rc: RawCluster = value.try_into().map_err(|e: toml::de::Error| {
+                syntax(format!("cluster '{label}': {}", e.message()))
+            })?;
+            let cluster = validate(path, rc)?;
+            let invalid = |key, msg: String| ConfigError::Invalid {
+                path: path.to_owned(),
+                cluster: cluster.name.clone(),
+                key,
+                msg,
+            };
+            if !names.insert(cluster.name.clone()) {
+                return Err(invalid("name", "duplicate cluster name".into()));
+            }
+            if !listens.insert(cluster.listen_addr.port()) {
+                return Err(invalid(
+                    "listen_addr",
+                    format!(
+                        "port {} is used by another cluster",
+                        cluster.listen_addr.port()
+                    ),
+                ));
+            }
+            clusters.push(cluster);
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            clusters,
+        })
+    }
+}
+
+fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, ConfigError> {
+    let invalid = |key, msg: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        cluster: rc.name.clone(),
+        key,
+        msg,
+    };
+    if rc.name.is_empty() {
+        return Err(invalid("name", "must not be empty".into()));
+    }
+    let listen_addr = parse_listen(&rc.listen_addr).map_err(|m| invalid("listen_addr", m))?;
+    let cache_type = match rc.cache_type.as_str() {
+        "redis" => CacheType::Redis,
+        "redis_cluster" => CacheType::RedisCluster,
+        other => {
+            return Err(invalid(
+                "cache_type",
+                format!("'{other}' is not one of: redis, redis_cluster"),
+            ));
+        }
+    };
+    if rc.servers.is_empty() {
+        return Err(invalid("servers", "at least one server is required".into()));
+    }
+    let mut servers = Vec::with_capacity(rc.servers.len());
+    let mut seen_names = HashSet::new();
+    for s in &rc.servers {
+        let spec = parse_server(s).map_err(|m| invalid("servers", format!("'{s}': {m}")))?;
+        if !seen_names.insert(spec.name.clone()) {
+            return Err(invalid(
+                "servers",
+                format!("'{s}': name '{}' is used twice", spec.name),
+            ));
+        }
+        servers.push(spec);
+    }
+    if rc.thread == 0 || rc.thread > MAX_THREADS {
+        return Err(invalid("thread", format!("must be 1..={MAX_THREADS}")));
+    }
+    if rc.server_connections == 0 || rc.server_connections > MAX_SERVER_CONNECTIONS {
+        return Err(invalid(
+            "server_connections",
+            format!("must be 1..={MAX_SERVER_CONNECTIONS}"),
+        ));
+    }
+    if rc.ping_fail_limit > 0 && rc.ping_interval == 0 {
+        return Err(invalid(
+            "ping_interval",
+            "must be > 0 when ping_fail_limit is set".into(),
+        ));
+    }
+    let hash_tag = match rc.hash_tag.as_deref() {
+        None | Some("") => None,
+        Some(t) if t.len() == 2 => {
+            let b = t.as_bytes();
+            Some([b[0], b[1]])
+        }
+        Some(t) => {
+            return Err(invalid(
+                "hash_tag",
+                format!("'{t}' must be exactly two characters, like \"{{}}\""),
+            ));
+        }
+    };
+    let hash = HashKind::from_name(&rc.hash)
+        .ok_or_else(|| invalid("hash", format!("unknown hash '{}'", rc.hash)))?;
+    let distribution = Distribution::from_name(&rc.distribution).ok_or_else(|| {
+        invalid(
+            "distribution",
+            format!(
+                "'{}' is not one of: ketama, modula, random",
+                rc.distribution
+            ),
+        )
+    })?;
+    if cache_type == CacheType::RedisCluster && rc.fetch == 0 {
+        return Err(invalid("fetch", "must be > 0 seconds".into()));
+    }
+    if rc.backend_username.is_some() && rc.backend_password.is_none() {
+        return Err(invalid(
+            "backend_username",
+            "needs backend_password as well".into(),
+        ));
+    }
+    let ms = |v: u64| (v > 0).then(|| Duration::from_millis(v));
+    Ok(ClusterConfig {
+        name: rc.name.clone(),
+        listen_addr,
+        cache_type,
+        servers,
+        thread: rc.thread,
+        read_timeout: ms(rc.read_timeout),
+        write_timeout: ms(rc.write_timeout),
+        ping_fail_limit: rc.ping_fail_limit,
+        ping_interval: Duration::from_millis(rc.ping_interval.max(1)),
+        hash_tag,
+        hash,
+        distribution,
+        server_connections: rc.server_connections,
+        fetch: Duration::from_secs(rc.fetch),
+        read_from_slave: rc.read_from_slave,
+        backend_password: rc.backend_password.clone().filter(|p| !p.is_empty()),
+        backend_username: rc.backend_username.clone().filter(|u| !u.is_empty()),
+        backend_db: rc.backend_db,
+    })
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("'{s}' is not an ip:port address"))
+}
+
+/// Parses `host:port[:weight] [alias]`.
+pub fn parse_server(s: &str) -> Result<ServerSpec, String> {
+    let mut words = s.split_whitespace();
+    let addr_part = words.next().ok_or("empty server entry")?;
+    let alias = words.next();
+    if words.next().is_some() {
+        return Err("expected 'host:port[:weight] [alias]'".into());
+    }
+    let parts: Vec<&str> = addr_part.split(':').collect();
+    let (host, port, weight) = match parts.as_slice() {
+        [h, p] => (*h, *p, "1"),
+        [h, p, w] => (*h, *p, *w),
+        _ => return Err("expected 'host:port[:weight] [alias]'".into()),
+    };
+    if host.is_empty() {
+        return Err("missing host".into());
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("bad port '{port}'"))?;
+    let weight: u32 = weight
+        .parse()
+        .ok()
+        .filter(|w| *w > 0)
+        .ok_or_else(|| format!("bad weight '{weight}': must be a whole number > 0"))?;
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{host}' resolves to no address"))?;
+    let host_port = format!("{host}:{port}");
+    let name = match alias {
+        Some(a) => a.to_owned(),
+        None if port == 11211 => host.to_owned(),
+        None => host_port.clone(),
+    };
+    Ok(ServerSpec {
+        addr,
+        host_port,
+        weight,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("test.toml"), text).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = r#"
+        [[clusters]]
+        name = "a"
+        listen_addr = "127.0.0.1:7000"
+        servers = ["127.0.0.1:7001:1 r1", "127.0.0.1:7002:2", "localhost:7003"]
+        hash_tag = "{}"
+    "#;
+
+    #[test]
+    fn good_config_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        let cl = &c.clusters[0];
+        assert_eq!(cl.cache_type, CacheType::Redis);
+        assert_eq!(cl.servers.len(), 3);
+        assert_eq!(cl.servers[0].name, "r1");
+        assert_eq!(cl.servers[1].name, "127.0.0.1:7002");
+        assert_eq!(cl.servers[1].weight, 2);
+        assert_eq!(cl.servers[2].name, "localhost:7003");
+        assert_eq!(cl.hash_tag, Some(*b"{}"));
+        assert_eq!(cl.thread, 1);
+        assert_eq!(cl.read_timeout, Some(Duration::from_millis(1000)));
+        assert_eq!(cl.hash, HashKind::Fnv1a_64);
+        assert_eq!(cl.distribution, Distribution::Ketama);
+    }
+
+    #[test]
+    fn unknown_key_names_cluster_and_key() {
+        let e = parse(&GOOD.replace("hash_tag", "bogus_key")).unwrap_err();
+        assert!(e.contains("test.toml"), "{e}");
+        assert!(e.contains("cluster 'a'"), "{e}");
+        assert!(e.contains("bogus_key"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for (from, to, key) in [
+            ("127.0.0.1:7000", "nowhere", "listen_addr"),
+            ("\"{}\"", "\"{\"", "hash_tag"),
+            ("7002:2", "7002:0", "servers"),
+            ("7002:2", "7002:x", "servers"),
+            ("7001:1 r1", "70011:1 r1", "servers"),
+        ] {
+            let e = parse(&GOOD.replace(from, to)).unwrap_err();
+            assert!(e.contains(key), "{from}->{to}: {e}");
+            assert!(e.contains("cluster 'a'"), "{e}");
+        }
+        let e = parse(&format!("{GOOD}\ncache_type = \"memcache\"")).unwrap_err();
+        assert!(e.contains("cache_type"), "{e}");
+        let e = parse(&format!("{GOOD}\nthread = 0")).unwrap_err();
+        assert!(e.contains("thread"), "{e}");
+        let e = parse(&format!("{GOOD}\nhash = \"sha1\"")).unwrap_err();
+        assert!(e.contains("hash"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_and_ports_are_refused() {
+        let two = format!("{GOOD}\n{}", GOOD.replace("7000", "7100"));
+        let e = parse(&two).unwrap_err();
+        assert!(e.contains("duplicate cluster name"), "{e}");
+        let two = format!("{GOOD}\n{}", GOOD.replace("\"a\"", "\"b\""));
+        let e = parse(&two).unwrap_err();
+        assert!(
+            e.contains("cluster 'b'") && e.contains("listen_addr"),
+            "{e}"
+        );
+        let dup = GOOD.replace("127.0.0.1:7002:2", "127.0.0.1:7001:2 r1");
+        assert!(parse(&dup).unwrap_err().contains("used twice"));
+    }
+
+    #[test]
+    fn server_names_follow_twemproxy() {
+        assert_eq!(parse_server("127.0.0.1:11211").unwrap().name, "127.0.0.1");
+        assert_eq!(parse_server("127.0.0.1:6379:3").unwrap().weight, 3);
+        assert!(parse_server("127.0.0.1").is_err());
+        assert!(parse_server("127.0.0.1:1:1 a b").is_err());
+    }
+}

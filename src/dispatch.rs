@@ -1,0 +1,188 @@
+//! What the worker does with one parsed request: answer it locally, refuse
+//! it, or route it (whole, or split per backend) to the servers owning its keys.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use mio::Token;
+
+use crate::backend::ReplyTo;
+use crate::client::Slot;
+use crate::command::{self, Args, Command, KeyError, Kind};
+use crate::local::{self, ClientInfo};
+use crate::multikey::{self, Plan};
+use crate::resp;
+use crate::worker::{FrameArgs, Worker, client_of};
+
+/// Shows a client argument in an error message the way Redis does: bounded,
+/// and with no bytes that could break the reply line.
+fn shown(arg: &[u8]) -> String {
+    let cut = &arg[..arg.len().min(128)];
+    String::from_utf8_lossy(cut).replace(['\r', '\n'], " ")
+}
+
+fn key_error(cmd: &Command, e: KeyError) -> Bytes {
+    match e {
+        KeyError::WrongArity => wrong_arity(cmd),
+        KeyError::BadCount => {
+            resp::error("ERR Number of keys can't be greater than number of args")
+        }
+        KeyError::NoStreams => resp::error("ERR syntax error"),
+        KeyError::Unbalanced => resp::error(&format!(
+            "ERR Unbalanced '{}' list of streams: for each stream key an ID or '$' must be specified.",
+            cmd.name
+        )),
+    }
+}
+
+fn wrong_arity(cmd: &Command) -> Bytes {
+    resp::error(&format!(
+        "ERR wrong number of arguments for '{}' command",
+        cmd.name
+    ))
+}
+
+impl Worker {
+    pub(crate) fn dispatch(&mut self, t: Token, frame: Bytes, ranges: &[Range<usize>]) {
+        let args = FrameArgs {
+            buf: &frame,
+            ranges,
+        };
+        let name = args.get(0);
+        let Some(cmd) = command::lookup_request(&args) else {
+            let mut msg = format!(
+                "ERR unknown command '{}', with args beginning with:",
+                shown(name)
+            );
+            for i in 1..args.len().min(8) {
+                msg.push_str(&format!(" '{}'", shown(args.get(i))));
+            }
+            return self.reply(t, resp::error(&msg));
+        };
+        if !cmd.check_arity(args.len()) {
+            return self.reply(t, wrong_arity(cmd));
+        }
+        match cmd.kind {
+            Kind::Local(l) => {
+                let Some(c) = client_of(&mut self.conns, t) else {
+                    return;
+                };
+                let info = ClientInfo {
+                    id: c.id,
+                    name: &mut c.name,
+                };
+                let ans = local::answer(l, &args, info);
+                c.push(Slot::Ready(ans.reply));
+                c.closing |= ans.close;
+                self.mark_client(t);
+            }
+            Kind::Unsupported(why) => {
+                let msg = format!(
+                    "ERR {} is not supported by aster: {why}",
+                    cmd.name.to_ascii_uppercase()
+                );
+                self.reply(t, resp::error(&msg));
+            }
+            Kind::Keyed(_) => self.dispatch_keyed(t, cmd, &frame, &args),
+            Kind::Split(split) => {
+                let positions = match cmd.key_positions(&args) {
+                    Ok(p) => p,
+                    Err(e) => return self.reply(t, key_error(cmd, e)),
+                };
+                if positions.count() == 0 {
+                    return self.reply(t, wrong_arity(cmd));
+                }
+                let route = std::sync::Arc::clone(&self.route);
+                let random = self.random();
+                let plan = multikey::plan(split, &args, |k| {
+                    route.route(k, random).map(|s| (s as u64, s))
+                });
+                match plan {
+                    Err(_) => self.reply(t, no_server()),
+                    Ok(Plan::Whole(server)) => {
+                        let req = as_multibulk(&frame, &args);
+                        self.forward(t, server, req);
+                    }
+                    Ok(Plan::Parts(parts, gather)) => {
+                        let Some(c) = client_of(&mut self.conns, t) else {
+                            return;
+                        };
+                        let seq = c.push(Slot::Gather(Box::new(gather)));
+                        for (part, (server, req)) in parts.into_iter().enumerate() {
+                            let to = ReplyTo::Client {
+                                token: t,
+                                seq,
+                                part: part as u32,
+                            };
+                            self.send(server, t, req, to);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A command sent whole to the one server that owns all of its keys.
+    fn dispatch_keyed(&mut self, t: Token, cmd: &Command, frame: &Bytes, args: &FrameArgs<'_>) {
+        let positions = match cmd.key_positions(args) {
+            Ok(p) => p,
+            Err(e) => return self.reply(t, key_error(cmd, e)),
+        };
+        let Some(first) = positions.first_key() else {
+            let msg = format!(
+                "ERR {} with no keys cannot be routed by aster: name at least one key",
+                cmd.name.to_ascii_uppercase()
+            );
+            return self.reply(t, resp::error(&msg));
+        };
+        let random = self.random();
+        let Some(server) = self.route.route(args.get(first), random) else {
+            return self.reply(t, no_server());
+        };
+        for k in positions.iter().skip(1) {
+            if self.route.route(args.get(k), random) != Some(server) {
+                let msg = format!(
+                    "ERR keys of {} map to different servers; put them on one server with a hash tag",
+                    cmd.name.to_ascii_uppercase()
+                );
+                return self.reply(t, resp::error(&msg));
+            }
+        }
+        let req = as_multibulk(frame, args);
+        self.forward(t, server, req);
+    }
+
+    fn forward(&mut self, t: Token, server: usize, req: Bytes) {
+        let Some(c) = client_of(&mut self.conns, t) else {
+            return;
+        };
+        let seq = c.push(Slot::Waiting);
+        let to = ReplyTo::Client {
+            token: t,
+            seq,
+            part: 0,
+        };
+        self.send(server, t, req, to);
+    }
+
+    pub(crate) fn reply(&mut self, t: Token, reply: Bytes) {
+        if let Some(c) = client_of(&mut self.conns, t) {
+            c.push(Slot::Ready(reply));
+            self.mark_client(t);
+        }
+    }
+}
+
+fn no_server() -> Bytes {
+    resp::error("ERR no server is available for this key")
+}
+
+/// Inline requests are re-encoded before forwarding, so a backend sees one
+/// framing; multibulk frames go through untouched (a shared slice, no copy).
+fn as_multibulk(frame: &Bytes, args: &FrameArgs<'_>) -> Bytes {
+    if frame.first() == Some(&b'*') {
+        return frame.clone();
+    }
+    let parts: Vec<&[u8]> = (0..args.len()).map(|i| args.get(i)).collect();
+    resp::command(&parts)
+}

@@ -1,0 +1,249 @@
+//! Commands the proxy answers itself: connection handshakes and probes that
+//! clients send before their first real command.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::command::{Args, Local};
+use crate::resp;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What HELLO and INFO report as the server version: clients gate features on
+/// it, and aster forwards the Redis 7 command set.
+const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+/// The per-connection facts a local answer needs.
+pub struct ClientInfo<'a> {
+    pub id: u64,
+    pub name: &'a mut Option<Bytes>,
+}
+
+pub struct Answer {
+    pub reply: Bytes,
+    /// QUIT: close after this reply.
+    pub close: bool,
+}
+
+fn reply(b: Bytes) -> Answer {
+    Answer {
+        reply: b,
+        close: false,
+    }
+}
+
+fn upper(s: &[u8]) -> Vec<u8> {
+    s.to_ascii_uppercase()
+}
+
+pub fn answer(cmd: Local, args: &(impl Args + ?Sized), client: ClientInfo<'_>) -> Answer {
+    match cmd {
+        Local::Ping => match args.len() {
+            1 => reply(Bytes::from_static(resp::PONG)),
+            2 => reply(resp::bulk(args.get(1))),
+            _ => reply(resp::error(
+                "ERR wrong number of arguments for 'ping' command",
+            )),
+        },
+        Local::Echo => reply(resp::bulk(args.get(1))),
+        Local::Quit => Answer {
+            reply: Bytes::from_static(resp::OK),
+            close: true,
+        },
+        Local::Select => match resp::parse_int(args.get(1)) {
+            Some(0) => reply(Bytes::from_static(resp::OK)),
+            Some(_) => reply(resp::error(
+                "ERR SELECT is not supported by aster: only database 0 is served (set the backend database in the config)",
+            )),
+            None => reply(resp::error("ERR value is not an integer or out of range")),
+        },
+        Local::Command => command(args),
+        Local::Client => client_cmd(args, client),
+        Local::Hello => hello(args, client),
+        Local::Auth => reply(resp::error("ERR Client sent AUTH, but no password is set")),
+        Local::Info => reply(info()),
+        Local::Time => reply(time()),
+    }
+}
+
+fn command(args: &(impl Args + ?Sized)) -> Answer {
+    if args.len() == 1 {
+        return reply(Bytes::from_static(b"*0\r\n"));
+    }
+    match upper(args.get(1)).as_slice() {
+        b"COUNT" => reply(resp::int(0)),
+        b"DOCS" | b"LIST" => reply(Bytes::from_static(b"*0\r\n")),
+        b"INFO" => {
+            let mut out = BytesMut::new();
+            resp::put_int(&mut out, b'*', args.len() as i64 - 2);
+            for _ in 2..args.len() {
+                out.extend_from_slice(b"*-1\r\n");
+            }
+            reply(out.freeze())
+        }
+        _ => reply(resp::error(
+            "ERR COMMAND subcommand not supported by aster (use COMMAND, COMMAND COUNT, COMMAND DOCS or COMMAND INFO)",
+        )),
+    }
+}
+
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
+    let sub = upper(args.get(1));
+    match (sub.as_slice(), args.len()) {
+        (b"SETNAME", 3) => {
+            let name = args.get(2);
+            if !valid_name(name) {
+                return reply(resp::error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                ));
+            }
+            *c.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+            reply(Bytes::from_static(resp::OK))
+        }
+        (b"GETNAME", 2) => reply(match c.name {
+            Some(n) => resp::bulk(n),
+            None => Bytes::from_static(resp::NIL),
+        }),
+        (b"SETINFO", 4) => reply(Bytes::from_static(resp::OK)),
+        (b"ID", 2) => reply(resp::int(c.id as i64)),
+        _ => reply(resp::error(&format!(
+            "ERR CLIENT {} is not supported by aster: it would act on a shared backend connection",
+            String::from_utf8_lossy(&sub)
+        ))),
+    }
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken.
+fn hello(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
+    if args.len() >= 2 && resp::parse_int(args.get(1)) != Some(2) {
+        return reply(resp::error(
+            "NOPROTO sorry, this protocol version is not supported",
+        ));
+    }
+    let mut i = 2;
+    while i < args.len() {
+        match upper(args.get(i)).as_slice() {
+            b"AUTH" if i + 2 < args.len() => {
+                return reply(resp::error("ERR Client sent AUTH, but no password is set"));
+            }
+            b"SETNAME" if i + 1 < args.len() => {
+                let name = args.get(i + 1);
+                if !valid_name(name) {
+                    return reply(resp::error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    ));
+                }
+                *c.name = Some(Bytes::copy_from_slice(name));
+                i += 2;
+            }
+            _ => return reply(resp::error("ERR Syntax error in HELLO option")),
+        }
+    }
+    let mut out = BytesMut::new();
+    out.extend_from_slice(b"*14\r\n");
+    for (k, v) in [("server", "redis"), ("version", REDIS_COMPAT_VERSION)] {
+        resp::put_bulk(&mut out, k.as_bytes());
+        resp::put_bulk(&mut out, v.as_bytes());
+    }
+    resp::put_bulk(&mut out, b"proto");
+    resp::put_int(&mut out, b':', 2);
+    resp::put_bulk(&mut out, b"id");
+    resp::put_int(&mut out, b':', c.id as i64);
+    for (k, v) in [("mode", "standalone"), ("role", "master")] {
+        resp::put_bulk(&mut out, k.as_bytes());
+        resp::put_bulk(&mut out, v.as_bytes());
+    }
+    // Redis's seven pairs, in its order; "modules" is the last.
+    resp::put_bulk(&mut out, b"modules");
+    out.extend_from_slice(b"*0\r\n");
+    reply(out.freeze())
+}
+
+fn info() -> Bytes {
+    let text = format!(
+        "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\naster_version:{VERSION}\r\nredis_mode:proxy\r\n"
+    );
+    resp::bulk(text.as_bytes())
+}
+
+fn time() -> Bytes {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut out = BytesMut::new();
+    out.extend_from_slice(b"*2\r\n");
+    resp::put_bulk(&mut out, now.as_secs().to_string().as_bytes());
+    resp::put_bulk(&mut out, now.subsec_micros().to_string().as_bytes());
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct V(Vec<&'static [u8]>);
+    impl Args for V {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn get(&self, i: usize) -> &[u8] {
+            self.0[i]
+        }
+    }
+
+    fn run(cmd: Local, args: Vec<&'static [u8]>, name: &mut Option<Bytes>) -> Bytes {
+        answer(cmd, &V(args), ClientInfo { id: 7, name }).reply
+    }
+
+    #[test]
+    fn handshake_commands() {
+        let mut name = None;
+        assert_eq!(
+            &run(Local::Ping, vec![b"PING"], &mut name)[..],
+            b"+PONG\r\n"
+        );
+        assert_eq!(
+            &run(Local::Ping, vec![b"PING", b"hi"], &mut name)[..],
+            b"$2\r\nhi\r\n"
+        );
+        assert_eq!(
+            &run(
+                Local::Client,
+                vec![b"CLIENT", b"setname", b"app"],
+                &mut name
+            )[..],
+            resp::OK
+        );
+        assert_eq!(
+            &run(Local::Client, vec![b"CLIENT", b"GETNAME"], &mut name)[..],
+            b"$3\r\napp\r\n"
+        );
+        assert!(resp::is_error(&run(
+            Local::Client,
+            vec![b"CLIENT", b"SETNAME", b"a b"],
+            &mut name
+        )));
+        assert!(resp::is_error(&run(
+            Local::Client,
+            vec![b"CLIENT", b"KILL", b"x"],
+            &mut name
+        )));
+        assert_eq!(
+            &run(Local::Select, vec![b"SELECT", b"0"], &mut name)[..],
+            resp::OK
+        );
+        assert!(resp::is_error(&run(
+            Local::Select,
+            vec![b"SELECT", b"1"],
+            &mut name
+        )));
+        let h = run(Local::Hello, vec![b"HELLO", b"2"], &mut name);
+        assert_eq!(crate::resp::scan_reply(&h).unwrap(), Some(h.len()));
+        assert!(h.starts_with(b"*14\r\n"));
+        assert!(run(Local::Hello, vec![b"HELLO", b"3"], &mut name).starts_with(b"-NOPROTO"));
+    }
+}

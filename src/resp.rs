@@ -1,0 +1,547 @@
+//! RESP2 scanning in place, and the reply builders the proxy needs.
+//!
+//! Scanners look at a byte slice and say where the first complete frame ends;
+//! they never copy and never allocate by a length a peer sent, so the caller
+//! can cut the frame off its read buffer as a `Bytes` and forward it whole.
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Redis's own limits (proto-max-bulk-len, the multibulk count cap, and the
+/// inline buffer cap), checked before anything is buffered for the frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_bulk: usize,
+    pub max_args: usize,
+    pub max_inline: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk: 512 * 1024 * 1024,
+            max_args: 1024 * 1024,
+            max_inline: 64 * 1024,
+        }
+    }
+}
+
+/// A malformed frame. `Display` is the text after `-ERR ` that Redis uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtoError {
+    MultibulkLength,
+    BulkLength,
+    ExpectedDollar(u8),
+    MissingCrlf,
+    BigInline,
+    BigCount,
+    UnbalancedQuotes,
+    BadReplyType(u8),
+    BadReplyLine,
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtoError::MultibulkLength => f.write_str("Protocol error: invalid multibulk length"),
+            ProtoError::BulkLength => f.write_str("Protocol error: invalid bulk length"),
+            ProtoError::ExpectedDollar(b) => {
+                write!(
+                    f,
+                    "Protocol error: expected '$', got '{}'",
+                    char::from(*b).escape_default()
+                )
+            }
+            ProtoError::MissingCrlf => f.write_str("Protocol error: expected CRLF after bulk data"),
+            ProtoError::BigInline => f.write_str("Protocol error: too big inline request"),
+            ProtoError::BigCount => f.write_str("Protocol error: too big count string"),
+            ProtoError::UnbalancedQuotes => {
+                f.write_str("Protocol error: unbalanced quotes in request")
+            }
+            ProtoError::BadReplyType(b) => {
+                write!(f, "Protocol error: bad reply type byte {b:#04x}")
+            }
+            ProtoError::BadReplyLine => f.write_str("Protocol error: malformed reply line"),
+        }
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
+/// The longest header line (`*123\r\n`, `$45\r\n`) worth waiting for.
+const MAX_HEADER_LINE: usize = 32;
+
+/// Where the first line of `buf` ends: the index of its `\r`, with `\n` after it.
+/// `Ok(None)` while the line is incomplete.
+fn find_crlf(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, ProtoError> {
+    let hay = &buf[from.min(buf.len())..];
+    match hay.iter().position(|&b| b == b'\r') {
+        Some(i) if i > max => Err(ProtoError::BigCount),
+        Some(i) => match hay.get(i + 1) {
+            Some(b'\n') => Ok(Some(from + i)),
+            Some(_) => Err(ProtoError::BadReplyLine),
+            None => Ok(None),
+        },
+        None if hay.len() > max => Err(ProtoError::BigCount),
+        None => Ok(None),
+    }
+}
+
+/// Parses a signed decimal with no sign but '-', no spaces and no overflow.
+pub fn parse_int(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// Scans one request at the start of `buf`.
+///
+/// On success returns the frame's length and leaves the arguments' ranges in
+/// `args` (argument 0 is the command name). An empty `args` means a frame to
+/// skip (`*0`, `*-1`, or a blank inline line), as Redis skips them.
+/// `Ok(None)`: the frame is not complete yet.
+pub fn parse_request(
+    buf: &[u8],
+    args: &mut Vec<Range<usize>>,
+    limits: &Limits,
+) -> Result<Option<usize>, ProtoError> {
+    args.clear();
+    match buf.first() {
+        None => Ok(None),
+        Some(b'*') => parse_multibulk(buf, args, limits),
+        Some(_) => parse_inline(buf, args, limits),
+    }
+}
+
+fn parse_multibulk(
+    buf: &[u8],
+    args: &mut Vec<Range<usize>>,
+    limits: &Limits,
+) -> Result<Option<usize>, ProtoError> {
+    let Some(cr) = find_crlf(buf, 1, MAX_HEADER_LINE).map_err(|_| ProtoError::BigCount)? else {
+        return Ok(None);
+    };
+    let count = parse_int(&buf[1..cr]).ok_or(ProtoError::MultibulkLength)?;
+    if count > limits.max_args as i64 {
+        return Err(ProtoError::MultibulkLength);
+    }
+    let mut pos = cr + 2;
+    if count <= 0 {
+        return Ok(Some(pos));
+    }
+    for _ in 0..count {
+        match buf.get(pos) {
+            None => return Ok(None),
+            Some(b'$') => {}
+            Some(&other) => return Err(ProtoError::ExpectedDollar(other)),
+        }
+        let Some(cr) =
+            find_crlf(buf, pos + 1, MAX_HEADER_LINE).map_err(|_| ProtoError::BigCount)?
+        else {
+            return Ok(None);
+        };
+        let len = parse_int(&buf[pos + 1..cr]).ok_or(ProtoError::BulkLength)?;
+        if len < 0 || len as u64 > limits.max_bulk as u64 {
+            return Err(ProtoError::BulkLength);
+        }
+        let start = cr + 2;
+        let end = start + len as usize;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(ProtoError::MissingCrlf);
+        }
+        args.push(start..end);
+        pos = end + 2;
+    }
+    Ok(Some(pos))
+}
+
+/// Inline commands, as telnet sends them: words split on blanks, with Redis's
+/// double and single quotes. Quoted words with escapes are not representable
+/// as ranges of the input, so they are refused rather than misread.
+fn parse_inline(
+    buf: &[u8],
+    args: &mut Vec<Range<usize>>,
+    limits: &Limits,
+) -> Result<Option<usize>, ProtoError> {
+    let Some(nl) = buf
+        .iter()
+        .take(limits.max_inline + 1)
+        .position(|&b| b == b'\n')
+    else {
+        if buf.len() > limits.max_inline {
+            return Err(ProtoError::BigInline);
+        }
+        return Ok(None);
+    };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let mut i = 0;
+    while i < line_end {
+        let b = buf[i];
+        if b.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if b == b'"' || b == b'\'' {
+            let close = buf[i + 1..line_end]
+                .iter()
+                .position(|&c| c == b)
+                .ok_or(ProtoError::UnbalancedQuotes)?;
+            let inner = i + 1..i + 1 + close;
+            if b == b'"' && buf[inner.clone()].contains(&b'\\') {
+                return Err(ProtoError::UnbalancedQuotes);
+            }
+            let after = inner.end + 1;
+            if after < line_end && !buf[after].is_ascii_whitespace() {
+                return Err(ProtoError::UnbalancedQuotes);
+            }
+            args.push(inner);
+            i = after;
+            continue;
+        }
+        let start = i;
+        while i < line_end && !buf[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        args.push(start..i);
+    }
+    Ok(Some(nl + 1))
+}
+
+/// Scans one complete reply (any type, nested to any depth) at the start of
+/// `buf` and returns its length. Iterative, so a deep nesting cannot overflow
+/// the stack. Understands RESP3 types too, in case a backend sends them.
+pub fn scan_reply(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
+    let mut pos = 0;
+    let mut pending: u64 = 1;
+    while pending > 0 {
+        let Some(&ty) = buf.get(pos) else {
+            return Ok(None);
+        };
+        let Some(cr) = find_crlf(buf, pos + 1, usize::MAX)? else {
+            return Ok(None);
+        };
+        let line = &buf[pos + 1..cr];
+        pos = cr + 2;
+        pending -= 1;
+        match ty {
+            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {}
+            b'$' | b'!' | b'=' => {
+                let len = parse_int(line).ok_or(ProtoError::BadReplyLine)?;
+                if len >= 0 {
+                    let end = pos + len as usize;
+                    if buf.len() < end + 2 {
+                        return Ok(None);
+                    }
+                    if &buf[end..end + 2] != b"\r\n" {
+                        return Err(ProtoError::MissingCrlf);
+                    }
+                    pos = end + 2;
+                }
+            }
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
+                let n = parse_int(line).ok_or(ProtoError::BadReplyLine)?;
+                if n > 0 {
+                    let n = n as u64;
+                    pending += match ty {
+                        b'%' => n * 2,
+                        // An attribute map precedes the value it annotates.
+                        b'|' => n * 2 + 1,
+                        _ => n,
+                    };
+                }
+            }
+            other => return Err(ProtoError::BadReplyType(other)),
+        }
+    }
+    Ok(Some(pos))
+}
+
+/// The elements of a complete array reply, as ranges of `reply`.
+/// `None` if `reply` is not an array (an error, or a nil).
+pub fn array_elements(reply: &[u8], out: &mut Vec<Range<usize>>) -> Option<()> {
+    out.clear();
+    if reply.first() != Some(&b'*') {
+        return None;
+    }
+    let cr = reply.iter().position(|&b| b == b'\r')?;
+    let n = parse_int(&reply[1..cr])?;
+    let mut pos = cr + 2;
+    for _ in 0..n.max(0) {
+        let len = scan_reply(reply.get(pos..)?).ok()??;
+        out.push(pos..pos + len);
+        pos += len;
+    }
+    Some(())
+}
+
+/// The value of an integer reply (`:12\r\n`).
+pub fn int_reply(reply: &[u8]) -> Option<i64> {
+    match reply.split_first() {
+        Some((b':', rest)) => parse_int(rest.strip_suffix(b"\r\n")?),
+        _ => None,
+    }
+}
+
+pub fn is_error(reply: &[u8]) -> bool {
+    reply.first() == Some(&b'-')
+}
+
+pub const OK: &[u8] = b"+OK\r\n";
+pub const PONG: &[u8] = b"+PONG\r\n";
+pub const NIL: &[u8] = b"$-1\r\n";
+
+/// An error reply: `-<msg>\r\n`, with any CR or LF in `msg` made a space so a
+/// message can never break the framing.
+pub fn error(msg: &str) -> Bytes {
+    let mut b = BytesMut::with_capacity(msg.len() + 3);
+    b.put_u8(b'-');
+    b.extend(
+        msg.bytes()
+            .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+    );
+    b.put_slice(b"\r\n");
+    b.freeze()
+}
+
+pub fn put_int(out: &mut BytesMut, prefix: u8, v: i64) {
+    out.put_u8(prefix);
+    let mut buf = [0u8; 20];
+    out.put_slice(fmt_int(v, &mut buf));
+    out.put_slice(b"\r\n");
+}
+
+fn fmt_int(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+pub fn int(v: i64) -> Bytes {
+    let mut b = BytesMut::with_capacity(24);
+    put_int(&mut b, b':', v);
+    b.freeze()
+}
+
+pub fn put_bulk(out: &mut BytesMut, data: &[u8]) {
+    put_int(out, b'$', data.len() as i64);
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
+pub fn bulk(data: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(data.len() + 16);
+    put_bulk(&mut b, data);
+    b.freeze()
+}
+
+/// Encodes a command as a multibulk request.
+pub fn put_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item = &'a [u8]>) {
+    put_int(out, b'*', args.len() as i64);
+    for a in args {
+        put_bulk(out, a);
+    }
+}
+
+pub fn command(args: &[&[u8]]) -> Bytes {
+    let mut b = BytesMut::new();
+    put_command(&mut b, args.iter().copied());
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Parsed = Option<(usize, Vec<Vec<u8>>)>;
+
+    fn req(buf: &[u8]) -> Result<Parsed, ProtoError> {
+        let mut args = Vec::new();
+        let r = parse_request(buf, &mut args, &Limits::default())?;
+        Ok(r.map(|n| (n, args.iter().map(|r| buf[r.clone()].to_vec()).collect())))
+    }
+
+    #[test]
+    fn multibulk_request() {
+        let buf = b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n*1\r\n";
+        let (n, args) = req(buf).unwrap().unwrap();
+        assert_eq!(n, 22);
+        assert_eq!(args, vec![b"GET".to_vec(), b"foo".to_vec()]);
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete() {
+        let buf = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
+        for i in 0..buf.len() {
+            assert_eq!(req(&buf[..i]).unwrap(), None, "prefix {i}");
+        }
+        assert_eq!(req(buf).unwrap().unwrap().0, buf.len());
+    }
+
+    #[test]
+    fn binary_bulk_with_crlf_inside() {
+        let buf = b"*2\r\n$3\r\nGET\r\n$4\r\na\r\nb\r\n";
+        let (_, args) = req(buf).unwrap().unwrap();
+        assert_eq!(args[1], b"a\r\nb");
+    }
+
+    #[test]
+    fn empty_multibulk_is_skipped() {
+        assert_eq!(req(b"*0\r\n").unwrap().unwrap(), (4, vec![]));
+        assert_eq!(req(b"*-1\r\n").unwrap().unwrap(), (5, vec![]));
+    }
+
+    #[test]
+    fn malformed_requests() {
+        let cases: &[(&[u8], ProtoError)] = &[
+            (b"*abc\r\n", ProtoError::MultibulkLength),
+            (b"*-5x\r\n", ProtoError::MultibulkLength),
+            (b"*99999999999999999999\r\n", ProtoError::MultibulkLength),
+            (b"*2000000\r\n", ProtoError::MultibulkLength),
+            (b"*1\r\n$abc\r\n", ProtoError::BulkLength),
+            (b"*1\r\n$-1\r\n", ProtoError::BulkLength),
+            (b"*1\r\n$600000000\r\n", ProtoError::BulkLength),
+            (b"*1\r\n+foo\r\n", ProtoError::ExpectedDollar(b'+')),
+            (b"*1\r\n$3\r\nfooXY", ProtoError::MissingCrlf),
+            (b"*1\r\n$2\r\nfoo\r\n", ProtoError::MissingCrlf),
+            (b"*1111111111111111111111111111111111", ProtoError::BigCount),
+            (b"SET \"a b\r\n", ProtoError::UnbalancedQuotes),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                req(input),
+                Err(*want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let long = vec![b'a'; 70 * 1024];
+        assert_eq!(req(&long), Err(ProtoError::BigInline));
+    }
+
+    #[test]
+    fn inline_requests() {
+        let (n, args) = req(b"SET  a  b\r\nGET a\r\n").unwrap().unwrap();
+        assert_eq!(n, 11);
+        assert_eq!(args, vec![b"SET".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        let (_, args) = req(b"ECHO \"hello world\" 'x'\n").unwrap().unwrap();
+        assert_eq!(
+            args,
+            vec![b"ECHO".to_vec(), b"hello world".to_vec(), b"x".to_vec()]
+        );
+        assert_eq!(req(b"\r\n").unwrap().unwrap(), (2, vec![]));
+        assert_eq!(req(b"PING").unwrap(), None);
+    }
+
+    #[test]
+    fn replies_of_every_type() {
+        let frames: &[&[u8]] = &[
+            b"+OK\r\n",
+            b"-ERR bad\r\n",
+            b":42\r\n",
+            b"$3\r\nfoo\r\n",
+            b"$-1\r\n",
+            b"*-1\r\n",
+            b"*0\r\n",
+            b"*2\r\n$1\r\na\r\n*2\r\n:1\r\n$-1\r\n",
+            b"%1\r\n+a\r\n:1\r\n",
+            b"_\r\n",
+        ];
+        for f in frames {
+            let mut stream = f.to_vec();
+            stream.extend_from_slice(b"+NEXT\r\n");
+            assert_eq!(scan_reply(&stream).unwrap(), Some(f.len()), "{f:?}");
+            for i in 0..f.len() {
+                assert_eq!(scan_reply(&f[..i]).unwrap(), None, "{f:?} prefix {i}");
+            }
+        }
+        assert!(scan_reply(b"?what\r\n").is_err());
+        assert!(scan_reply(b"$3\r\nfooXX").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let mut deep = b"*1\r\n".repeat(200_000);
+        deep.extend_from_slice(b":1\r\n");
+        assert_eq!(scan_reply(&deep).unwrap(), Some(deep.len()));
+    }
+
+    #[test]
+    fn array_elements_and_ints() {
+        let r = b"*3\r\n$1\r\na\r\n$-1\r\n*1\r\n:5\r\n";
+        let mut out = Vec::new();
+        array_elements(r, &mut out).unwrap();
+        let parts: Vec<&[u8]> = out.iter().map(|x| &r[x.clone()]).collect();
+        assert_eq!(
+            parts,
+            vec![&b"$1\r\na\r\n"[..], b"$-1\r\n", b"*1\r\n:5\r\n"]
+        );
+        assert!(array_elements(b"-ERR x\r\n", &mut out).is_none());
+        assert_eq!(int_reply(b":-12\r\n"), Some(-12));
+        assert_eq!(int_reply(b"+OK\r\n"), None);
+    }
+
+    #[test]
+    fn builders() {
+        assert_eq!(&error("ERR a\r\nb")[..], b"-ERR a  b\r\n");
+        assert_eq!(&int(-7)[..], b":-7\r\n");
+        assert_eq!(&int(i64::MIN)[..], b":-9223372036854775808\r\n");
+        assert_eq!(&bulk(b"hi")[..], b"$2\r\nhi\r\n");
+        assert_eq!(
+            &command(&[b"GET", b"k"])[..],
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut args = Vec::new();
+        for _ in 0..20_000 {
+            let len = (x % 40) as usize;
+            let mut buf = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let alphabet = b"*$:+-\r\n0123-abc";
+                buf.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let _ = parse_request(&buf, &mut args, &Limits::default());
+            let _ = scan_reply(&buf);
+            let _ = array_elements(&buf, &mut args);
+        }
+    }
+}

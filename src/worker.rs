@@ -1,0 +1,853 @@
+//! One worker thread: a mio poll loop over a slab of client and backend
+//! connections. Nothing here is shared with other workers or locked; the
+//! only shared state read is the route table pointer, once per loop turn.
+//!
+//! A loop turn: poll, handle every event (reading clients queues requests on
+//! backends; reading backends fills client slots), then flush every backend
+//! and client touched in the turn once, so one vectored write carries many
+//! clients' requests. Then expire timeouts.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::backend::{Backend, ReplyTo, State};
+use crate::client::Client;
+use crate::command::Args;
+use crate::config::ClusterConfig;
+use crate::netio::{self, ReadStatus};
+use crate::resp::{self, Limits};
+use crate::route::{RouteHandle, RouteTable};
+
+pub const LISTENER: Token = Token(usize::MAX - 1);
+pub const WAKER: Token = Token(usize::MAX - 2);
+
+/// Bytes read from one socket per wake-up before others get a turn.
+const READ_BUDGET: usize = 256 * 1024;
+/// Replies a client may be owed before the proxy stops reading its requests.
+const MAX_PENDING: usize = 1024;
+/// Unsent reply bytes past which the proxy stops reading a client's requests.
+const OUT_SOFT_LIMIT: usize = 16 * 1024 * 1024;
+/// Reconnect backoff for a failed backend: doubles from the first to the last.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// How long a shutting-down worker waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) enum Conn {
+    Client(Client),
+    Backend(Backend),
+}
+
+pub(crate) struct Entry {
+    generation: u32,
+    pub(crate) conn: Conn,
+}
+
+/// Tokens carry the slab index and a generation, so an event or a reply for
+/// a closed and reused slot is dropped rather than given to its new owner.
+fn token_of(idx: usize, generation: u32) -> Token {
+    Token(((generation as usize) << 32) | idx)
+}
+
+fn split_token(t: Token) -> (usize, u32) {
+    (t.0 & 0xffff_ffff, (t.0 >> 32) as u32)
+}
+
+pub(crate) fn client_of(conns: &mut Slab<Entry>, t: Token) -> Option<&mut Client> {
+    let (idx, generation) = split_token(t);
+    match conns.get_mut(idx) {
+        Some(Entry {
+            generation: g,
+            conn: Conn::Client(c),
+        }) if *g == generation => Some(c),
+        _ => None,
+    }
+}
+
+pub(crate) fn backend_of(conns: &mut Slab<Entry>, t: Token) -> Option<&mut Backend> {
+    let (idx, generation) = split_token(t);
+    match conns.get_mut(idx) {
+        Some(Entry {
+            generation: g,
+            conn: Conn::Backend(b),
+        }) if *g == generation => Some(b),
+        _ => None,
+    }
+}
+
+/// One backend server as this worker sees it: its connections and health.
+pub(crate) struct ServerConns {
+    pub(crate) addr: SocketAddr,
+    pub(crate) name: String,
+    conns: Vec<Option<Token>>,
+    /// After a failure, requests are answered with `last_error` until then.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_error: Bytes,
+}
+
+/// A request's arguments as ranges of its frame: no copy, no allocation.
+pub(crate) struct FrameArgs<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) ranges: &'a [Range<usize>],
+}
+
+impl Args for FrameArgs<'_> {
+    fn len(&self) -> usize {
+        self.ranges.len()
+    }
+    fn get(&self, i: usize) -> &[u8] {
+        self.ranges
+            .get(i)
+            .and_then(|r| self.buf.get(r.clone()))
+            .unwrap_or(&[])
+    }
+}
+
+pub struct WorkerSetup {
+    pub cfg: Arc<ClusterConfig>,
+    pub index: usize,
+    pub poll: Poll,
+    pub listener: TcpListener,
+    pub route: RouteHandle,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+pub struct Worker {
+    pub(crate) cfg: Arc<ClusterConfig>,
+    index: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    pub(crate) conns: Slab<Entry>,
+    next_gen: u32,
+    next_client_id: u64,
+    route_handle: RouteHandle,
+    pub(crate) route: Arc<RouteTable>,
+    /// Route table server index -> index in `servers`.
+    pub(crate) route_map: Vec<usize>,
+    pub(crate) servers: Vec<ServerConns>,
+    by_addr: HashMap<SocketAddr, usize>,
+    dirty_backends: Vec<Token>,
+    dirty_clients: Vec<Token>,
+    /// Connections with input left over from their read budget, or clients
+    /// unpaused by backpressure: served again at the end of the turn.
+    resume: Vec<Token>,
+    pub(crate) args: Vec<Range<usize>>,
+    replies: Vec<(ReplyTo, Bytes)>,
+    pub(crate) now: Instant,
+    rng: u64,
+    limits: Limits,
+    shutdown: Arc<AtomicBool>,
+    drain_deadline: Option<Instant>,
+}
+
+impl Worker {
+    pub fn new(s: WorkerSetup) -> io::Result<Worker> {
+        let mut listener = s.listener;
+        s.poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let route = s.route.load_full();
+        let mut w = Worker {
+            cfg: s.cfg,
+            index: s.index,
+            poll: s.poll,
+            listener: Some(listener),
+            conns: Slab::with_capacity(1024),
+            next_gen: 1,
+            next_client_id: 1,
+            route_handle: s.route,
+            route,
+            route_map: Vec::new(),
+            servers: Vec::new(),
+            by_addr: HashMap::new(),
+            dirty_backends: Vec::new(),
+            dirty_clients: Vec::new(),
+            resume: Vec::new(),
+            args: Vec::with_capacity(16),
+            replies: Vec::new(),
+            now: Instant::now(),
+            rng: 0x2545_f491_4f6c_dd1d ^ (s.index as u64 + 1),
+            limits: Limits::default(),
+            shutdown: s.shutdown,
+            drain_deadline: None,
+        };
+        w.rebuild_route_map();
+        Ok(w)
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                warn!(
+                    "cluster {}: worker {}: poll failed: {e}",
+                    self.cfg.name, self.index
+                );
+                return;
+            }
+            self.now = Instant::now();
+            self.refresh_route();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    t => {
+                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        self.on_event(t, readable, ev.is_writable());
+                    }
+                }
+            }
+            self.run_resumed();
+            self.flush();
+            self.expire();
+            if self.shutting_down() {
+                return;
+            }
+        }
+    }
+
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        if !self.resume.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let mut t = Duration::from_secs(1);
+        if let Some(next) = self.next_deadline() {
+            t = t.min(next.saturating_duration_since(now) + Duration::from_millis(1));
+        }
+        Some(t)
+    }
+
+    fn refresh_route(&mut self) {
+        let cur = self.route_handle.load();
+        if !Arc::ptr_eq(&cur, &self.route) {
+            self.route = Arc::clone(&cur);
+            drop(cur);
+            self.rebuild_route_map();
+        }
+    }
+
+    /// Maps the table's servers onto this worker's connections by address,
+    /// keeping every existing connection.
+    fn rebuild_route_map(&mut self) {
+        let route = Arc::clone(&self.route);
+        self.route_map.clear();
+        for b in &route.servers {
+            let idx = match self.by_addr.get(&b.addr) {
+                Some(&i) => i,
+                None => {
+                    self.servers.push(ServerConns {
+                        addr: b.addr,
+                        name: b.name.clone(),
+                        conns: vec![None; self.cfg.server_connections],
+                        retry_at: None,
+                        backoff: BACKOFF_MIN,
+                        last_error: resp::error("ERR Connection refused"),
+                    });
+                    self.by_addr.insert(b.addr, self.servers.len() - 1);
+                    self.servers.len() - 1
+                }
+            };
+            self.route_map.push(idx);
+        }
+    }
+
+    pub(crate) fn random(&mut self) -> u32 {
+        // xorshift64*: placement for the random distribution, not security.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    fn insert(&mut self, conn: Conn) -> (Token, &mut Conn) {
+        let generation = self.next_gen;
+        self.next_gen = (self.next_gen + 1) & 0x7fff_ffff;
+        if self.next_gen == 0 {
+            self.next_gen = 1;
+        }
+        let entry = self.conns.vacant_entry();
+        let t = token_of(entry.key(), generation);
+        let e = entry.insert(Entry { generation, conn });
+        (t, &mut e.conn)
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    if let Err(e) = sock.set_nodelay(true) {
+                        debug!("cluster {}: client {peer}: set_nodelay: {e}", self.cfg.name);
+                    }
+                    let id = self.next_client_id;
+                    self.next_client_id += 1;
+                    let registry = self.poll.registry().try_clone();
+                    let (t, conn) = self.insert(Conn::Client(Client::new(sock, peer, id)));
+                    let Conn::Client(c) = conn else {
+                        unreachable!()
+                    };
+                    let res = registry.and_then(|r| {
+                        r.register(&mut c.sock, t, Interest::READABLE | Interest::WRITABLE)
+                    });
+                    if let Err(e) = res {
+                        warn!("cluster {}: client {peer}: register: {e}", self.cfg.name);
+                        self.conns.remove(split_token(t).0);
+                    } else {
+                        debug!(
+                            "cluster {}: client {peer} connected (id {id})",
+                            self.cfg.name
+                        );
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and the like: the connection stays in the backlog
+                    // and is retried on the next turn.
+                    warn!("cluster {}: accept failed: {e}", self.cfg.name);
+                    self.resume.push(LISTENER);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, t: Token, readable: bool, writable: bool) {
+        let (idx, generation) = split_token(t);
+        let is_client = match self.conns.get(idx) {
+            Some(e) if e.generation == generation => matches!(e.conn, Conn::Client(_)),
+            _ => return,
+        };
+        if is_client {
+            if writable {
+                self.mark_client(t);
+            }
+            if readable {
+                self.client_pump(t);
+            }
+        } else {
+            self.backend_event(t, readable, writable);
+        }
+    }
+
+    fn run_resumed(&mut self) {
+        let list = std::mem::take(&mut self.resume);
+        for t in list {
+            if t == LISTENER {
+                self.accept();
+                continue;
+            }
+            let (idx, generation) = split_token(t);
+            let is_client = match self.conns.get(idx) {
+                Some(e) if e.generation == generation => matches!(e.conn, Conn::Client(_)),
+                _ => continue,
+            };
+            if is_client {
+                self.client_pump(t);
+            } else {
+                self.backend_read(t);
+            }
+        }
+    }
+
+    // ---- clients ----
+
+    /// Parses what the client has buffered, reads more, parses again.
+    fn client_pump(&mut self, t: Token) {
+        if !self.client_parse(t) {
+            return;
+        }
+        let status = match client_of(&mut self.conns, t) {
+            Some(c) => netio::read_into(&mut c.sock, &mut c.rbuf, READ_BUDGET),
+            None => return,
+        };
+        let running = self.client_parse(t);
+        match status {
+            ReadStatus::WouldBlock => {}
+            ReadStatus::Budget => {
+                if running {
+                    self.resume.push(t);
+                }
+            }
+            ReadStatus::Eof => {
+                if let Some(c) = client_of(&mut self.conns, t) {
+                    // Replies still owed are written before the close.
+                    c.closing = true;
+                    if c.idle() {
+                        self.close_client(t);
+                    }
+                }
+            }
+            ReadStatus::Error(e) => {
+                if let Some(c) = client_of(&mut self.conns, t) {
+                    debug!("cluster {}: client {}: read: {e}", self.cfg.name, c.peer);
+                }
+                self.close_client(t);
+            }
+        }
+    }
+
+    /// Dispatches every complete request in the client's buffer. Returns
+    /// false when the client stopped being read (backpressure, closing).
+    fn client_parse(&mut self, t: Token) -> bool {
+        loop {
+            let Some(c) = client_of(&mut self.conns, t) else {
+                return false;
+            };
+            if c.closing || c.paused {
+                return false;
+            }
+            if c.pending() + c.out.len() >= MAX_PENDING || c.out_bytes >= OUT_SOFT_LIMIT {
+                c.paused = true;
+                return false;
+            }
+            match resp::parse_request(&c.rbuf, &mut self.args, &self.limits) {
+                Ok(None) => return true,
+                Ok(Some(n)) => {
+                    let frame = c.rbuf.split_to(n).freeze();
+                    if self.args.is_empty() {
+                        continue;
+                    }
+                    let args = std::mem::take(&mut self.args);
+                    self.dispatch(t, frame, &args);
+                    self.args = args;
+                }
+                Err(e) => {
+                    debug!("cluster {}: client {}: {e}", self.cfg.name, c.peer);
+                    c.rbuf.clear();
+                    c.push(crate::client::Slot::Ready(resp::error(&format!("ERR {e}"))));
+                    c.closing = true;
+                    self.mark_client(t);
+                    return false;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn mark_client(&mut self, t: Token) {
+        if let Some(c) = client_of(&mut self.conns, t)
+            && !c.dirty
+        {
+            c.dirty = true;
+            self.dirty_clients.push(t);
+        }
+    }
+
+    fn close_client(&mut self, t: Token) {
+        let (idx, _) = split_token(t);
+        if client_of(&mut self.conns, t).is_none() {
+            return;
+        }
+        if let Conn::Client(mut c) = self.conns.remove(idx).conn {
+            let _ = self.poll.registry().deregister(&mut c.sock);
+            debug!(
+                "cluster {}: client {} closed (id {})",
+                self.cfg.name, c.peer, c.id
+            );
+        }
+    }
+
+    /// Hands a reply to the client slot it belongs to. Replies for a client
+    /// that has gone (or a slot reused by another) are dropped here.
+    pub(crate) fn deliver(&mut self, to: ReplyTo, reply: Bytes) {
+        match to {
+            ReplyTo::Client { token, seq, part } => {
+                if let Some(c) = client_of(&mut self.conns, token) {
+                    c.fill(seq, part, reply);
+                    if c.has_output() {
+                        self.mark_client(token);
+                    }
+                }
+            }
+            ReplyTo::Init => {}
+        }
+    }
+
+    // ---- backends ----
+
+    /// Queues a request on the connection to route server `server` that
+    /// serves this client, connecting first if needed.
+    pub(crate) fn send(&mut self, server: usize, client: Token, req: Bytes, to: ReplyTo) {
+        let Some(&si) = self.route_map.get(server) else {
+            self.deliver(to, resp::error("ERR no server for this key"));
+            return;
+        };
+        let n = self.cfg.server_connections;
+        let ci = split_token(client).0 % n;
+        let srv = &self.servers[si];
+        let tok = match srv.conns[ci] {
+            Some(tok) => tok,
+            None => {
+                if let Some(at) = srv.retry_at
+                    && self.now < at
+                {
+                    let err = srv.last_error.clone();
+                    self.deliver(to, err);
+                    return;
+                }
+                match self.connect(si, ci) {
+                    Ok(tok) => tok,
+                    Err(e) => {
+                        let err = resp::error(&format!("ERR {}", netio::error_text(&e)));
+                        self.server_failed(si, err.clone());
+                        self.deliver(to, err);
+                        return;
+                    }
+                }
+            }
+        };
+        let now = self.now;
+        if let Some(b) = backend_of(&mut self.conns, tok) {
+            b.enqueue(req, to, now);
+            if !b.dirty {
+                b.dirty = true;
+                self.dirty_backends.push(tok);
+            }
+        }
+    }
+
+    fn connect(&mut self, si: usize, ci: usize) -> io::Result<Token> {
+        let addr = self.servers[si].addr;
+        let sock = TcpStream::connect(addr)?;
+        let now = self.now;
+        let registry = self.poll.registry().try_clone()?;
+        let (t, conn) = self.insert(Conn::Backend(Backend::new(sock, addr, si, ci, now)));
+        let Conn::Backend(b) = conn else {
+            unreachable!()
+        };
+        if let Err(e) = registry.register(&mut b.sock, t, Interest::READABLE | Interest::WRITABLE) {
+            self.conns.remove(split_token(t).0);
+            return Err(e);
+        }
+        self.servers[si].conns[ci] = Some(t);
+        for cmd in self.init_commands() {
+            if let Some(b) = backend_of(&mut self.conns, t) {
+                b.enqueue(cmd, ReplyTo::Init, now);
+            }
+        }
+        debug!(
+            "cluster {}: backend {} ({}): connecting",
+            self.cfg.name, self.servers[si].name, addr
+        );
+        Ok(t)
+    }
+
+    /// What a new backend connection is sent before any client request:
+    /// AUTH and SELECT, as configured. Their error replies fail the connection.
+    fn init_commands(&self) -> Vec<Bytes> {
+        let mut cmds = Vec::new();
+        if let Some(pass) = &self.cfg.backend_password {
+            cmds.push(match &self.cfg.backend_username {
+                Some(user) => resp::command(&[b"AUTH", user.as_bytes(), pass.as_bytes()]),
+                None => resp::command(&[b"AUTH", pass.as_bytes()]),
+            });
+        }
+        if self.cfg.backend_db != 0 {
+            let db = self.cfg.backend_db.to_string();
+            cmds.push(resp::command(&[b"SELECT", db.as_bytes()]));
+        }
+        cmds
+    }
+
+    fn backend_event(&mut self, t: Token, readable: bool, writable: bool) {
+        let Some(b) = backend_of(&mut self.conns, t) else {
+            return;
+        };
+        if b.state == State::Connecting {
+            match connect_outcome(&b.sock) {
+                Ok(true) => {
+                    b.state = State::Ready;
+                    let _ = b.sock.set_nodelay(true);
+                    let si = b.server;
+                    if !b.dirty {
+                        b.dirty = true;
+                        self.dirty_backends.push(t);
+                    }
+                    let srv = &mut self.servers[si];
+                    srv.retry_at = None;
+                    srv.backoff = BACKOFF_MIN;
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    self.fail_backend(t, &netio::error_text(&e));
+                    return;
+                }
+            }
+        }
+        if writable
+            && let Some(b) = backend_of(&mut self.conns, t)
+            && !b.dirty
+            && !b.wq.is_empty()
+        {
+            b.dirty = true;
+            self.dirty_backends.push(t);
+        }
+        if readable {
+            self.backend_read(t);
+        }
+    }
+
+    fn backend_read(&mut self, t: Token) {
+        let Some(b) = backend_of(&mut self.conns, t) else {
+            return;
+        };
+        let status = netio::read_into(&mut b.sock, &mut b.rbuf, READ_BUDGET);
+        let mut broken = None;
+        loop {
+            match resp::scan_reply(&b.rbuf) {
+                Ok(Some(n)) => {
+                    let reply = b.rbuf.split_to(n).freeze();
+                    match b.inflight.pop_front() {
+                        Some(p) => {
+                            if let ReplyTo::Init = p.to
+                                && resp::is_error(&reply)
+                            {
+                                broken = Some(
+                                    String::from_utf8_lossy(&reply[1..reply.len() - 2])
+                                        .into_owned(),
+                                );
+                                break;
+                            }
+                            self.replies.push((p.to, reply));
+                        }
+                        None => {
+                            broken =
+                                Some("Protocol error: unexpected reply from the server".into());
+                            break;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let idle = b.inflight.is_empty();
+        let mut replies = std::mem::take(&mut self.replies);
+        for (to, reply) in replies.drain(..) {
+            self.deliver(to, reply);
+        }
+        self.replies = replies;
+        if let Some(msg) = broken {
+            self.fail_backend(t, &msg);
+            return;
+        }
+        match status {
+            ReadStatus::WouldBlock => {}
+            ReadStatus::Budget => self.resume.push(t),
+            ReadStatus::Eof if idle => {
+                // The server closed an idle connection (its timeout, a
+                // restart): reconnect on the next request, no backoff.
+                self.drop_backend(t);
+            }
+            ReadStatus::Eof => self.fail_backend(t, "Connection reset by peer"),
+            ReadStatus::Error(e) => self.fail_backend(t, &netio::error_text(&e)),
+        }
+    }
+
+    /// Closes a backend connection and returns it: the caller answers its requests.
+    fn drop_backend(&mut self, t: Token) -> Option<Backend> {
+        backend_of(&mut self.conns, t)?;
+        let Conn::Backend(mut b) = self.conns.remove(split_token(t).0).conn else {
+            return None;
+        };
+        let _ = self.poll.registry().deregister(&mut b.sock);
+        if let Some(srv) = self.servers.get_mut(b.server)
+            && srv.conns.get(b.conn_idx) == Some(&Some(t))
+        {
+            srv.conns[b.conn_idx] = None;
+        }
+        Some(b)
+    }
+
+    /// A backend connection broke: close it, answer each request it carried
+    /// with exactly one error reply, and back off before reconnecting.
+    fn fail_backend(&mut self, t: Token, why: &str) {
+        let Some(b) = self.drop_backend(t) else {
+            return;
+        };
+        let err = resp::error(&format!("ERR {why}"));
+        let srv_name = self
+            .servers
+            .get(b.server)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        warn!(
+            "cluster {}: backend {} ({}): {why}; {} request(s) failed",
+            self.cfg.name,
+            srv_name,
+            b.addr,
+            b.inflight.len()
+        );
+        self.server_failed(b.server, err.clone());
+        for p in b.inflight {
+            self.deliver(p.to, err.clone());
+        }
+    }
+
+    fn server_failed(&mut self, si: usize, err: Bytes) {
+        let now = self.now;
+        if let Some(srv) = self.servers.get_mut(si) {
+            srv.retry_at = Some(now + srv.backoff);
+            srv.backoff = (srv.backoff * 2).min(BACKOFF_MAX);
+            srv.last_error = err;
+        }
+    }
+
+    // ---- end of turn ----
+
+    fn flush(&mut self) {
+        let mut list = std::mem::take(&mut self.dirty_backends);
+        for t in list.drain(..) {
+            let Some(b) = backend_of(&mut self.conns, t) else {
+                continue;
+            };
+            b.dirty = false;
+            if b.state != State::Ready {
+                continue;
+            }
+            match netio::write_queue(&mut b.sock, &mut b.wq) {
+                Ok(n) => {
+                    if n > 0 {
+                        b.write_since = self.now;
+                    }
+                }
+                Err(e) => self.fail_backend(t, &netio::error_text(&e)),
+            }
+        }
+        self.dirty_backends = list;
+
+        let mut list = std::mem::take(&mut self.dirty_clients);
+        for t in list.drain(..) {
+            let Some(c) = client_of(&mut self.conns, t) else {
+                continue;
+            };
+            c.dirty = false;
+            match netio::write_queue(&mut c.sock, &mut c.out) {
+                Ok(n) => c.out_bytes -= n.min(c.out_bytes),
+                Err(e) => {
+                    debug!("cluster {}: client {}: write: {e}", self.cfg.name, c.peer);
+                    self.close_client(t);
+                    continue;
+                }
+            }
+            if c.out.is_empty() {
+                c.out_bytes = 0;
+            }
+            if c.closing && c.idle() {
+                self.close_client(t);
+                continue;
+            }
+            if c.paused
+                && c.pending() + c.out.len() < MAX_PENDING / 2
+                && c.out_bytes < OUT_SOFT_LIMIT / 2
+            {
+                c.paused = false;
+                self.resume.push(t);
+            }
+        }
+        self.dirty_clients = list;
+    }
+
+    /// The earliest backend deadline (connect, read or write timeout).
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for srv in &self.servers {
+            for t in srv.conns.iter().flatten() {
+                if let Some(d) = self.deadline_of(*t) {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
+            }
+        }
+        next
+    }
+
+    fn deadline_of(&self, t: Token) -> Option<Instant> {
+        let (idx, _) = split_token(t);
+        let Some(Entry {
+            conn: Conn::Backend(b),
+            ..
+        }) = self.conns.get(idx)
+        else {
+            return None;
+        };
+        let (rt, wt) = (self.cfg.read_timeout, self.cfg.write_timeout);
+        if b.state == State::Connecting {
+            return wt.map(|w| b.started + w);
+        }
+        let read = rt.and_then(|r| b.inflight.front().map(|p| p.at + r));
+        let write = wt.and_then(|w| (!b.wq.is_empty()).then(|| b.write_since + w));
+        match (read, write) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = self.now;
+        let expired: Vec<Token> = self
+            .servers
+            .iter()
+            .flat_map(|s| s.conns.iter().flatten().copied())
+            .filter(|t| self.deadline_of(*t).is_some_and(|d| d <= now))
+            .collect();
+        for t in expired {
+            self.fail_backend(t, "Connection timed out");
+        }
+    }
+
+    fn shutting_down(&mut self) -> bool {
+        if !self.shutdown.load(Ordering::Relaxed) {
+            return false;
+        }
+        let deadline = match self.drain_deadline {
+            Some(d) => d,
+            None => {
+                if let Some(mut l) = self.listener.take() {
+                    let _ = self.poll.registry().deregister(&mut l);
+                }
+                info!("cluster {}: worker {} draining", self.cfg.name, self.index);
+                let d = self.now + DRAIN_TIMEOUT;
+                self.drain_deadline = Some(d);
+                d
+            }
+        };
+        let busy = self.conns.iter().any(|(_, e)| match &e.conn {
+            Conn::Client(c) => !c.idle(),
+            Conn::Backend(_) => false,
+        });
+        !busy || self.now >= deadline
+    }
+}
+
+/// Whether a non-blocking connect finished: `Ok(false)` while in progress.
+fn connect_outcome(sock: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
