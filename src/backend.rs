@@ -14,15 +14,22 @@ use mio::net::TcpStream;
 pub enum ReplyTo {
     /// Slot `seq` (part `part` of a split command) of the client at `token`.
     Client { token: Token, seq: u64, part: u32 },
-    /// A command the proxy sent for itself on connect (AUTH, SELECT): an
-    /// error reply means the connection is unusable.
+    /// A command the proxy sent for itself on connect (AUTH, SELECT,
+    /// READONLY): an error reply means the connection is unusable.
     Init,
+    /// ASKING before a redirected request: its reply is dropped.
+    Discard,
 }
 
 pub struct Pending {
     pub to: ReplyTo,
     /// When the request was queued: the read timeout counts from here.
     pub at: Instant,
+    /// The request itself (a shared slice, not a copy), kept to resend it
+    /// after a cluster redirect.
+    pub req: Bytes,
+    /// How many redirects this request has followed.
+    pub redirects: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,11 +78,16 @@ impl Backend {
         }
     }
 
-    pub fn enqueue(&mut self, req: Bytes, to: ReplyTo, now: Instant) {
+    pub fn enqueue(&mut self, req: Bytes, to: ReplyTo, redirects: u8, now: Instant) {
         if self.wq.is_empty() {
             self.write_since = now;
         }
-        self.wq.push_back(req);
-        self.inflight.push_back(Pending { to, at: now });
+        self.wq.push_back(req.clone());
+        self.inflight.push_back(Pending {
+            to,
+            at: now,
+            req,
+            redirects,
+        });
     }
 }

@@ -51,9 +51,7 @@ pub struct ClusterConfig {
     pub hash: HashKind,
     pub distribution: Distribution,
     pub server_connections: usize,
-    #[expect(dead_code, reason = "read by cluster mode, which comes next")]
     pub fetch: Duration,
-    #[expect(dead_code, reason = "read by cluster mode, which comes next")]
     pub read_from_slave: bool,
     /// Sent as AUTH on every new backend connection.
     pub backend_password: Option<String>,

@@ -95,10 +95,10 @@ impl Worker {
                 let route = std::sync::Arc::clone(&self.route);
                 let random = self.random();
                 let plan = multikey::plan(split, &args, |k| {
-                    route.route(k, random).map(|s| (s as u64, s))
+                    route.place(k, random).map(|p| (p.group, p.server))
                 });
                 match plan {
-                    Err(_) => self.reply(t, no_server()),
+                    Err(_) => self.no_server(t),
                     Ok(Plan::Whole(server)) => {
                         let req = as_multibulk(&frame, &args);
                         self.forward(t, server, req);
@@ -136,20 +136,48 @@ impl Worker {
             return self.reply(t, resp::error(&msg));
         };
         let random = self.random();
-        let Some(server) = self.route.route(args.get(first), random) else {
-            return self.reply(t, no_server());
+        let Some(place) = self.route.place(args.get(first), random) else {
+            return self.no_server(t);
         };
         for k in positions.iter().skip(1) {
-            if self.route.route(args.get(k), random) != Some(server) {
-                let msg = format!(
-                    "ERR keys of {} map to different servers; put them on one server with a hash tag",
-                    cmd.name.to_ascii_uppercase()
-                );
+            let other = self.route.place(args.get(k), random);
+            if other.map(|p| p.group) != Some(place.group) {
+                let msg = if self.route.is_cluster() {
+                    "CROSSSLOT Keys in request don't hash to the same slot".to_owned()
+                } else {
+                    format!(
+                        "ERR keys of {} map to different servers; put them on one server with a hash tag",
+                        cmd.name.to_ascii_uppercase()
+                    )
+                };
                 return self.reply(t, resp::error(&msg));
             }
         }
+        let mut server = place.server;
+        if cmd.readonly && self.cfg.read_from_slave {
+            server = self.pick_replica(place, random).unwrap_or(server);
+        }
         let req = as_multibulk(frame, args);
         self.forward(t, server, req);
+    }
+
+    /// A replica of the key's shard that is not backing off, spread by
+    /// `random`; `None` sends the read to the master.
+    fn pick_replica(&self, place: crate::route::Place, random: u32) -> Option<usize> {
+        let replicas = self.route.replicas(place);
+        let n = replicas.len();
+        (0..n)
+            .map(|i| replicas[(random as usize + i) % n])
+            .find(|&r| self.usable(r))
+    }
+
+    fn no_server(&mut self, t: Token) {
+        let msg = if self.route.is_cluster() {
+            "CLUSTERDOWN Hash slot not served"
+        } else {
+            "ERR no server is available for this key"
+        };
+        self.reply(t, resp::error(msg));
     }
 
     fn forward(&mut self, t: Token, server: usize, req: Bytes) {
@@ -171,10 +199,6 @@ impl Worker {
             self.mark_client(t);
         }
     }
-}
-
-fn no_server() -> Bytes {
-    resp::error("ERR no server is available for this key")
 }
 
 /// Inline requests are re-encoded before forwarding, so a backend sees one

@@ -15,6 +15,8 @@ mod netio;
 mod proxy;
 mod resp;
 mod route;
+mod rpc;
+mod slots;
 mod supervisor;
 mod worker;
 
@@ -197,11 +199,14 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         config.clusters.len()
     );
     let mut proxies = Vec::with_capacity(config.clusters.len());
-    for cluster in &config.clusters {
+    let (kick_tx, kick_rx) = std::sync::mpsc::channel();
+    for (i, cluster) in config.clusters.iter().enumerate() {
+        let kick = supervisor::Kick::new(kick_tx.clone(), i, Arc::new(AtomicBool::new(false)));
         let servers: Vec<&str> = cluster.servers.iter().map(|s| s.name.as_str()).collect();
-        let proxy = Proxy::start(cluster.clone(), Arc::clone(&shutdown)).inspect_err(|_| {
-            shutdown.store(true, Ordering::Relaxed);
-        })?;
+        let proxy =
+            Proxy::start(cluster.clone(), Arc::clone(&shutdown), kick).inspect_err(|_| {
+                shutdown.store(true, Ordering::Relaxed);
+            })?;
         info!(
             "cluster {}: listening on {} ({:?}, {} thread(s), {} {}), servers: {}",
             cluster.name,
@@ -220,9 +225,10 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             cfg: Arc::clone(&p.cfg),
             route: Arc::clone(&p.route),
             wakers: p.wakers.clone(),
+            kicked: Arc::clone(&p.kicked),
         })
         .collect();
-    let supervisor = supervisor::spawn(watched, Arc::clone(&shutdown))?;
+    let supervisor = supervisor::spawn(watched, kick_rx, Arc::clone(&shutdown))?;
 
     for sig in signals.forever() {
         match sig {

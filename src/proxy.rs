@@ -8,12 +8,18 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
-use log::warn;
+use log::{info, warn};
 use mio::{Poll, Waker};
 use socket2::{Domain, Socket, Type};
 
 use crate::config::{CacheType, ClusterConfig};
 use crate::route::{RouteHandle, RouteTable};
+use crate::slots::{self, TopologyError};
+use crate::supervisor::Kick;
+use std::time::Duration;
+
+/// How long each seed may take to answer CLUSTER SLOTS at start-up.
+const SEED_TIMEOUT: Duration = Duration::from_secs(2);
 use crate::worker::{WAKER, Worker, WorkerSetup};
 
 /// Why a cluster could not start.
@@ -29,9 +35,9 @@ pub enum StartError {
         what: &'static str,
         err: io::Error,
     },
-    Unsupported {
+    Topology {
         cluster: String,
-        what: &'static str,
+        err: TopologyError,
     },
 }
 
@@ -44,7 +50,12 @@ impl fmt::Display for StartError {
             StartError::Io { cluster, what, err } => {
                 write!(f, "cluster '{cluster}': {what}: {err}")
             }
-            StartError::Unsupported { cluster, what } => write!(f, "cluster '{cluster}': {what}"),
+            StartError::Topology { cluster, err } => {
+                write!(
+                    f,
+                    "cluster '{cluster}': cannot learn the cluster's slots: {err}"
+                )
+            }
         }
     }
 }
@@ -55,6 +66,7 @@ pub struct Proxy {
     pub cfg: Arc<ClusterConfig>,
     pub route: RouteHandle,
     pub wakers: Vec<Arc<Waker>>,
+    pub kicked: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -71,17 +83,36 @@ fn listen(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
 }
 
 impl Proxy {
-    pub fn start(cfg: ClusterConfig, shutdown: Arc<AtomicBool>) -> Result<Proxy, StartError> {
+    /// Starts the cluster's workers. A Redis Cluster's slot table is learned
+    /// first, from the seeds: if none answers, the cluster does not start.
+    pub fn start(
+        cfg: ClusterConfig,
+        shutdown: Arc<AtomicBool>,
+        kick: Kick,
+    ) -> Result<Proxy, StartError> {
         let cfg = Arc::new(cfg);
         let name = cfg.name.clone();
-        if cfg.cache_type == CacheType::RedisCluster {
-            return Err(StartError::Unsupported {
-                cluster: name,
-                what: "cache_type = \"redis_cluster\" is not available yet",
-            });
-        }
-        let live = vec![true; cfg.servers.len()];
-        let route: RouteHandle = Arc::new(ArcSwap::from_pointee(RouteTable::shard(&cfg, &live)));
+        let table = match cfg.cache_type {
+            CacheType::Redis => RouteTable::shard(&cfg, &vec![true; cfg.servers.len()]),
+            CacheType::RedisCluster => {
+                let seeds: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.addr).collect();
+                let (servers, map) =
+                    slots::fetch(&seeds, SEED_TIMEOUT).map_err(|err| StartError::Topology {
+                        cluster: name.clone(),
+                        err,
+                    })?;
+                info!(
+                    "cluster {name}: {} shard(s), {} node(s), {} of {} slots served",
+                    map.shards.len(),
+                    servers.len(),
+                    map.covered(),
+                    slots::SLOT_COUNT
+                );
+                RouteTable::cluster(servers, map)
+            }
+        };
+        let route: RouteHandle = Arc::new(ArcSwap::from_pointee(table));
+        let kicked = Arc::clone(kick.kicked());
         let io_err = |what, err| StartError::Io {
             cluster: name.clone(),
             what,
@@ -106,6 +137,7 @@ impl Proxy {
                 listener,
                 route: Arc::clone(&route),
                 shutdown: Arc::clone(&shutdown),
+                kick: (cfg.cache_type == CacheType::RedisCluster).then(|| kick.clone()),
             });
         }
         let mut threads = Vec::with_capacity(setups.len());
@@ -122,6 +154,7 @@ impl Proxy {
             cfg,
             route,
             wakers,
+            kicked,
             threads,
         })
     }

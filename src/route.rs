@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use crate::config::{ClusterConfig, ServerSpec};
 use crate::hash::{HashKind, hash_tag_slice};
 use crate::ketama::{Distribution, Ring, RingServer};
+use crate::slots::{self, SlotMap};
 
 /// The shared pointer a cluster's workers read their table through.
 pub type RouteHandle = Arc<ArcSwap<RouteTable>>;
@@ -27,10 +28,16 @@ pub struct Backend {
 
 pub struct RouteTable {
     pub servers: Vec<Backend>,
-    shard: Shard,
+    placement: Placement,
 }
 
-/// twemproxy-style placement over plain Redis servers.
+enum Placement {
+    /// twemproxy-style placement over plain Redis servers.
+    Shard(Shard),
+    /// Redis Cluster: CRC16 slots, each owned by a master and its replicas.
+    Cluster(SlotMap),
+}
+
 struct Shard {
     ring: Ring,
     hash: HashKind,
@@ -38,8 +45,17 @@ struct Shard {
     random: bool,
 }
 
+/// Where one key goes. Keys with the same `group` may travel in one request:
+/// the server in sharding mode, the slot in cluster mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub group: u64,
+    pub server: usize,
+}
+
 impl RouteTable {
-    /// A sharding table over `specs`; only servers with `live[i]` take keys.
+    /// A sharding table over the configured servers; only those with
+    /// `live[i]` take keys.
     pub fn shard(cfg: &ClusterConfig, live: &[bool]) -> RouteTable {
         let ring_servers: Vec<RingServer<'_>> = cfg
             .servers
@@ -53,24 +69,72 @@ impl RouteTable {
             .collect();
         RouteTable {
             servers: cfg.servers.iter().map(backend_of).collect(),
-            shard: Shard {
+            placement: Placement::Shard(Shard {
                 ring: Ring::build(cfg.distribution, &ring_servers),
                 hash: cfg.hash,
                 tag: cfg.hash_tag,
                 random: cfg.distribution == Distribution::Random,
-            },
+            }),
         }
     }
 
-    /// The server index for `key`; `None` when no server is live.
-    /// `random` is used only by the random distribution.
-    #[inline]
-    pub fn route(&self, key: &[u8], random: u32) -> Option<usize> {
-        let s = &self.shard;
-        if s.random {
-            return s.ring.pick(random);
+    /// A cluster table, as learned from CLUSTER SLOTS.
+    pub fn cluster(servers: Vec<Backend>, map: SlotMap) -> RouteTable {
+        RouteTable {
+            servers,
+            placement: Placement::Cluster(map),
         }
-        s.ring.pick(s.hash.hash(hash_tag_slice(key, s.tag)))
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.placement, Placement::Cluster(_))
+    }
+
+    /// Where `key` goes (the master, in cluster mode); `None` when no server
+    /// is live or the slot is not served. `random` is used only by the random
+    /// distribution.
+    #[inline]
+    pub fn place(&self, key: &[u8], random: u32) -> Option<Place> {
+        match &self.placement {
+            Placement::Shard(s) => {
+                let h = if s.random {
+                    random
+                } else {
+                    s.hash.hash(hash_tag_slice(key, s.tag))
+                };
+                let server = s.ring.pick(h)?;
+                Some(Place {
+                    group: server as u64,
+                    server,
+                })
+            }
+            Placement::Cluster(map) => {
+                let slot = slots::slot_of(key);
+                Some(Place {
+                    group: u64::from(slot),
+                    server: map.shard(slot)?.master,
+                })
+            }
+        }
+    }
+
+    /// The replicas serving a placement's group (cluster mode), for reads.
+    pub fn replicas(&self, place: Place) -> &[usize] {
+        match &self.placement {
+            Placement::Cluster(map) => map
+                .shard(place.group as u16)
+                .map(|s| s.replicas.as_slice())
+                .unwrap_or(&[]),
+            Placement::Shard(_) => &[],
+        }
+    }
+
+    /// Same servers and same placement: publishing it would change nothing.
+    pub fn same_cluster_layout(&self, servers: &[Backend], map: &SlotMap) -> bool {
+        match &self.placement {
+            Placement::Cluster(m) => self.servers == servers && m == map,
+            Placement::Shard(_) => false,
+        }
     }
 }
 

@@ -1,14 +1,17 @@
-//! The supervisor thread: pings every server of the sharding clusters and
-//! ejects a server after `ping_fail_limit` consecutive failures, bringing it
-//! back when it answers again. Each change publishes one new route table.
+//! The supervisor thread. For sharding clusters it pings every server and
+//! ejects one after `ping_fail_limit` consecutive failures, bringing it back
+//! when it answers again. For Redis Clusters it refreshes the slot table every
+//! `fetch` seconds, and soon after a worker asks (a MOVED, a failed node,
+//! CLUSTERDOWN). Each change publishes one new route table and wakes the
+//! workers.
 //!
 //! It uses its own blocking connections with timeouts and never touches
 //! worker state: the only thing it shares is the route table pointer.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -16,13 +19,52 @@ use mio::Waker;
 
 use crate::config::{CacheType, ClusterConfig};
 use crate::route::{RouteHandle, RouteTable};
+use crate::rpc::{self, Value};
+use crate::slots;
 
 /// What the supervisor needs of one cluster.
 pub struct Watched {
     pub cfg: Arc<ClusterConfig>,
     pub route: RouteHandle,
     pub wakers: Vec<Arc<Waker>>,
+    /// Set while a refresh request is on its way, so a burst of redirects
+    /// sends one message, not thousands.
+    pub kicked: Arc<AtomicBool>,
 }
+
+/// A worker's handle to ask for a topology refresh of its cluster.
+#[derive(Clone)]
+pub struct Kick {
+    tx: Sender<usize>,
+    cluster: usize,
+    kicked: Arc<AtomicBool>,
+}
+
+impl Kick {
+    pub fn new(tx: Sender<usize>, cluster: usize, kicked: Arc<AtomicBool>) -> Kick {
+        Kick {
+            tx,
+            cluster,
+            kicked,
+        }
+    }
+
+    pub fn kicked(&self) -> &Arc<AtomicBool> {
+        &self.kicked
+    }
+
+    pub fn send(&self) {
+        if !self.kicked.swap(true, Ordering::AcqRel) {
+            let _ = self.tx.send(self.cluster);
+        }
+    }
+}
+
+/// The longest a single ping or topology query may take.
+const MAX_RPC_TIMEOUT: Duration = Duration::from_secs(1);
+/// Refreshes asked for by workers are at least this far apart.
+const REFRESH_GAP: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(100);
 
 struct Health {
     fails: u32,
@@ -30,133 +72,206 @@ struct Health {
     conn: Option<TcpStream>,
 }
 
-struct Pinger {
-    w: Watched,
-    health: Vec<Health>,
-    next: Instant,
+enum Duty {
+    Ping(Vec<Health>),
+    Refresh {
+        seeds: Vec<SocketAddr>,
+        last: Instant,
+    },
 }
 
-/// The longest a single ping may take, whatever the interval.
-const MAX_PING_TIMEOUT: Duration = Duration::from_secs(1);
+struct Job {
+    w: Watched,
+    duty: Duty,
+    next: Instant,
+    kicked: bool,
+}
 
 pub fn spawn(
     watched: Vec<Watched>,
+    rx: Receiver<usize>,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let now = Instant::now();
-    let mut pingers: Vec<Pinger> = watched
+    let mut jobs: Vec<Job> = watched
         .into_iter()
-        .filter(|w| w.cfg.cache_type == CacheType::Redis && w.cfg.ping_fail_limit > 0)
-        .map(|w| Pinger {
-            health: (0..w.cfg.servers.len())
-                .map(|_| Health {
-                    fails: 0,
-                    live: true,
-                    conn: None,
-                })
-                .collect(),
-            w,
-            next: now,
+        .map(|w| {
+            let (duty, next) = match w.cfg.cache_type {
+                CacheType::Redis => {
+                    let health = (0..w.cfg.servers.len())
+                        .map(|_| Health {
+                            fails: 0,
+                            live: true,
+                            conn: None,
+                        })
+                        .collect();
+                    (Duty::Ping(health), now)
+                }
+                CacheType::RedisCluster => {
+                    let seeds = w.cfg.servers.iter().map(|s| s.addr).collect();
+                    // The first table was fetched at start-up.
+                    (Duty::Refresh { seeds, last: now }, now + w.cfg.fetch)
+                }
+            };
+            Job {
+                w,
+                duty,
+                next,
+                kicked: false,
+            }
         })
         .collect();
     std::thread::Builder::new()
         .name("aster-supervisor".into())
         .spawn(move || {
             while !shutdown.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                for p in pingers.iter_mut().filter(|p| p.next <= now) {
-                    p.round();
-                    p.next = Instant::now() + p.w.cfg.ping_interval;
+                let wait = jobs
+                    .iter()
+                    .map(|j| j.next.saturating_duration_since(Instant::now()))
+                    .min()
+                    .unwrap_or(TICK)
+                    .min(TICK);
+                match rx.recv_timeout(wait) {
+                    Ok(c) => mark(&mut jobs, c),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
                 }
-                let next = pingers.iter().map(|p| p.next).min();
-                let wait = next
-                    .map(|n| n.saturating_duration_since(Instant::now()))
-                    .unwrap_or(Duration::from_millis(100))
-                    .min(Duration::from_millis(100));
-                std::thread::sleep(wait);
+                while let Ok(c) = rx.try_recv() {
+                    mark(&mut jobs, c);
+                }
+                for job in &mut jobs {
+                    job.step();
+                }
             }
         })
 }
 
-impl Pinger {
-    fn round(&mut self) {
+fn mark(jobs: &mut [Job], cluster: usize) {
+    if let Some(j) = jobs.get_mut(cluster) {
+        j.kicked = true;
+    }
+}
+
+impl Job {
+    fn step(&mut self) {
+        let now = Instant::now();
         let cfg = Arc::clone(&self.w.cfg);
-        let timeout = cfg.ping_interval.min(MAX_PING_TIMEOUT);
-        let mut changed = false;
-        for (i, h) in self.health.iter_mut().enumerate() {
-            let server = &cfg.servers[i];
-            match ping(&mut h.conn, server.addr, timeout) {
-                Ok(()) => {
-                    h.fails = 0;
-                    if !h.live {
-                        h.live = true;
-                        changed = true;
-                        info!(
-                            "cluster {}: backend {} ({}) answers again: back in the ring",
-                            cfg.name, server.name, server.addr
-                        );
-                    }
+        match &mut self.duty {
+            Duty::Ping(health) => {
+                if cfg.ping_fail_limit == 0 || now < self.next {
+                    return;
                 }
-                Err(e) => {
-                    h.conn = None;
-                    h.fails = h.fails.saturating_add(1);
-                    if h.live && h.fails >= cfg.ping_fail_limit {
-                        h.live = false;
-                        changed = true;
-                        warn!(
-                            "cluster {}: backend {} ({}) failed {} pings ({e}): ejected",
-                            cfg.name, server.name, server.addr, h.fails
-                        );
-                    }
+                if ping_round(&cfg, health) {
+                    let live: Vec<bool> = health.iter().map(|h| h.live).collect();
+                    self.w.route.store(Arc::new(RouteTable::shard(&cfg, &live)));
+                    self.wake();
+                }
+                self.next = Instant::now() + cfg.ping_interval;
+            }
+            Duty::Refresh { seeds, last } => {
+                let asked = self.kicked && now >= *last + REFRESH_GAP;
+                if !asked && now < self.next {
+                    return;
+                }
+                self.kicked = false;
+                self.w.kicked.store(false, Ordering::Release);
+                *last = now;
+                self.next = now + cfg.fetch;
+                let seeds = seeds.clone();
+                if self.refresh(&seeds) {
+                    self.wake();
                 }
             }
         }
-        if changed {
-            let live: Vec<bool> = self.health.iter().map(|h| h.live).collect();
-            self.w.route.store(Arc::new(RouteTable::shard(&cfg, &live)));
-            for w in &self.w.wakers {
-                let _ = w.wake();
+    }
+
+    fn wake(&self) {
+        for w in &self.w.wakers {
+            let _ = w.wake();
+        }
+    }
+
+    /// Asks the known nodes, then the seeds, for the slot table; publishes
+    /// it if it changed.
+    fn refresh(&self, seeds: &[SocketAddr]) -> bool {
+        let cfg = &self.w.cfg;
+        let current = self.w.route.load();
+        let mut nodes: Vec<SocketAddr> = current.servers.iter().map(|b| b.addr).collect();
+        for s in seeds {
+            if !nodes.contains(s) {
+                nodes.push(*s);
+            }
+        }
+        match slots::fetch(&nodes, MAX_RPC_TIMEOUT) {
+            Ok((servers, map)) => {
+                if current.same_cluster_layout(&servers, &map) {
+                    return false;
+                }
+                info!(
+                    "cluster {}: slot table updated: {} shard(s), {} node(s), {} of {} slots served",
+                    cfg.name,
+                    map.shards.len(),
+                    servers.len(),
+                    map.covered(),
+                    slots::SLOT_COUNT
+                );
+                self.w
+                    .route
+                    .store(Arc::new(RouteTable::cluster(servers, map)));
+                true
+            }
+            Err(e) => {
+                warn!("cluster {}: topology refresh failed: {e}", cfg.name);
+                false
             }
         }
     }
 }
 
-/// One PING on a kept connection (opened when missing). Any reply but an
-/// error other than NOAUTH counts as alive: a server asking for a password
-/// is up; one answering LOADING is not ready.
-fn ping(
-    conn: &mut Option<TcpStream>,
-    addr: std::net::SocketAddr,
-    timeout: Duration,
-) -> std::io::Result<()> {
-    let fail = |msg: &str| std::io::Error::other(msg.to_owned());
-    if conn.is_none() {
-        let s = TcpStream::connect_timeout(&addr, timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        s.set_nodelay(true)?;
-        *conn = Some(s);
+/// Pings every server once; returns whether the live set changed.
+fn ping_round(cfg: &ClusterConfig, health: &mut [Health]) -> bool {
+    let timeout = cfg.ping_interval.min(MAX_RPC_TIMEOUT);
+    let mut changed = false;
+    for (h, server) in health.iter_mut().zip(&cfg.servers) {
+        match ping(&mut h.conn, server.addr, timeout) {
+            Ok(()) => {
+                h.fails = 0;
+                if !h.live {
+                    h.live = true;
+                    changed = true;
+                    info!(
+                        "cluster {}: backend {} ({}) answers again: back in the ring",
+                        cfg.name, server.name, server.addr
+                    );
+                }
+            }
+            Err(e) => {
+                h.conn = None;
+                h.fails = h.fails.saturating_add(1);
+                if h.live && h.fails >= cfg.ping_fail_limit {
+                    h.live = false;
+                    changed = true;
+                    warn!(
+                        "cluster {}: backend {} ({}) failed {} ping(s) in a row ({e}): ejected",
+                        cfg.name, server.name, server.addr, h.fails
+                    );
+                }
+            }
+        }
     }
-    let Some(s) = conn.as_mut() else {
-        return Err(fail("no connection"));
+    changed
+}
+
+/// One PING on a kept connection (opened when missing). A server asking for
+/// a password is up; one answering LOADING or any other error is not ready.
+fn ping(conn: &mut Option<TcpStream>, addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+    let s = match conn {
+        Some(s) => s,
+        None => conn.insert(rpc::connect(addr, timeout)?),
     };
-    s.write_all(b"*1\r\n$4\r\nPING\r\n")?;
-    let mut buf = [0u8; 256];
-    let mut len = 0;
-    while !buf[..len].ends_with(b"\r\n") {
-        if len == buf.len() {
-            return Err(fail("reply too long"));
-        }
-        let n = s.read(&mut buf[len..])?;
-        if n == 0 {
-            return Err(fail("connection closed"));
-        }
-        len += n;
-    }
-    let reply = &buf[..len];
-    if reply.starts_with(b"+") || reply.starts_with(b"-NOAUTH") {
-        Ok(())
-    } else {
-        Err(fail(&String::from_utf8_lossy(reply[..len - 2].as_ref())))
+    match rpc::call(s, &[b"PING"])? {
+        Value::Simple(_) => Ok(()),
+        Value::Error(e) if e.starts_with("NOAUTH") => Ok(()),
+        other => Err(std::io::Error::other(format!("unexpected reply {other:?}"))),
     }
 }

@@ -21,13 +21,15 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::backend::{Backend, ReplyTo, State};
+use crate::backend::{Backend, Pending, ReplyTo, State};
 use crate::client::Client;
 use crate::command::Args;
-use crate::config::ClusterConfig;
+use crate::config::{CacheType, ClusterConfig};
 use crate::netio::{self, ReadStatus};
 use crate::resp::{self, Limits};
 use crate::route::{RouteHandle, RouteTable};
+use crate::slots;
+use crate::supervisor::Kick;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
@@ -122,7 +124,13 @@ pub struct WorkerSetup {
     pub listener: TcpListener,
     pub route: RouteHandle,
     pub shutdown: Arc<AtomicBool>,
+    /// Asks the supervisor for a topology refresh (cluster mode).
+    pub kick: Option<Kick>,
 }
+
+/// Redirects one request may follow before the client gets the last one.
+const MAX_REDIRECTS: u8 = 5;
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
 pub struct Worker {
     pub(crate) cfg: Arc<ClusterConfig>,
@@ -144,7 +152,8 @@ pub struct Worker {
     /// unpaused by backpressure: served again at the end of the turn.
     resume: Vec<Token>,
     pub(crate) args: Vec<Range<usize>>,
-    replies: Vec<(ReplyTo, Bytes)>,
+    replies: Vec<(Pending, Bytes)>,
+    kick: Option<Kick>,
     pub(crate) now: Instant,
     rng: u64,
     limits: Limits,
@@ -181,6 +190,7 @@ impl Worker {
             rng: 0x2545_f491_4f6c_dd1d ^ (s.index as u64 + 1),
             limits: Limits::default(),
             shutdown: s.shutdown,
+            kick: s.kick,
             drain_deadline: None,
         };
         w.rebuild_route_map();
@@ -248,22 +258,45 @@ impl Worker {
         let route = Arc::clone(&self.route);
         self.route_map.clear();
         for b in &route.servers {
-            let idx = match self.by_addr.get(&b.addr) {
-                Some(&i) => i,
-                None => {
-                    self.servers.push(ServerConns {
-                        addr: b.addr,
-                        name: b.name.clone(),
-                        conns: vec![None; self.cfg.server_connections],
-                        retry_at: None,
-                        backoff: BACKOFF_MIN,
-                        last_error: resp::error("ERR Connection refused"),
-                    });
-                    self.by_addr.insert(b.addr, self.servers.len() - 1);
-                    self.servers.len() - 1
-                }
-            };
+            let idx = self.server_by_addr(b.addr, &b.name);
             self.route_map.push(idx);
+        }
+    }
+
+    /// This worker's entry for a server, created on first sight (a new table,
+    /// or a redirect to a node the table does not know yet).
+    fn server_by_addr(&mut self, addr: SocketAddr, name: &str) -> usize {
+        if let Some(&i) = self.by_addr.get(&addr) {
+            return i;
+        }
+        self.servers.push(ServerConns {
+            addr,
+            name: name.to_owned(),
+            conns: vec![None; self.cfg.server_connections],
+            retry_at: None,
+            backoff: BACKOFF_MIN,
+            last_error: resp::error("ERR Connection refused"),
+        });
+        self.by_addr.insert(addr, self.servers.len() - 1);
+        self.servers.len() - 1
+    }
+
+    /// Whether route server `server` is worth sending to now (not backing
+    /// off after a failure).
+    pub(crate) fn usable(&self, server: usize) -> bool {
+        match self
+            .route_map
+            .get(server)
+            .and_then(|&si| self.servers.get(si))
+        {
+            Some(srv) => srv.retry_at.is_none_or(|at| self.now >= at),
+            None => false,
+        }
+    }
+
+    fn kick_refresh(&self) {
+        if let Some(k) = &self.kick {
+            k.send();
         }
     }
 
@@ -477,19 +510,52 @@ impl Worker {
                     }
                 }
             }
-            ReplyTo::Init => {}
+            ReplyTo::Init | ReplyTo::Discard => {}
         }
+    }
+
+    /// A backend's reply to one request: delivered, or in cluster mode
+    /// followed when it is a redirect.
+    fn on_reply(&mut self, p: Pending, reply: Bytes) {
+        if self.route.is_cluster() && resp::is_error(&reply) {
+            if let Some((ask, target)) = slots::redirect_target(&reply) {
+                if p.redirects < MAX_REDIRECTS
+                    && let ReplyTo::Client { token, .. } = p.to
+                    && let Ok(addr) = target.parse::<SocketAddr>()
+                {
+                    if !ask {
+                        // The table is stale: follow now, refresh soon.
+                        self.kick_refresh();
+                    }
+                    let si = self.server_by_addr(addr, target);
+                    if ask {
+                        self.send_to(si, token, Bytes::from_static(ASKING), ReplyTo::Discard, 0);
+                    }
+                    self.send_to(si, token, p.req, p.to, p.redirects + 1);
+                    return;
+                }
+            } else if reply.starts_with(b"-CLUSTERDOWN") || reply.starts_with(b"-TRYAGAIN") {
+                self.kick_refresh();
+            }
+        }
+        self.deliver(p.to, reply);
     }
 
     // ---- backends ----
 
-    /// Queues a request on the connection to route server `server` that
-    /// serves this client, connecting first if needed.
+    /// Queues a request for route server `server`.
     pub(crate) fn send(&mut self, server: usize, client: Token, req: Bytes, to: ReplyTo) {
         let Some(&si) = self.route_map.get(server) else {
             self.deliver(to, resp::error("ERR no server for this key"));
             return;
         };
+        self.send_to(si, client, req, to, 0);
+    }
+
+    /// Queues a request on the connection to server entry `si` that serves
+    /// this client, connecting first if needed. A client always uses the same
+    /// connection to a server, so its requests stay in order.
+    fn send_to(&mut self, si: usize, client: Token, req: Bytes, to: ReplyTo, redirects: u8) {
         let n = self.cfg.server_connections;
         let ci = split_token(client).0 % n;
         let srv = &self.servers[si];
@@ -516,7 +582,7 @@ impl Worker {
         };
         let now = self.now;
         if let Some(b) = backend_of(&mut self.conns, tok) {
-            b.enqueue(req, to, now);
+            b.enqueue(req, to, redirects, now);
             if !b.dirty {
                 b.dirty = true;
                 self.dirty_backends.push(tok);
@@ -540,7 +606,7 @@ impl Worker {
         self.servers[si].conns[ci] = Some(t);
         for cmd in self.init_commands() {
             if let Some(b) = backend_of(&mut self.conns, t) {
-                b.enqueue(cmd, ReplyTo::Init, now);
+                b.enqueue(cmd, ReplyTo::Init, 0, now);
             }
         }
         debug!(
@@ -563,6 +629,10 @@ impl Worker {
         if self.cfg.backend_db != 0 {
             let db = self.cfg.backend_db.to_string();
             cmds.push(resp::command(&[b"SELECT", db.as_bytes()]));
+        }
+        if self.cfg.cache_type == CacheType::RedisCluster && self.cfg.read_from_slave {
+            // Lets replicas serve reads; masters accept it and ignore it.
+            cmds.push(resp::command(&[b"READONLY"]));
         }
         cmds
     }
@@ -626,7 +696,7 @@ impl Worker {
                                 );
                                 break;
                             }
-                            self.replies.push((p.to, reply));
+                            self.replies.push((p, reply));
                         }
                         None => {
                             broken =
@@ -644,8 +714,8 @@ impl Worker {
         }
         let idle = b.inflight.is_empty();
         let mut replies = std::mem::take(&mut self.replies);
-        for (to, reply) in replies.drain(..) {
-            self.deliver(to, reply);
+        for (p, reply) in replies.drain(..) {
+            self.on_reply(p, reply);
         }
         self.replies = replies;
         if let Some(msg) = broken {
@@ -700,6 +770,9 @@ impl Worker {
             b.inflight.len()
         );
         self.server_failed(b.server, err.clone());
+        if self.route.is_cluster() {
+            self.kick_refresh();
+        }
         for p in b.inflight {
             self.deliver(p.to, err.clone());
         }
