@@ -1,5 +1,14 @@
 //! Integration tests: the real binary against real redis-server processes.
 
+mod harness;
+
+mod bench;
+mod config_cli;
+mod faults;
+mod protocol;
+mod redis_mode;
+mod twemproxy;
+
 use std::process::Command;
 
 #[test]

@@ -31,6 +31,8 @@ pub struct Client {
     pub out: VecDeque<Bytes>,
     pub out_bytes: usize,
     pub name: Option<Bytes>,
+    /// AUTH succeeded, or the cluster has no password.
+    pub authed: bool,
     /// Set by QUIT, a protocol error, or the peer's EOF: write what is owed, then close.
     pub closing: bool,
     /// Already on the worker's list of clients to flush this turn.
@@ -51,6 +53,7 @@ impl Client {
             out: VecDeque::new(),
             out_bytes: 0,
             name: None,
+            authed: false,
             closing: false,
             dirty: false,
             paused: false,

@@ -58,12 +58,29 @@ pub struct ClusterConfig {
     pub backend_username: Option<String>,
     /// Sent as SELECT on every new backend connection when not 0.
     pub backend_db: u32,
+    /// Clients must AUTH with this password (or one of `users`) first.
+    pub password: Option<String>,
+    pub backlog: u32,
+    /// Connect every worker to every server at start, not on first use.
+    pub preconnect: bool,
+    pub tcpkeepalive: bool,
+    /// Clients past this many (per cluster) get an error and are closed. 0 = no limit.
+    pub max_clients: usize,
+}
+
+/// The stats port: twemproxy's JSON document on each connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsConfig {
+    pub listen_addr: SocketAddr,
+    pub interval: Duration,
 }
 
 #[derive(Clone, Debug)]
 pub struct Config {
     pub path: PathBuf,
     pub clusters: Vec<ClusterConfig>,
+    /// Off unless configured (or given with -s).
+    pub stats: Option<StatsConfig>,
 }
 
 /// Why a configuration was refused. `Display` is the message shown to the operator.
@@ -109,44 +126,73 @@ impl std::error::Error for ConfigError {}
 struct RawFile {
     #[serde(default)]
     clusters: Vec<toml::Value>,
+    #[serde(default)]
+    stats: Option<RawStats>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawCluster {
-    name: String,
+struct RawStats {
     listen_addr: String,
+    #[serde(default = "default_stats_interval")]
+    interval: u64,
+}
+
+fn default_stats_interval() -> u64 {
+    30_000
+}
+
+/// One cluster as written (TOML), or as converted from a nutcracker pool.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub(crate) name: String,
+    pub(crate) listen_addr: String,
     #[serde(default = "default_cache_type")]
-    cache_type: String,
-    servers: Vec<String>,
+    pub(crate) cache_type: String,
+    pub(crate) servers: Vec<String>,
     #[serde(default = "default_thread")]
-    thread: usize,
+    pub(crate) thread: usize,
     #[serde(default = "default_timeout")]
-    read_timeout: u64,
+    pub(crate) read_timeout: u64,
     #[serde(default = "default_timeout")]
-    write_timeout: u64,
+    pub(crate) write_timeout: u64,
     #[serde(default = "default_ping_fail_limit")]
-    ping_fail_limit: u32,
+    pub(crate) ping_fail_limit: u32,
     #[serde(default = "default_ping_interval")]
-    ping_interval: u64,
+    pub(crate) ping_interval: u64,
     #[serde(default)]
-    hash_tag: Option<String>,
+    pub(crate) hash_tag: Option<String>,
     #[serde(default = "default_hash")]
-    hash: String,
+    pub(crate) hash: String,
     #[serde(default = "default_distribution")]
-    distribution: String,
+    pub(crate) distribution: String,
     #[serde(default = "default_server_connections")]
-    server_connections: usize,
+    pub(crate) server_connections: usize,
     #[serde(default = "default_fetch")]
-    fetch: u64,
+    pub(crate) fetch: u64,
     #[serde(default)]
-    read_from_slave: bool,
+    pub(crate) read_from_slave: bool,
     #[serde(default)]
-    backend_password: Option<String>,
+    pub(crate) backend_password: Option<String>,
     #[serde(default)]
-    backend_username: Option<String>,
+    pub(crate) backend_username: Option<String>,
     #[serde(default)]
-    backend_db: u32,
+    pub(crate) backend_db: u32,
+    #[serde(default)]
+    pub(crate) password: Option<String>,
+    #[serde(default = "default_backlog")]
+    pub(crate) backlog: u32,
+    #[serde(default)]
+    pub(crate) preconnect: bool,
+    #[serde(default)]
+    pub(crate) tcpkeepalive: bool,
+    #[serde(default)]
+    pub(crate) max_clients: usize,
+}
+
+fn default_backlog() -> u32 {
+    1024
 }
 
 fn default_cache_type() -> String {
@@ -182,12 +228,17 @@ const MAX_THREADS: usize = 256;
 const MAX_SERVER_CONNECTIONS: usize = 64;
 
 impl Config {
+    /// Loads a TOML file, or a twemproxy YAML file (`.yml`/`.yaml`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
             path: path.to_owned(),
             err,
         })?;
-        Config::parse(path, &text)
+        if is_yaml(path) {
+            crate::nutcracker::parse(path, &text)
+        } else {
+            Config::parse(path, &text)
+        }
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -200,8 +251,6 @@ impl Config {
             return Err(syntax("no [[clusters]] defined".into()));
         }
         let mut clusters = Vec::with_capacity(raw.clusters.len());
-        let mut names = HashSet::new();
-        let mut listens = HashSet::new();
         for (i, value) in raw.clusters.into_iter().enumerate() {
             let label = value
                 .get("name")
@@ -211,7 +260,28 @@ impl Config {
             let rc: RawCluster = value.try_into().map_err(|e: toml::de::Error| {
                 syntax(format!("cluster '{label}': {}", e.message()))
             })?;
-            let cluster = validate(path, rc)?;
+            clusters.push(validate(path, rc)?);
+        }
+        let stats = match raw.stats {
+            None => None,
+            Some(st) => Some(StatsConfig {
+                listen_addr: parse_listen(&st.listen_addr)
+                    .map_err(|m| syntax(format!("stats: listen_addr: {m}")))?,
+                interval: Duration::from_millis(st.interval.max(1)),
+            }),
+        };
+        Config::assemble(path, clusters, stats)
+    }
+
+    /// Checks what spans clusters (unique names and ports) and builds the config.
+    pub(crate) fn assemble(
+        path: &Path,
+        clusters: Vec<ClusterConfig>,
+        stats: Option<StatsConfig>,
+    ) -> Result<Config, ConfigError> {
+        let mut names = HashSet::new();
+        let mut listens = HashSet::new();
+        for cluster in &clusters {
             let invalid = |key, msg: String| ConfigError::Invalid {
                 path: path.to_owned(),
                 cluster: cluster.name.clone(),
@@ -230,16 +300,60 @@ impl Config {
                     ),
                 ));
             }
-            clusters.push(cluster);
+        }
+        if clusters.is_empty() {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                msg: "no clusters (pools) defined".into(),
+            });
         }
         Ok(Config {
             path: path.to_owned(),
             clusters,
+            stats,
         })
     }
 }
 
-fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, ConfigError> {
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yml" | "yaml")
+    )
+}
+
+impl RawCluster {
+    /// A cluster with every option at its default.
+    pub(crate) fn new(name: String, listen_addr: String, servers: Vec<String>) -> RawCluster {
+        RawCluster {
+            name,
+            listen_addr,
+            cache_type: default_cache_type(),
+            servers,
+            thread: default_thread(),
+            read_timeout: default_timeout(),
+            write_timeout: default_timeout(),
+            ping_fail_limit: default_ping_fail_limit(),
+            ping_interval: default_ping_interval(),
+            hash_tag: None,
+            hash: default_hash(),
+            distribution: default_distribution(),
+            server_connections: default_server_connections(),
+            fetch: default_fetch(),
+            read_from_slave: false,
+            backend_password: None,
+            backend_username: None,
+            backend_db: 0,
+            password: None,
+            backlog: default_backlog(),
+            preconnect: false,
+            tcpkeepalive: false,
+            max_clients: 0,
+        }
+    }
+}
+
+pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, ConfigError> {
     let invalid = |key, msg: String| ConfigError::Invalid {
         path: path.to_owned(),
         cluster: rc.name.clone(),
@@ -343,12 +457,26 @@ fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, ConfigError> {
         backend_password: rc.backend_password.clone().filter(|p| !p.is_empty()),
         backend_username: rc.backend_username.clone().filter(|u| !u.is_empty()),
         backend_db: rc.backend_db,
+        password: rc.password.clone().filter(|p| !p.is_empty()),
+        backlog: rc.backlog.max(1),
+        preconnect: rc.preconnect,
+        tcpkeepalive: rc.tcpkeepalive,
+        max_clients: rc.max_clients,
     })
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    s.parse::<SocketAddr>()
-        .map_err(|_| format!("'{s}' is not an ip:port address"))
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bad = || format!("'{s}' is not a host:port address");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
 }
 
 /// Parses `host:port[:weight] [alias]`.

@@ -8,7 +8,7 @@ use mio::Token;
 
 use crate::backend::ReplyTo;
 use crate::client::Slot;
-use crate::command::{self, Args, Command, KeyError, Kind};
+use crate::command::{self, Args, Command, KeyError, Kind, Local};
 use crate::local::{self, ClientInfo};
 use crate::multikey::{self, Plan};
 use crate::resp;
@@ -59,6 +59,15 @@ impl Worker {
             }
             return self.reply(t, resp::error(&msg));
         };
+        if self.cfg.password.is_some()
+            && !matches!(
+                cmd.kind,
+                Kind::Local(Local::Auth | Local::Hello | Local::Quit)
+            )
+            && client_of(&mut self.conns, t).is_some_and(|c| !c.authed)
+        {
+            return self.reply(t, resp::error(local::NOAUTH));
+        }
         if !cmd.check_arity(args.len()) {
             return self.reply(t, wrong_arity(cmd));
         }
@@ -67,9 +76,18 @@ impl Worker {
                 let Some(c) = client_of(&mut self.conns, t) else {
                     return;
                 };
+                if l == Local::Hello
+                    && !c.authed
+                    && self.cfg.password.is_some()
+                    && !hello_has_auth(&args)
+                {
+                    return self.reply(t, resp::error(local::NOAUTH));
+                }
                 let info = ClientInfo {
                     id: c.id,
                     name: &mut c.name,
+                    authed: &mut c.authed,
+                    password: self.cfg.password.as_deref(),
                 };
                 let ans = local::answer(l, &args, info);
                 c.push(Slot::Ready(ans.reply));
@@ -108,6 +126,7 @@ impl Worker {
                             return;
                         };
                         let seq = c.push(Slot::Gather(Box::new(gather)));
+                        self.count_fragments(parts.len());
                         for (part, (server, req)) in parts.into_iter().enumerate() {
                             let to = ReplyTo::Client {
                                 token: t,
@@ -199,6 +218,11 @@ impl Worker {
             self.mark_client(t);
         }
     }
+}
+
+/// HELLO with an AUTH option may authenticate; without one it needs AUTH first.
+fn hello_has_auth(args: &FrameArgs<'_>) -> bool {
+    (2..args.len()).any(|i| args.get(i).eq_ignore_ascii_case(b"AUTH"))
 }
 
 /// Inline requests are re-encoded before forwarding, so a backend sees one

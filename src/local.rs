@@ -17,6 +17,37 @@ const REDIS_COMPAT_VERSION: &str = "7.2.0";
 pub struct ClientInfo<'a> {
     pub id: u64,
     pub name: &'a mut Option<Bytes>,
+    pub authed: &'a mut bool,
+    /// The cluster's frontend password, if it has one.
+    pub password: Option<&'a str>,
+}
+
+const NO_PASSWORD: &str = "ERR Client sent AUTH, but no password is set";
+const BAD_PASSWORD: &str = "ERR invalid password";
+pub const NOAUTH: &str = "NOAUTH Authentication required.";
+
+/// Compares without an early exit, so the time taken does not tell how much
+/// of a guess was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, &x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// AUTH [user] password. Only the default user exists through the proxy.
+fn auth(user: Option<&[u8]>, pass: &[u8], c: &mut ClientInfo<'_>) -> Result<(), &'static str> {
+    let Some(want) = c.password else {
+        return Err(NO_PASSWORD);
+    };
+    let user_ok = user.is_none_or(|u| u == b"default");
+    if same_secret(pass, want.as_bytes()) && user_ok {
+        *c.authed = true;
+        Ok(())
+    } else {
+        Err(BAD_PASSWORD)
+    }
 }
 
 pub struct Answer {
@@ -60,7 +91,17 @@ pub fn answer(cmd: Local, args: &(impl Args + ?Sized), client: ClientInfo<'_>) -
         Local::Command => command(args),
         Local::Client => client_cmd(args, client),
         Local::Hello => hello(args, client),
-        Local::Auth => reply(resp::error("ERR Client sent AUTH, but no password is set")),
+        Local::Auth => {
+            let mut c = client;
+            let res = match args.len() {
+                2 => auth(None, args.get(1), &mut c),
+                _ => auth(Some(args.get(1)), args.get(2), &mut c),
+            };
+            match res {
+                Ok(()) => reply(Bytes::from_static(resp::OK)),
+                Err(e) => reply(resp::error(e)),
+            }
+        }
         Local::Info => reply(info()),
         Local::Time => reply(time()),
     }
@@ -118,7 +159,7 @@ fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
 }
 
 /// HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken.
-fn hello(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
+fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
     if args.len() >= 2 && resp::parse_int(args.get(1)) != Some(2) {
         return reply(resp::error(
             "NOPROTO sorry, this protocol version is not supported",
@@ -128,7 +169,10 @@ fn hello(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
     while i < args.len() {
         match upper(args.get(i)).as_slice() {
             b"AUTH" if i + 2 < args.len() => {
-                return reply(resp::error("ERR Client sent AUTH, but no password is set"));
+                if let Err(e) = auth(Some(args.get(i + 1)), args.get(i + 2), &mut c) {
+                    return reply(resp::error(e));
+                }
+                i += 3;
             }
             b"SETNAME" if i + 1 < args.len() => {
                 let name = args.get(i + 1);
@@ -196,7 +240,49 @@ mod tests {
     }
 
     fn run(cmd: Local, args: Vec<&'static [u8]>, name: &mut Option<Bytes>) -> Bytes {
-        answer(cmd, &V(args), ClientInfo { id: 7, name }).reply
+        let mut authed = false;
+        let info = ClientInfo {
+            id: 7,
+            name,
+            authed: &mut authed,
+            password: None,
+        };
+        answer(cmd, &V(args), info).reply
+    }
+
+    #[test]
+    fn auth_checks_the_password() {
+        let mut name = None;
+        let mut authed = false;
+        let mut call = |args: Vec<&'static [u8]>, cmd: Local| {
+            let info = ClientInfo {
+                id: 1,
+                name: &mut name,
+                authed: &mut authed,
+                password: Some("s3cret"),
+            };
+            answer(cmd, &V(args), info).reply
+        };
+        assert_eq!(
+            &call(vec![b"AUTH", b"nope"], Local::Auth)[..],
+            b"-ERR invalid password\r\n"
+        );
+        assert_eq!(
+            &call(vec![b"AUTH", b"s3cre"], Local::Auth)[..],
+            b"-ERR invalid password\r\n"
+        );
+        assert_eq!(
+            &call(vec![b"AUTH", b"bob", b"s3cret"], Local::Auth)[..],
+            b"-ERR invalid password\r\n"
+        );
+        assert_eq!(&call(vec![b"AUTH", b"s3cret"], Local::Auth)[..], resp::OK);
+        assert!(authed);
+        assert!(same_secret(b"", b""));
+        assert!(!same_secret(b"a", b""));
+        assert!(!same_secret(b"ab", b"abc"));
+        let mut name = None;
+        let r = run(Local::Auth, vec![b"AUTH", b"x"], &mut name);
+        assert_eq!(&r[..], b"-ERR Client sent AUTH, but no password is set\r\n");
     }
 
     #[test]

@@ -12,26 +12,30 @@ mod ketama;
 mod local;
 mod multikey;
 mod netio;
+mod nutcracker;
 mod proxy;
 mod resp;
 mod route;
 mod rpc;
 mod slots;
+mod stats;
 mod supervisor;
 mod worker;
 
 use std::fs::OpenOptions;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use log::{LevelFilter, error, info};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook::iterator::Signals;
 use simplelog::{ConfigBuilder, WriteLogger};
 
-use crate::config::Config;
+use crate::config::{Config, StatsConfig};
 use crate::proxy::Proxy;
 
 /// Exit codes: 0 fine, 1 bad configuration, 2 bad usage, 3 failed at run time.
@@ -46,6 +50,11 @@ struct Flags {
     test_only: bool,
     level: LevelFilter,
     output: Option<PathBuf>,
+    stats_port: Option<u16>,
+    stats_addr: Option<IpAddr>,
+    stats_interval: Option<Duration>,
+    pid_file: Option<PathBuf>,
+    daemonize: bool,
 }
 
 fn options() -> getopts::Options {
@@ -70,6 +79,41 @@ fn options() -> getopts::Options {
         "LEVEL",
     );
     o.optopt("o", "output", "log file (default stderr)", "FILE");
+    o.optflag(
+        "d",
+        "daemonize",
+        "run in the background (give -o to keep the log)",
+    );
+    o.optflag(
+        "D",
+        "describe-stats",
+        "print what each stats counter means and exit",
+    );
+    o.optopt(
+        "s",
+        "stats-port",
+        "stats port (default 22222 for a nutcracker .yml; off for TOML unless [stats] is set)",
+        "PORT",
+    );
+    o.optopt(
+        "a",
+        "stats-addr",
+        "stats address (default 0.0.0.0, as nutcracker)",
+        "ADDR",
+    );
+    o.optopt(
+        "i",
+        "stats-interval",
+        "stats refresh interval in ms (default 30000)",
+        "MS",
+    );
+    o.optopt("p", "pid-file", "write the process id to this file", "FILE");
+    o.optopt(
+        "m",
+        "mbuf-size",
+        "accepted for nutcracker compatibility and ignored: aster sizes its buffers to the traffic",
+        "N",
+    );
     o
 }
 
@@ -111,6 +155,28 @@ fn parse_flags(args: &[String]) -> Parsed {
         println!("aster-proxy {}", local::VERSION);
         return Parsed::Exit(ExitCode::SUCCESS);
     }
+    if m.opt_present("D") {
+        print!("{}", stats::DESCRIPTION);
+        return Parsed::Exit(ExitCode::SUCCESS);
+    }
+    let stats_port = match m.opt_str("s").map(|v| v.parse::<u16>()) {
+        None => None,
+        Some(Ok(p)) if p > 0 => Some(p),
+        Some(_) => return usage_error("bad stats port: expected 1-65535".into()),
+    };
+    let stats_addr = match m.opt_str("a").map(|v| v.parse::<IpAddr>()) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(_)) => return usage_error("bad stats address: expected an IP address".into()),
+    };
+    let stats_interval = match m.opt_str("i").map(|v| v.parse::<u64>()) {
+        None => None,
+        Some(Ok(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
+        Some(_) => return usage_error("bad stats interval: expected milliseconds > 0".into()),
+    };
+    if let Some(Err(_)) = m.opt_str("m").map(|v| v.parse::<u64>()) {
+        return usage_error("bad mbuf size: expected a number".into());
+    }
     if let Some(extra) = m.free.first() {
         return usage_error(format!("unexpected argument '{extra}'"));
     }
@@ -129,6 +195,11 @@ fn parse_flags(args: &[String]) -> Parsed {
         test_only: m.opt_present("t"),
         level,
         output: m.opt_str("o").map(PathBuf::from),
+        stats_port,
+        stats_addr,
+        stats_interval,
+        pid_file: m.opt_str("p").map(PathBuf::from),
+        daemonize: m.opt_present("d"),
     })
 }
 
@@ -160,7 +231,7 @@ fn main() -> ExitCode {
         Parsed::Run(f) => f,
         Parsed::Exit(code) => return code,
     };
-    let config = match Config::load(&flags.config) {
+    let mut config = match Config::load(&flags.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("aster-proxy: configuration error: {e}");
@@ -174,11 +245,28 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if flags.daemonize {
+        return daemonize(&args);
+    }
+    apply_stats_flags(&mut config, &flags);
     if let Err(e) = init_logging(&flags) {
         eprintln!("aster-proxy: {e}");
         return ExitCode::from(EXIT_USAGE);
     }
-    match run(config) {
+    if let Some(pid_file) = &flags.pid_file
+        && let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id()))
+    {
+        eprintln!(
+            "aster-proxy: cannot write pid file {}: {e}",
+            pid_file.display()
+        );
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    let result = run(config);
+    if let Some(pid_file) = &flags.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -226,8 +314,19 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             route: Arc::clone(&p.route),
             wakers: p.wakers.clone(),
             kicked: Arc::clone(&p.kicked),
+            stats: Arc::clone(&p.stats),
         })
         .collect();
+    if let Some(st) = &config.stats {
+        let all = proxies.iter().map(|p| Arc::clone(&p.stats)).collect();
+        stats::serve(st.listen_addr, st.interval, all)
+            .map_err(|e| format!("cannot serve stats on {}: {e}", st.listen_addr))?;
+        info!(
+            "stats on {} every {} ms",
+            st.listen_addr,
+            st.interval.as_millis()
+        );
+    }
     let supervisor = supervisor::spawn(watched, kick_rx, Arc::clone(&shutdown))?;
 
     for sig in signals.forever() {
@@ -263,6 +362,63 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let _ = supervisor.join();
     info!("aster-proxy stopped");
     Ok(())
+}
+
+/// -s/-a/-i override the file: -s turns the stats port on for TOML too.
+fn apply_stats_flags(config: &mut Config, flags: &Flags) {
+    let default_addr: IpAddr = nutcracker::STATS_ADDR
+        .parse()
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let base = config.stats.clone().or_else(|| {
+        flags.stats_port.map(|port| StatsConfig {
+            listen_addr: SocketAddr::new(default_addr, port),
+            interval: Duration::from_millis(nutcracker::STATS_INTERVAL_MS),
+        })
+    });
+    config.stats = base.map(|mut st| {
+        if let Some(p) = flags.stats_port {
+            st.listen_addr.set_port(p);
+        }
+        if let Some(a) = flags.stats_addr {
+            st.listen_addr.set_ip(a);
+        }
+        if let Some(i) = flags.stats_interval {
+            st.interval = i;
+        }
+        st
+    });
+}
+
+/// -d: starts a copy of this process without -d in its own process group,
+/// detached from the terminal, and returns at once.
+fn daemonize(args: &[String]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let rest: Vec<&String> = args
+        .iter()
+        .filter(|a| *a != "-d" && *a != "--daemonize")
+        .collect();
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("aster-proxy: cannot find own executable: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match Command::new(exe)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aster-proxy: cannot daemonize: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 fn raise(l: LevelFilter) -> LevelFilter {

@@ -15,6 +15,7 @@ use socket2::{Domain, Socket, Type};
 use crate::config::{CacheType, ClusterConfig};
 use crate::route::{RouteHandle, RouteTable};
 use crate::slots::{self, TopologyError};
+use crate::stats::ClusterStats;
 use crate::supervisor::Kick;
 use std::time::Duration;
 
@@ -67,18 +68,19 @@ pub struct Proxy {
     pub route: RouteHandle,
     pub wakers: Vec<Arc<Waker>>,
     pub kicked: Arc<AtomicBool>,
+    pub stats: Arc<ClusterStats>,
     threads: Vec<JoinHandle<()>>,
 }
 
 /// A listening socket with SO_REUSEPORT, so each worker has its own and the
 /// kernel spreads new connections across them.
-fn listen(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
-    sock.listen(1024)?;
+    sock.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(mio::net::TcpListener::from_std(sock.into()))
 }
 
@@ -113,6 +115,11 @@ impl Proxy {
         };
         let route: RouteHandle = Arc::new(ArcSwap::from_pointee(table));
         let kicked = Arc::clone(kick.kicked());
+        let names = match cfg.cache_type {
+            CacheType::Redis => cfg.servers.iter().map(|s| s.name.clone()).collect(),
+            CacheType::RedisCluster => Vec::new(),
+        };
+        let stats = Arc::new(ClusterStats::new(&name, names, cfg.thread));
         let io_err = |what, err| StartError::Io {
             cluster: name.clone(),
             what,
@@ -121,11 +128,12 @@ impl Proxy {
         let mut setups = Vec::with_capacity(cfg.thread);
         let mut wakers = Vec::with_capacity(cfg.thread);
         for index in 0..cfg.thread {
-            let listener = listen(cfg.listen_addr).map_err(|err| StartError::Bind {
-                cluster: name.clone(),
-                addr: cfg.listen_addr,
-                err,
-            })?;
+            let listener =
+                listen(cfg.listen_addr, cfg.backlog).map_err(|err| StartError::Bind {
+                    cluster: name.clone(),
+                    addr: cfg.listen_addr,
+                    err,
+                })?;
             let poll = Poll::new().map_err(|e| io_err("cannot create a poll", e))?;
             let waker = Waker::new(poll.registry(), WAKER)
                 .map_err(|e| io_err("cannot create a waker", e))?;
@@ -138,6 +146,7 @@ impl Proxy {
                 route: Arc::clone(&route),
                 shutdown: Arc::clone(&shutdown),
                 kick: (cfg.cache_type == CacheType::RedisCluster).then(|| kick.clone()),
+                stats: Arc::clone(&stats),
             });
         }
         let mut threads = Vec::with_capacity(setups.len());
@@ -155,6 +164,7 @@ impl Proxy {
             route,
             wakers,
             kicked,
+            stats,
             threads,
         })
     }

@@ -21,6 +21,7 @@ use crate::config::{CacheType, ClusterConfig};
 use crate::route::{RouteHandle, RouteTable};
 use crate::rpc::{self, Value};
 use crate::slots;
+use crate::stats::ClusterStats;
 
 /// What the supervisor needs of one cluster.
 pub struct Watched {
@@ -30,6 +31,7 @@ pub struct Watched {
     /// Set while a refresh request is on its way, so a burst of redirects
     /// sends one message, not thousands.
     pub kicked: Arc<AtomicBool>,
+    pub stats: Arc<ClusterStats>,
 }
 
 /// A worker's handle to ask for a topology refresh of its cluster.
@@ -161,7 +163,7 @@ impl Job {
                 if cfg.ping_fail_limit == 0 || now < self.next {
                     return;
                 }
-                if ping_round(&cfg, health) {
+                if ping_round(&cfg, health, &self.w.stats) {
                     let live: Vec<bool> = health.iter().map(|h| h.live).collect();
                     self.w.route.store(Arc::new(RouteTable::shard(&cfg, &live)));
                     self.wake();
@@ -229,10 +231,10 @@ impl Job {
 }
 
 /// Pings every server once; returns whether the live set changed.
-fn ping_round(cfg: &ClusterConfig, health: &mut [Health]) -> bool {
+fn ping_round(cfg: &ClusterConfig, health: &mut [Health], stats: &ClusterStats) -> bool {
     let timeout = cfg.ping_interval.min(MAX_RPC_TIMEOUT);
     let mut changed = false;
-    for (h, server) in health.iter_mut().zip(&cfg.servers) {
+    for (i, (h, server)) in health.iter_mut().zip(&cfg.servers).enumerate() {
         match ping(&mut h.conn, server.addr, timeout) {
             Ok(()) => {
                 h.fails = 0;
@@ -251,6 +253,7 @@ fn ping_round(cfg: &ClusterConfig, health: &mut [Health]) -> bool {
                 if h.live && h.fails >= cfg.ping_fail_limit {
                     h.live = false;
                     changed = true;
+                    stats.ejected(i);
                     warn!(
                         "cluster {}: backend {} ({}) failed {} ping(s) in a row ({e}): ejected",
                         cfg.name, server.name, server.addr, h.fails

@@ -29,6 +29,7 @@ use crate::netio::{self, ReadStatus};
 use crate::resp::{self, Limits};
 use crate::route::{RouteHandle, RouteTable};
 use crate::slots;
+use crate::stats::{ClusterStats, PoolStats, ServerStats, WorkerSnapshot};
 use crate::supervisor::Kick;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -97,6 +98,15 @@ pub(crate) struct ServerConns {
     retry_at: Option<Instant>,
     backoff: Duration,
     last_error: Bytes,
+    stats: ServerStats,
+}
+
+/// How a backend connection failed, for the stats.
+#[derive(Clone, Copy)]
+enum Fault {
+    Eof,
+    Timeout,
+    Error,
 }
 
 /// A request's arguments as ranges of its frame: no copy, no allocation.
@@ -126,7 +136,12 @@ pub struct WorkerSetup {
     pub shutdown: Arc<AtomicBool>,
     /// Asks the supervisor for a topology refresh (cluster mode).
     pub kick: Option<Kick>,
+    pub stats: Arc<ClusterStats>,
 }
+
+/// How often a worker publishes its counters for the stats port.
+const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// Redirects one request may follow before the client gets the last one.
 const MAX_REDIRECTS: u8 = 5;
@@ -154,6 +169,9 @@ pub struct Worker {
     pub(crate) args: Vec<Range<usize>>,
     replies: Vec<(Pending, Bytes)>,
     kick: Option<Kick>,
+    pool: PoolStats,
+    stats: Arc<ClusterStats>,
+    next_publish: Instant,
     pub(crate) now: Instant,
     rng: u64,
     limits: Limits,
@@ -191,9 +209,15 @@ impl Worker {
             limits: Limits::default(),
             shutdown: s.shutdown,
             kick: s.kick,
+            pool: PoolStats::default(),
+            stats: s.stats,
+            next_publish: Instant::now(),
             drain_deadline: None,
         };
         w.rebuild_route_map();
+        if w.cfg.preconnect {
+            w.preconnect();
+        }
         Ok(w)
     }
 
@@ -225,6 +249,10 @@ impl Worker {
             self.run_resumed();
             self.flush();
             self.expire();
+            if self.now >= self.next_publish {
+                self.publish();
+                self.next_publish = self.now + PUBLISH_EVERY;
+            }
             if self.shutting_down() {
                 return;
             }
@@ -276,6 +304,7 @@ impl Worker {
             retry_at: None,
             backoff: BACKOFF_MIN,
             last_error: resp::error("ERR Connection refused"),
+            stats: ServerStats::default(),
         });
         self.by_addr.insert(addr, self.servers.len() - 1);
         self.servers.len() - 1
@@ -326,10 +355,22 @@ impl Worker {
                 return;
             };
             match listener.accept() {
-                Ok((sock, peer)) => {
-                    if let Err(e) = sock.set_nodelay(true) {
-                        debug!("cluster {}: client {peer}: set_nodelay: {e}", self.cfg.name);
+                Ok((mut sock, peer)) => {
+                    let max = self.cfg.max_clients;
+                    let now_clients = self.stats.clients.fetch_add(1, Ordering::Relaxed);
+                    if max > 0 && now_clients >= max {
+                        self.stats.clients.fetch_sub(1, Ordering::Relaxed);
+                        // Best effort: a fresh socket has room for one line.
+                        let _ = std::io::Write::write(&mut sock, MAX_CLIENTS_REPLY);
+                        debug!(
+                            "cluster {}: client {peer} refused: {max} clients already",
+                            self.cfg.name
+                        );
+                        continue;
                     }
+                    self.pool.client_connections += 1;
+                    self.pool.total_connections += 1;
+                    self.tune(&sock);
                     let id = self.next_client_id;
                     self.next_client_id += 1;
                     let registry = self.poll.registry().try_clone();
@@ -342,7 +383,7 @@ impl Worker {
                     });
                     if let Err(e) = res {
                         warn!("cluster {}: client {peer}: register: {e}", self.cfg.name);
-                        self.conns.remove(split_token(t).0);
+                        self.close_client(t);
                     } else {
                         debug!(
                             "cluster {}: client {peer} connected (id {id})",
@@ -421,6 +462,7 @@ impl Worker {
                 }
             }
             ReadStatus::Eof => {
+                self.pool.client_eof += 1;
                 if let Some(c) = client_of(&mut self.conns, t) {
                     // Replies still owed are written before the close.
                     c.closing = true;
@@ -430,6 +472,7 @@ impl Worker {
                 }
             }
             ReadStatus::Error(e) => {
+                self.pool.client_err += 1;
                 if let Some(c) = client_of(&mut self.conns, t) {
                     debug!("cluster {}: client {}: read: {e}", self.cfg.name, c.peer);
                 }
@@ -491,6 +534,8 @@ impl Worker {
         }
         if let Conn::Client(mut c) = self.conns.remove(idx).conn {
             let _ = self.poll.registry().deregister(&mut c.sock);
+            self.stats.clients.fetch_sub(1, Ordering::Relaxed);
+            self.pool.client_connections = self.pool.client_connections.saturating_sub(1);
             debug!(
                 "cluster {}: client {} closed (id {})",
                 self.cfg.name, c.peer, c.id
@@ -566,6 +611,7 @@ impl Worker {
                     && self.now < at
                 {
                     let err = srv.last_error.clone();
+                    self.pool.forward_error += 1;
                     self.deliver(to, err);
                     return;
                 }
@@ -581,6 +627,11 @@ impl Worker {
             }
         };
         let now = self.now;
+        if let ReplyTo::Client { .. } = to {
+            let st = &mut self.servers[si].stats;
+            st.requests += 1;
+            st.request_bytes += req.len() as u64;
+        }
         if let Some(b) = backend_of(&mut self.conns, tok) {
             b.enqueue(req, to, redirects, now);
             if !b.dirty {
@@ -593,6 +644,7 @@ impl Worker {
     fn connect(&mut self, si: usize, ci: usize) -> io::Result<Token> {
         let addr = self.servers[si].addr;
         let sock = TcpStream::connect(addr)?;
+        self.tune(&sock);
         let now = self.now;
         let registry = self.poll.registry().try_clone()?;
         let (t, conn) = self.insert(Conn::Backend(Backend::new(sock, addr, si, ci, now)));
@@ -657,7 +709,7 @@ impl Worker {
                 }
                 Ok(false) => return,
                 Err(e) => {
-                    self.fail_backend(t, &netio::error_text(&e));
+                    self.fail_backend(t, Fault::Error, &netio::error_text(&e));
                     return;
                 }
             }
@@ -713,13 +765,22 @@ impl Worker {
             }
         }
         let idle = b.inflight.is_empty();
+        let si = b.server;
+        if let Some(srv) = self.servers.get_mut(si) {
+            for (p, reply) in &self.replies {
+                if let ReplyTo::Client { .. } = p.to {
+                    srv.stats.responses += 1;
+                    srv.stats.response_bytes += reply.len() as u64;
+                }
+            }
+        }
         let mut replies = std::mem::take(&mut self.replies);
         for (p, reply) in replies.drain(..) {
             self.on_reply(p, reply);
         }
         self.replies = replies;
         if let Some(msg) = broken {
-            self.fail_backend(t, &msg);
+            self.fail_backend(t, Fault::Error, &msg);
             return;
         }
         match status {
@@ -730,8 +791,8 @@ impl Worker {
                 // restart): reconnect on the next request, no backoff.
                 self.drop_backend(t);
             }
-            ReadStatus::Eof => self.fail_backend(t, "Connection reset by peer"),
-            ReadStatus::Error(e) => self.fail_backend(t, &netio::error_text(&e)),
+            ReadStatus::Eof => self.fail_backend(t, Fault::Eof, "Connection reset by peer"),
+            ReadStatus::Error(e) => self.fail_backend(t, Fault::Error, &netio::error_text(&e)),
         }
     }
 
@@ -752,10 +813,17 @@ impl Worker {
 
     /// A backend connection broke: close it, answer each request it carried
     /// with exactly one error reply, and back off before reconnecting.
-    fn fail_backend(&mut self, t: Token, why: &str) {
+    fn fail_backend(&mut self, t: Token, fault: Fault, why: &str) {
         let Some(b) = self.drop_backend(t) else {
             return;
         };
+        if let Some(srv) = self.servers.get_mut(b.server) {
+            match fault {
+                Fault::Eof => srv.stats.server_eof += 1,
+                Fault::Timeout => srv.stats.server_timedout += 1,
+                Fault::Error => srv.stats.server_err += 1,
+            }
+        }
         let err = resp::error(&format!("ERR {why}"));
         let srv_name = self
             .servers
@@ -787,6 +855,68 @@ impl Worker {
         }
     }
 
+    pub(crate) fn count_fragments(&mut self, n: usize) {
+        self.pool.fragments += n as u64;
+    }
+
+    /// Socket options every connection gets.
+    fn tune(&self, sock: &TcpStream) {
+        if self.cfg.tcpkeepalive
+            && let Err(e) = socket2::SockRef::from(sock).set_keepalive(true)
+        {
+            debug!("cluster {}: set keepalive: {e}", self.cfg.name);
+        }
+    }
+
+    /// Opens every connection to every server now rather than on first use.
+    fn preconnect(&mut self) {
+        for si in 0..self.servers.len() {
+            for ci in 0..self.cfg.server_connections {
+                if self.servers[si].conns[ci].is_none()
+                    && let Err(e) = self.connect(si, ci)
+                {
+                    warn!(
+                        "cluster {}: backend {}: preconnect: {e}",
+                        self.cfg.name, self.servers[si].name
+                    );
+                }
+            }
+        }
+    }
+
+    /// Hands a copy of this worker's counters to the stats port.
+    fn publish(&mut self) {
+        let mut snap = WorkerSnapshot {
+            pool: self.pool.clone(),
+            servers: Vec::with_capacity(self.servers.len()),
+        };
+        for srv in &self.servers {
+            let mut st = srv.stats.clone();
+            for t in srv.conns.iter().flatten() {
+                let (idx, _) = split_token(*t);
+                if let Some(Entry {
+                    conn: Conn::Backend(b),
+                    ..
+                }) = self.conns.get(idx)
+                {
+                    st.server_connections += 1;
+                    let unsent = b.wq.len() as u64;
+                    st.in_queue += unsent;
+                    st.in_queue_bytes += b.wq.iter().map(|x| x.len() as u64).sum::<u64>();
+                    st.out_queue += (b.inflight.len() as u64).saturating_sub(unsent);
+                    st.out_queue_bytes += b
+                        .inflight
+                        .iter()
+                        .skip(b.wq.len())
+                        .map(|p| p.req.len() as u64)
+                        .sum::<u64>();
+                }
+            }
+            snap.servers.push((srv.name.clone(), st));
+        }
+        self.stats.publish(self.index, snap);
+    }
+
     // ---- end of turn ----
 
     fn flush(&mut self) {
@@ -805,7 +935,7 @@ impl Worker {
                         b.write_since = self.now;
                     }
                 }
-                Err(e) => self.fail_backend(t, &netio::error_text(&e)),
+                Err(e) => self.fail_backend(t, Fault::Error, &netio::error_text(&e)),
             }
         }
         self.dirty_backends = list;
@@ -885,7 +1015,7 @@ impl Worker {
             .filter(|t| self.deadline_of(*t).is_some_and(|d| d <= now))
             .collect();
         for t in expired {
-            self.fail_backend(t, "Connection timed out");
+            self.fail_backend(t, Fault::Timeout, "Connection timed out");
         }
     }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Stops the aster-proxy started by scripts/start.sh: SIGTERM by pid file, waits
+# up to 10 s for it to drain and exit (then SIGKILL), removes the pid file.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+pid_file="$root/run/aster.pid"
+
+if [ ! -f "$pid_file" ]; then
+  echo "aster-proxy is not running (no $pid_file)"
+  exit 0
+fi
+pid="$(cat "$pid_file" 2>/dev/null || true)"
+if ! [[ "$pid" =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null \
+  || ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q aster-proxy; then
+  echo "aster-proxy is not running (stale pid file removed)"
+  rm -f "$pid_file"
+  exit 0
+fi
+
+kill -TERM "$pid"
+for _ in $(seq 1 100); do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    rm -f "$pid_file"
+    echo "aster-proxy stopped (pid $pid)"
+    exit 0
+  fi
+  sleep 0.1
+done
+
+echo "stop.sh: aster-proxy (pid $pid) still running 10 s after SIGTERM; sending SIGKILL" >&2
+kill -KILL "$pid" 2>/dev/null || true
+for _ in $(seq 1 20); do
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+rm -f "$pid_file"
+echo "aster-proxy killed (pid $pid)"
