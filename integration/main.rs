@@ -3,6 +3,8 @@
 mod harness;
 
 mod bench;
+mod cluster;
+mod compat;
 mod config_cli;
 mod faults;
 mod protocol;

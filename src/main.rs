@@ -2,32 +2,14 @@
 
 #![deny(rust_2018_idioms, unused_imports)]
 
-mod backend;
-mod client;
-mod command;
-mod config;
-mod dispatch;
-mod hash;
-mod ketama;
-mod local;
-mod multikey;
-mod netio;
-mod nutcracker;
-mod proxy;
-mod resp;
-mod route;
-mod rpc;
-mod slots;
-mod stats;
-mod supervisor;
-mod worker;
-
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use log::{LevelFilter, error, info};
@@ -35,8 +17,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook::iterator::Signals;
 use simplelog::{ConfigBuilder, WriteLogger};
 
-use crate::config::{Config, StatsConfig};
-use crate::proxy::Proxy;
+use aster_proxy::config::{Config, StatsConfig};
+use aster_proxy::proxy::Proxy;
+use aster_proxy::{local, nutcracker, stats, supervisor};
 
 /// Exit codes: 0 fine, 1 bad configuration, 2 bad usage, 3 failed at run time.
 const EXIT_CONFIG: u8 = 1;
@@ -203,19 +186,63 @@ fn parse_flags(args: &[String]) -> Parsed {
     })
 }
 
+/// The log file, shared with the signal loop so SIGHUP can reopen it after
+/// logrotate moved it away.
+#[derive(Clone)]
+struct LogFile {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+}
+
+static LOG_FILE: OnceLock<LogFile> = OnceLock::new();
+
+impl LogFile {
+    fn open(path: &Path) -> Result<LogFile, String> {
+        let f = LogFile {
+            path: path.to_owned(),
+            file: Arc::new(Mutex::new(open_append(path)?)),
+        };
+        let _ = LOG_FILE.set(f.clone());
+        Ok(f)
+    }
+
+    fn reopen(&self) -> Result<(), String> {
+        let fresh = open_append(&self.path)?;
+        *self.file.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))
+}
+
+impl std::io::Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush()
+    }
+}
+
 fn init_logging(flags: &Flags) -> Result<(), String> {
     let cfg = ConfigBuilder::new()
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
         .build();
     let writer: Box<dyn std::io::Write + Send> = match &flags.output {
-        Some(path) => Box::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?,
-        ),
+        Some(path) => Box::new(LogFile::open(path)?),
         None => Box::new(std::io::stderr()),
     };
     // The logger itself passes everything; the level lives in log's global
@@ -348,7 +375,13 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 log::set_max_level(level);
                 info!("got SIGTTOU: log level now {level}");
             }
-            SIGHUP => info!("got SIGHUP: nothing to reload yet"),
+            SIGHUP => match LOG_FILE.get() {
+                Some(f) => match f.reopen() {
+                    Ok(()) => info!("got SIGHUP: log file {} reopened", f.path.display()),
+                    Err(e) => error!("got SIGHUP: {e}"),
+                },
+                None => info!("got SIGHUP: logging to stderr, nothing to reopen"),
+            },
             _ => {}
         }
     }

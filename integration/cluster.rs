@@ -1,0 +1,1 @@
+//! Cluster mode against a real six-node Redis Cluster.

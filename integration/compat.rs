@@ -1,0 +1,1 @@
+//! Drop-in compatibility with twemproxy: nutcracker.yml, flags, stats port, signals, texts.
