@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::hash::HashKind;
 use crate::ketama::Distribution;
+use crate::resp::Limits;
 
 /// How a cluster's keys are placed on its servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +67,30 @@ pub struct ClusterConfig {
     pub tcpkeepalive: bool,
     /// Clients past this many (per cluster) get an error and are closed. 0 = no limit.
     pub max_clients: usize,
+    /// More users for `AUTH username password`, besides `password` (user "default").
+    pub users: Vec<User>,
+    /// Request limits, checked before anything is buffered for a frame.
+    pub limits: Limits,
+    /// Unsent reply bytes past which a client is disconnected. 0 = no limit.
+    pub client_output_limit: usize,
+}
+
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for User {
+    /// Secrets never reach a log line, even through a Debug print.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "User {{ username: {:?}, password: \"***\" }}",
+            self.username
+        )
+    }
 }
 
 /// The stats port: twemproxy's JSON document on each connection.
@@ -189,6 +214,29 @@ pub(crate) struct RawCluster {
     pub(crate) tcpkeepalive: bool,
     #[serde(default)]
     pub(crate) max_clients: usize,
+    #[serde(default)]
+    pub(crate) users: Vec<User>,
+    #[serde(default = "default_max_bulk_len")]
+    pub(crate) max_bulk_len: usize,
+    #[serde(default = "default_max_multibulk_len")]
+    pub(crate) max_multibulk_len: usize,
+    #[serde(default = "default_max_inline_len")]
+    pub(crate) max_inline_len: usize,
+    #[serde(default = "default_client_output_limit")]
+    pub(crate) client_output_limit: usize,
+}
+
+fn default_max_bulk_len() -> usize {
+    Limits::default().max_bulk
+}
+fn default_max_multibulk_len() -> usize {
+    Limits::default().max_args
+}
+fn default_max_inline_len() -> usize {
+    Limits::default().max_inline
+}
+fn default_client_output_limit() -> usize {
+    1024 * 1024 * 1024
 }
 
 fn default_backlog() -> u32 {
@@ -349,6 +397,11 @@ impl RawCluster {
             preconnect: false,
             tcpkeepalive: false,
             max_clients: 0,
+            users: Vec::new(),
+            max_bulk_len: default_max_bulk_len(),
+            max_multibulk_len: default_max_multibulk_len(),
+            max_inline_len: default_max_inline_len(),
+            client_output_limit: default_client_output_limit(),
         }
     }
 }
@@ -437,6 +490,20 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
             "needs backend_password as well".into(),
         ));
     }
+    if rc.max_bulk_len == 0 || rc.max_multibulk_len == 0 || rc.max_inline_len == 0 {
+        return Err(invalid(
+            "max_bulk_len",
+            "request limits (max_bulk_len, max_multibulk_len, max_inline_len) must be > 0".into(),
+        ));
+    }
+    for u in &rc.users {
+        if u.username.is_empty() || u.password.is_empty() {
+            return Err(invalid(
+                "users",
+                "every user needs a username and a password".into(),
+            ));
+        }
+    }
     let ms = |v: u64| (v > 0).then(|| Duration::from_millis(v));
     Ok(ClusterConfig {
         name: rc.name.clone(),
@@ -462,6 +529,13 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
         preconnect: rc.preconnect,
         tcpkeepalive: rc.tcpkeepalive,
         max_clients: rc.max_clients,
+        users: rc.users.clone(),
+        limits: Limits {
+            max_bulk: rc.max_bulk_len,
+            max_args: rc.max_multibulk_len,
+            max_inline: rc.max_inline_len,
+        },
+        client_output_limit: rc.client_output_limit,
     })
 }
 

@@ -59,7 +59,7 @@ impl Worker {
             }
             return self.reply(t, resp::error(&msg));
         };
-        if self.cfg.password.is_some()
+        if self.needs_auth()
             && !matches!(
                 cmd.kind,
                 Kind::Local(Local::Auth | Local::Hello | Local::Quit)
@@ -73,14 +73,11 @@ impl Worker {
         }
         match cmd.kind {
             Kind::Local(l) => {
+                let needs_auth = self.needs_auth();
                 let Some(c) = client_of(&mut self.conns, t) else {
                     return;
                 };
-                if l == Local::Hello
-                    && !c.authed
-                    && self.cfg.password.is_some()
-                    && !hello_has_auth(&args)
-                {
+                if l == Local::Hello && !c.authed && needs_auth && !hello_has_auth(&args) {
                     return self.reply(t, resp::error(local::NOAUTH));
                 }
                 let info = ClientInfo {
@@ -88,6 +85,7 @@ impl Worker {
                     name: &mut c.name,
                     authed: &mut c.authed,
                     password: self.cfg.password.as_deref(),
+                    users: &self.cfg.users,
                 };
                 let ans = local::answer(l, &args, info);
                 c.push(Slot::Ready(ans.reply));
@@ -197,6 +195,10 @@ impl Worker {
             "ERR no server is available for this key"
         };
         self.reply(t, resp::error(msg));
+    }
+
+    fn needs_auth(&self) -> bool {
+        self.cfg.password.is_some() || !self.cfg.users.is_empty()
     }
 
     fn forward(&mut self, t: Token, server: usize, req: Bytes) {

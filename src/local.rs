@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 
 use crate::command::{Args, Local};
+use crate::config::User;
 use crate::resp;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -20,6 +21,8 @@ pub struct ClientInfo<'a> {
     pub authed: &'a mut bool,
     /// The cluster's frontend password, if it has one.
     pub password: Option<&'a str>,
+    /// Named users for `AUTH username password`.
+    pub users: &'a [User],
 }
 
 const NO_PASSWORD: &str = "ERR Client sent AUTH, but no password is set";
@@ -36,13 +39,21 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// AUTH [user] password. Only the default user exists through the proxy.
+/// AUTH [user] password: `password` is the "default" user's; `users` adds
+/// named ones. Every candidate is compared, so timing says nothing either.
 fn auth(user: Option<&[u8]>, pass: &[u8], c: &mut ClientInfo<'_>) -> Result<(), &'static str> {
-    let Some(want) = c.password else {
+    if c.password.is_none() && c.users.is_empty() {
         return Err(NO_PASSWORD);
-    };
-    let user_ok = user.is_none_or(|u| u == b"default");
-    if same_secret(pass, want.as_bytes()) && user_ok {
+    }
+    let user = user.unwrap_or(b"default");
+    let mut ok = false;
+    if let Some(want) = c.password {
+        ok |= user == b"default" && same_secret(pass, want.as_bytes());
+    }
+    for u in c.users {
+        ok |= u.username.as_bytes() == user && same_secret(pass, u.password.as_bytes());
+    }
+    if ok {
         *c.authed = true;
         Ok(())
     } else {
@@ -246,6 +257,7 @@ mod tests {
             name,
             authed: &mut authed,
             password: None,
+            users: &[],
         };
         answer(cmd, &V(args), info).reply
     }
@@ -254,12 +266,17 @@ mod tests {
     fn auth_checks_the_password() {
         let mut name = None;
         let mut authed = false;
+        let users = vec![User {
+            username: "app".into(),
+            password: "apppass".into(),
+        }];
         let mut call = |args: Vec<&'static [u8]>, cmd: Local| {
             let info = ClientInfo {
                 id: 1,
                 name: &mut name,
                 authed: &mut authed,
                 password: Some("s3cret"),
+                users: &users,
             };
             answer(cmd, &V(args), info).reply
         };
@@ -274,6 +291,14 @@ mod tests {
         assert_eq!(
             &call(vec![b"AUTH", b"bob", b"s3cret"], Local::Auth)[..],
             b"-ERR invalid password\r\n"
+        );
+        assert_eq!(
+            &call(vec![b"AUTH", b"app", b"s3cret"], Local::Auth)[..],
+            b"-ERR invalid password\r\n"
+        );
+        assert_eq!(
+            &call(vec![b"AUTH", b"app", b"apppass"], Local::Auth)[..],
+            resp::OK
         );
         assert_eq!(&call(vec![b"AUTH", b"s3cret"], Local::Auth)[..], resp::OK);
         assert!(authed);

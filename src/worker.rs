@@ -186,6 +186,7 @@ impl Worker {
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let route = s.route.load_full();
+        let limits = s.cfg.limits;
         let mut w = Worker {
             cfg: s.cfg,
             index: s.index,
@@ -206,7 +207,7 @@ impl Worker {
             replies: Vec::new(),
             now: Instant::now(),
             rng: 0x2545_f491_4f6c_dd1d ^ (s.index as u64 + 1),
-            limits: Limits::default(),
+            limits,
             shutdown: s.shutdown,
             kick: s.kick,
             pool: PoolStats::default(),
@@ -946,6 +947,15 @@ impl Worker {
                 continue;
             };
             c.dirty = false;
+            let limit = self.cfg.client_output_limit;
+            if limit > 0 && c.out_bytes > limit {
+                warn!(
+                    "cluster {}: client {}: {} bytes of replies unread, over client_output_limit: closing",
+                    self.cfg.name, c.peer, c.out_bytes
+                );
+                self.close_client(t);
+                continue;
+            }
             match netio::write_queue(&mut c.sock, &mut c.out) {
                 Ok(n) => c.out_bytes -= n.min(c.out_bytes),
                 Err(e) => {
