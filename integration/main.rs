@@ -9,6 +9,7 @@ mod config_cli;
 mod faults;
 mod protocol;
 mod redis_mode;
+mod regressions;
 mod twemproxy;
 
 use std::process::Command;

@@ -698,7 +698,6 @@ impl Worker {
             match connect_outcome(&b.sock) {
                 Ok(true) => {
                     b.state = State::Ready;
-                    let _ = b.sock.set_nodelay(true);
                     let si = b.server;
                     if !b.dirty {
                         b.dirty = true;
@@ -860,8 +859,12 @@ impl Worker {
         self.pool.fragments += n as u64;
     }
 
-    /// Socket options every connection gets.
+    /// Socket options every connection gets. Nagle's algorithm is off: a
+    /// proxy's small replies would otherwise wait for the peer's delayed ACK.
     fn tune(&self, sock: &TcpStream) {
+        if let Err(e) = sock.set_nodelay(true) {
+            debug!("cluster {}: set nodelay: {e}", self.cfg.name);
+        }
         if self.cfg.tcpkeepalive
             && let Err(e) = socket2::SockRef::from(sock).set_keepalive(true)
         {
