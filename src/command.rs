@@ -92,6 +92,8 @@ pub enum Local {
     /// Answered from the proxy's clock: it has no key to route by and every
     /// backend's clock is as good (or bad) as the proxy's.
     Time,
+    /// SLOWLOG GET/LEN/RESET over the proxy's own slow log.
+    Slowlog,
 }
 
 /// Where the keys of a [`Kind::Keyed`] command are.
@@ -914,7 +916,7 @@ const TABLE: &[Command] = &[
     keyed("sinterstore", -3, ALL, WRITE),
     keyed("sismember", 3, K1, READ),
     unsupported("slaveof", 3, REPLICATION, WRITE),
-    unsupported("slowlog", -2, ADMIN, WRITE),
+    local("slowlog", -2, Local::Slowlog),
     keyed("smembers", 2, K1, READ),
     keyed("smismember", -3, K1, READ),
     keyed("smove", 4, K1_2, WRITE),

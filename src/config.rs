@@ -73,6 +73,9 @@ pub struct ClusterConfig {
     pub limits: Limits,
     /// Unsent reply bytes past which a client is disconnected. 0 = no limit.
     pub client_output_limit: usize,
+    /// Requests slower than this (µs) enter the slow log; `None` = off.
+    pub slowlog_log_slower_than: Option<u64>,
+    pub slowlog_max_len: usize,
 }
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -224,6 +227,17 @@ pub(crate) struct RawCluster {
     pub(crate) max_inline_len: usize,
     #[serde(default = "default_client_output_limit")]
     pub(crate) client_output_limit: usize,
+    #[serde(default = "default_slowlog_slower_than")]
+    pub(crate) slowlog_log_slower_than: i64,
+    #[serde(default = "default_slowlog_max_len")]
+    pub(crate) slowlog_max_len: usize,
+}
+
+fn default_slowlog_slower_than() -> i64 {
+    10_000
+}
+fn default_slowlog_max_len() -> usize {
+    128
 }
 
 fn default_max_bulk_len() -> usize {
@@ -402,6 +416,8 @@ impl RawCluster {
             max_multibulk_len: default_max_multibulk_len(),
             max_inline_len: default_max_inline_len(),
             client_output_limit: default_client_output_limit(),
+            slowlog_log_slower_than: default_slowlog_slower_than(),
+            slowlog_max_len: default_slowlog_max_len(),
         }
     }
 }
@@ -536,6 +552,8 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
             max_inline: rc.max_inline_len,
         },
         client_output_limit: rc.client_output_limit,
+        slowlog_log_slower_than: u64::try_from(rc.slowlog_log_slower_than).ok(),
+        slowlog_max_len: rc.slowlog_max_len,
     })
 }
 

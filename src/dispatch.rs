@@ -72,6 +72,14 @@ impl Worker {
             return self.reply(t, wrong_arity(cmd));
         }
         match cmd.kind {
+            Kind::Local(Local::Info) => {
+                let reply = self.info(&args);
+                self.reply(t, reply);
+            }
+            Kind::Local(Local::Slowlog) => {
+                let reply = self.slowlog(&args);
+                self.reply(t, reply);
+            }
             Kind::Local(l) => {
                 let needs_auth = self.needs_auth();
                 let Some(c) = client_of(&mut self.conns, t) else {

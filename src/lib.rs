@@ -7,6 +7,7 @@
 
 #![deny(rust_2018_idioms, unused_imports)]
 
+pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod command;
@@ -15,6 +16,7 @@ pub mod dispatch;
 pub mod hash;
 pub mod ketama;
 pub mod local;
+pub mod metrics;
 pub mod multikey;
 pub mod netio;
 pub mod nutcracker;
@@ -23,6 +25,7 @@ pub mod resp;
 pub mod route;
 pub mod rpc;
 pub mod slots;
+pub mod slowlog;
 pub mod stats;
 pub mod supervisor;
 pub mod worker;

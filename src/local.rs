@@ -12,7 +12,7 @@ use crate::resp;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What HELLO and INFO report as the server version: clients gate features on
 /// it, and aster forwards the Redis 7 command set.
-const REDIS_COMPAT_VERSION: &str = "7.2.0";
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
 /// The per-connection facts a local answer needs.
 pub struct ClientInfo<'a> {
@@ -113,7 +113,8 @@ pub fn answer(cmd: Local, args: &(impl Args + ?Sized), client: ClientInfo<'_>) -
                 Err(e) => reply(resp::error(e)),
             }
         }
-        Local::Info => reply(info()),
+        // They need the cluster's state: the worker answers them (admin.rs).
+        Local::Info | Local::Slowlog => reply(resp::error("ERR not available here")),
         Local::Time => reply(time()),
     }
 }
@@ -216,13 +217,6 @@ fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
     resp::put_bulk(&mut out, b"modules");
     out.extend_from_slice(b"*0\r\n");
     reply(out.freeze())
-}
-
-fn info() -> Bytes {
-    let text = format!(
-        "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\naster_version:{VERSION}\r\nredis_mode:proxy\r\n"
-    );
-    resp::bulk(text.as_bytes())
 }
 
 fn time() -> Bytes {

@@ -19,7 +19,7 @@ use simplelog::{ConfigBuilder, WriteLogger};
 
 use aster_proxy::config::{Config, StatsConfig};
 use aster_proxy::proxy::Proxy;
-use aster_proxy::{local, nutcracker, stats, supervisor};
+use aster_proxy::{local, metrics, nutcracker, stats, supervisor};
 
 /// Exit codes: 0 fine, 1 bad configuration, 2 bad usage, 3 failed at run time.
 const EXIT_CONFIG: u8 = 1;
@@ -38,6 +38,7 @@ struct Flags {
     stats_interval: Option<Duration>,
     pid_file: Option<PathBuf>,
     daemonize: bool,
+    metrics: Option<SocketAddr>,
 }
 
 fn options() -> getopts::Options {
@@ -89,6 +90,12 @@ fn options() -> getopts::Options {
         "stats-interval",
         "stats refresh interval in ms (default 30000)",
         "MS",
+    );
+    o.optopt(
+        "",
+        "metrics",
+        "serve Prometheus metrics at http://ADDR:PORT/metrics (PORT alone: 127.0.0.1)",
+        "[ADDR:]PORT",
     );
     o.optopt("p", "pid-file", "write the process id to this file", "FILE");
     o.optopt(
@@ -157,6 +164,13 @@ fn parse_flags(args: &[String]) -> Parsed {
         Some(Ok(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
         Some(_) => return usage_error("bad stats interval: expected milliseconds > 0".into()),
     };
+    let metrics = match m.opt_str("metrics") {
+        None => None,
+        Some(v) => match parse_metrics_addr(&v) {
+            Some(a) => Some(a),
+            None => return usage_error(format!("bad --metrics '{v}': expected PORT or ADDR:PORT")),
+        },
+    };
     if let Some(Err(_)) = m.opt_str("m").map(|v| v.parse::<u64>()) {
         return usage_error("bad mbuf size: expected a number".into());
     }
@@ -183,6 +197,7 @@ fn parse_flags(args: &[String]) -> Parsed {
         stats_interval,
         pid_file: m.opt_str("p").map(PathBuf::from),
         daemonize: m.opt_present("d"),
+        metrics,
     })
 }
 
@@ -289,7 +304,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_RUNTIME);
     }
-    let result = run(config);
+    let result = run(config, flags.metrics);
     if let Some(pid_file) = &flags.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
@@ -303,7 +318,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+fn run(config: Config, metrics_addr: Option<SocketAddr>) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = Arc::new(AtomicBool::new(false));
     // Signals are blocked-and-queued from here, before any thread starts.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU])?;
@@ -344,15 +359,22 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             stats: Arc::clone(&p.stats),
         })
         .collect();
+    let registry: stats::Registry = Arc::new(Mutex::new(
+        proxies.iter().map(|p| Arc::clone(&p.stats)).collect(),
+    ));
     if let Some(st) = &config.stats {
-        let all = proxies.iter().map(|p| Arc::clone(&p.stats)).collect();
-        stats::serve(st.listen_addr, st.interval, all)
+        stats::serve(st.listen_addr, st.interval, Arc::clone(&registry))
             .map_err(|e| format!("cannot serve stats on {}: {e}", st.listen_addr))?;
         info!(
             "stats on {} every {} ms",
             st.listen_addr,
             st.interval.as_millis()
         );
+    }
+    if let Some(addr) = metrics_addr {
+        metrics::serve(addr, Arc::clone(&registry))
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        info!("metrics on http://{addr}/metrics");
     }
     let supervisor = supervisor::spawn(watched, kick_rx, Arc::clone(&shutdown))?;
 
@@ -395,6 +417,13 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let _ = supervisor.join();
     info!("aster-proxy stopped");
     Ok(())
+}
+
+fn parse_metrics_addr(v: &str) -> Option<SocketAddr> {
+    if let Ok(port) = v.parse::<u16>() {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    v.parse().ok()
 }
 
 /// -s/-a/-i override the file: -s turns the stats port on for TOML too.

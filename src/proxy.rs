@@ -119,7 +119,12 @@ impl Proxy {
             CacheType::Redis => cfg.servers.iter().map(|s| s.name.clone()).collect(),
             CacheType::RedisCluster => Vec::new(),
         };
-        let stats = Arc::new(ClusterStats::new(&name, names, cfg.thread));
+        let stats = Arc::new(ClusterStats::new(
+            &name,
+            names,
+            cfg.thread,
+            cfg.slowlog_max_len,
+        ));
         let io_err = |what, err| StartError::Io {
             cluster: name.clone(),
             what,

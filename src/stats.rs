@@ -9,11 +9,55 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, warn};
+
+use crate::slowlog::SlowLog;
+
+/// Upper bounds (µs) of the latency histogram's buckets; a last one counts
+/// everything slower.
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+
+/// Request latencies in fixed buckets, as Prometheus histograms want them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Per bucket (not cumulative); the last is the overflow bucket.
+    pub counts: [u64; LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+}
+
+impl Histogram {
+    #[inline]
+    pub fn observe(&mut self, us: u64) {
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[i] += 1;
+        self.sum_us += us;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn add(&mut self, o: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.sum_us += o.sum_us;
+    }
+}
+
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// When the process started (the first call), for uptimes.
+pub fn started() -> Instant {
+    *STARTED.get_or_init(Instant::now)
+}
 
 /// One server's counters, as twemproxy names them. `server_connections`,
 /// `in_queue*` and `out_queue*` are gauges; the rest only grow.
@@ -31,6 +75,8 @@ pub struct ServerStats {
     pub in_queue_bytes: u64,
     pub out_queue: u64,
     pub out_queue_bytes: u64,
+    /// From queueing a request to its reply (aster's own, not in the JSON).
+    pub latency: Histogram,
 }
 
 impl ServerStats {
@@ -47,6 +93,7 @@ impl ServerStats {
         self.in_queue_bytes += o.in_queue_bytes;
         self.out_queue += o.out_queue;
         self.out_queue_bytes += o.out_queue_bytes;
+        self.latency.add(&o.latency);
     }
 }
 
@@ -61,6 +108,10 @@ pub struct PoolStats {
     pub total_connections: u64,
     pub forward_error: u64,
     pub fragments: u64,
+    /// Requests parsed from clients (aster's own, not in the JSON).
+    pub commands: u64,
+    /// From queueing each request on a backend to its reply, all servers.
+    pub latency: Histogram,
 }
 
 impl PoolStats {
@@ -71,6 +122,8 @@ impl PoolStats {
         self.total_connections += o.total_connections;
         self.forward_error += o.forward_error;
         self.fragments += o.fragments;
+        self.commands += o.commands;
+        self.latency.add(&o.latency);
     }
 }
 
@@ -93,13 +146,26 @@ pub struct ClusterStats {
     pub ejected_at: Vec<AtomicU64>,
     /// Clients connected across all workers, for `max_clients`.
     pub clients: AtomicUsize,
+    pub slowlog: SlowLog,
+    /// Per configured server: ejected by the health checks right now.
+    pub ejected_now: Vec<AtomicBool>,
 }
 
 impl ClusterStats {
-    pub fn new(name: &str, server_names: Vec<String>, workers: usize) -> ClusterStats {
+    pub fn new(
+        name: &str,
+        server_names: Vec<String>,
+        workers: usize,
+        slowlog_max: usize,
+    ) -> ClusterStats {
         ClusterStats {
             name: name.to_owned(),
             ejected_at: server_names.iter().map(|_| AtomicU64::new(0)).collect(),
+            ejected_now: server_names
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            slowlog: SlowLog::new(slowlog_max),
             server_names,
             workers: (0..workers)
                 .map(|_| Mutex::new(WorkerSnapshot::default()))
@@ -119,6 +185,15 @@ impl ClusterStats {
         self.server_ejects.fetch_add(1, Ordering::Relaxed);
         if let Some(at) = self.ejected_at.get(server) {
             at.store(epoch_micros(), Ordering::Relaxed);
+        }
+        if let Some(e) = self.ejected_now.get(server) {
+            e.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn readmitted(&self, server: usize) {
+        if let Some(e) = self.ejected_now.get(server) {
+            e.store(false, Ordering::Relaxed);
         }
     }
 
@@ -176,6 +251,13 @@ fn json_str(out: &mut String, s: &str) {
 fn field(out: &mut String, name: &str, v: u64) {
     json_str(out, name);
     let _ = write!(out, ":{v}, ");
+}
+
+/// The clusters being served; reloads add and remove entries.
+pub type Registry = Arc<Mutex<Vec<Arc<ClusterStats>>>>;
+
+pub fn registered(r: &Registry) -> Vec<Arc<ClusterStats>> {
+    r.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
 /// The whole document, as nutcracker lays it out.
@@ -238,22 +320,18 @@ pub fn render(clusters: &[Arc<ClusterStats>], started: Instant, source: &str) ->
 
 /// Starts the stats port: a thread that renders the document every
 /// `interval`, and one that hands it to every connection.
-pub fn serve(
-    addr: SocketAddr,
-    interval: Duration,
-    clusters: Vec<Arc<ClusterStats>>,
-) -> std::io::Result<()> {
+pub fn serve(addr: SocketAddr, interval: Duration, registry: Registry) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
-    let started = Instant::now();
+    let started = started();
     let source = hostname();
-    let doc = Arc::new(Mutex::new(render(&clusters, started, &source)));
+    let doc = Arc::new(Mutex::new(render(&registered(&registry), started, &source)));
     let doc_w = Arc::clone(&doc);
     std::thread::Builder::new()
         .name("aster-stats-agg".into())
         .spawn(move || {
             loop {
                 std::thread::sleep(interval);
-                let d = render(&clusters, started, &source);
+                let d = render(&registered(&registry), started, &source);
                 *doc_w.lock().unwrap_or_else(PoisonError::into_inner) = d;
             }
         })?;
@@ -314,6 +392,7 @@ mod tests {
             "alpha",
             vec!["one".into(), "two".into()],
             2,
+            8,
         ));
         let mut a = WorkerSnapshot::default();
         a.pool.client_connections = 2;
@@ -338,6 +417,14 @@ mod tests {
         c.publish(1, b);
         c.ejected(0);
         let doc = render(&[c], Instant::now(), "host\"x");
+        let mut h = Histogram::default();
+        h.observe(100);
+        h.observe(101);
+        h.observe(10_000_000);
+        assert_eq!(
+            (h.counts[0], h.counts[1], h.counts[14], h.count()),
+            (1, 1, 1, 3)
+        );
         assert!(
             doc.starts_with("{\"service\":\"nutcracker\", \"source\":\"host\\\"x\""),
             "{doc}"

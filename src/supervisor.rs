@@ -241,6 +241,7 @@ fn ping_round(cfg: &ClusterConfig, health: &mut [Health], stats: &ClusterStats) 
                 if !h.live {
                     h.live = true;
                     changed = true;
+                    stats.readmitted(i);
                     info!(
                         "cluster {}: backend {} ({}) answers again: back in the ring",
                         cfg.name, server.name, server.addr

@@ -170,8 +170,10 @@ pub struct Worker {
     replies: Vec<(Pending, Bytes)>,
     kick: Option<Kick>,
     pool: PoolStats,
-    stats: Arc<ClusterStats>,
+    pub(crate) stats: Arc<ClusterStats>,
     next_publish: Instant,
+    /// Events were handled since the last publish.
+    unpublished: bool,
     pub(crate) now: Instant,
     rng: u64,
     limits: Limits,
@@ -213,6 +215,7 @@ impl Worker {
             pool: PoolStats::default(),
             stats: s.stats,
             next_publish: Instant::now(),
+            unpublished: true,
             drain_deadline: None,
         };
         w.rebuild_route_map();
@@ -236,6 +239,7 @@ impl Worker {
                 return;
             }
             self.now = Instant::now();
+            self.unpublished |= !events.is_empty();
             self.refresh_route();
             for ev in events.iter() {
                 match ev.token() {
@@ -250,7 +254,8 @@ impl Worker {
             self.run_resumed();
             self.flush();
             self.expire();
-            if self.now >= self.next_publish {
+            if self.unpublished && self.now >= self.next_publish {
+                self.unpublished = false;
                 self.publish();
                 self.next_publish = self.now + PUBLISH_EVERY;
             }
@@ -266,6 +271,10 @@ impl Worker {
         }
         let now = Instant::now();
         let mut t = Duration::from_secs(1);
+        if self.unpublished {
+            // Counters changed: publish them soon even if nothing else happens.
+            t = t.min(self.next_publish.saturating_duration_since(now));
+        }
         if let Some(next) = self.next_deadline() {
             t = t.min(next.saturating_duration_since(now) + Duration::from_millis(1));
         }
@@ -504,6 +513,7 @@ impl Worker {
                         continue;
                     }
                     let args = std::mem::take(&mut self.args);
+                    self.pool.commands += 1;
                     self.dispatch(t, frame, &args);
                     self.args = args;
                 }
@@ -766,14 +776,7 @@ impl Worker {
         }
         let idle = b.inflight.is_empty();
         let si = b.server;
-        if let Some(srv) = self.servers.get_mut(si) {
-            for (p, reply) in &self.replies {
-                if let ReplyTo::Client { .. } = p.to {
-                    srv.stats.responses += 1;
-                    srv.stats.response_bytes += reply.len() as u64;
-                }
-            }
-        }
+        self.account_replies(si);
         let mut replies = std::mem::take(&mut self.replies);
         for (p, reply) in replies.drain(..) {
             self.on_reply(p, reply);
@@ -852,6 +855,42 @@ impl Worker {
             srv.retry_at = Some(now + srv.backoff);
             srv.backoff = (srv.backoff * 2).min(BACKOFF_MAX);
             srv.last_error = err;
+        }
+    }
+
+    /// Counts the replies just read from server `si`: responses, bytes,
+    /// latency, and the slow log.
+    fn account_replies(&mut self, si: usize) {
+        if self.replies.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let slower_than = self.cfg.slowlog_log_slower_than;
+        let Some(srv) = self.servers.get_mut(si) else {
+            return;
+        };
+        for (p, reply) in &self.replies {
+            let ReplyTo::Client { token, .. } = p.to else {
+                continue;
+            };
+            let us = now.saturating_duration_since(p.at).as_micros() as u64;
+            srv.stats.responses += 1;
+            srv.stats.response_bytes += reply.len() as u64;
+            srv.stats.latency.observe(us);
+            self.pool.latency.observe(us);
+            if slower_than.is_some_and(|t| us >= t) {
+                let (peer, name) = match client_of(&mut self.conns, token) {
+                    Some(c) => (
+                        c.peer.to_string(),
+                        c.name
+                            .as_deref()
+                            .map(|n| String::from_utf8_lossy(n).into_owned())
+                            .unwrap_or_default(),
+                    ),
+                    None => (String::new(), String::new()),
+                };
+                self.stats.slowlog.record(us, &p.req, peer, name);
+            }
         }
     }
 
