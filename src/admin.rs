@@ -68,12 +68,9 @@ impl Worker {
         }
         if want("backends") {
             s.push_str("# Backends\r\n");
+            let health = self.stats.health();
             for (i, b) in self.route.servers.iter().enumerate() {
-                let ejected = self
-                    .stats
-                    .ejected_now
-                    .get(i)
-                    .is_some_and(|e| e.load(Ordering::Relaxed));
+                let ejected = health.get(i).is_some_and(|h| h.ejected);
                 let state = if ejected {
                     "ejected"
                 } else if self.usable(i) {

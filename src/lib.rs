@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod backend;
 pub mod client;
+pub mod clusters;
 pub mod command;
 pub mod config;
 pub mod dispatch;

@@ -17,8 +17,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook::iterator::Signals;
 use simplelog::{ConfigBuilder, WriteLogger};
 
+use aster_proxy::clusters::{self, Clusters};
 use aster_proxy::config::{Config, StatsConfig};
-use aster_proxy::proxy::Proxy;
 use aster_proxy::{local, metrics, nutcracker, stats, supervisor};
 
 /// Exit codes: 0 fine, 1 bad configuration, 2 bad usage, 3 failed at run time.
@@ -304,7 +304,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_RUNTIME);
     }
-    let result = run(config, flags.metrics);
+    let result = run(config, flags.metrics, &flags);
     if let Some(pid_file) = &flags.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
@@ -318,7 +318,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config, metrics_addr: Option<SocketAddr>) -> Result<(), Box<dyn std::error::Error>> {
+fn run(
+    mut config: Config,
+    metrics_addr: Option<SocketAddr>,
+    flags: &Flags,
+) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = Arc::new(AtomicBool::new(false));
     // Signals are blocked-and-queued from here, before any thread starts.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU])?;
@@ -328,40 +332,16 @@ fn run(config: Config, metrics_addr: Option<SocketAddr>) -> Result<(), Box<dyn s
         config.path.display(),
         config.clusters.len()
     );
-    let mut proxies = Vec::with_capacity(config.clusters.len());
-    let (kick_tx, kick_rx) = std::sync::mpsc::channel();
-    for (i, cluster) in config.clusters.iter().enumerate() {
-        let kick = supervisor::Kick::new(kick_tx.clone(), i, Arc::new(AtomicBool::new(false)));
-        let servers: Vec<&str> = cluster.servers.iter().map(|s| s.name.as_str()).collect();
-        let proxy =
-            Proxy::start(cluster.clone(), Arc::clone(&shutdown), kick).inspect_err(|_| {
-                shutdown.store(true, Ordering::Relaxed);
-            })?;
-        info!(
-            "cluster {}: listening on {} ({:?}, {} thread(s), {} {}), servers: {}",
-            cluster.name,
-            cluster.listen_addr,
-            cluster.cache_type,
-            cluster.thread,
-            cluster.hash.name(),
-            cluster.distribution.name(),
-            servers.join(", ")
-        );
-        proxies.push(proxy);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let supervisor = supervisor::spawn(rx, Arc::clone(&shutdown))?;
+    let registry: stats::Registry = Arc::new(Mutex::new(Vec::new()));
+    let mut clusters = Clusters::new(tx, Arc::clone(&registry));
+    let started = clusters.start_all(&config);
+    if let Err(e) = started {
+        shutdown.store(true, Ordering::Relaxed);
+        let _ = supervisor.join();
+        return Err(e.into());
     }
-    let watched = proxies
-        .iter()
-        .map(|p| supervisor::Watched {
-            cfg: Arc::clone(&p.cfg),
-            route: Arc::clone(&p.route),
-            wakers: p.wakers.clone(),
-            kicked: Arc::clone(&p.kicked),
-            stats: Arc::clone(&p.stats),
-        })
-        .collect();
-    let registry: stats::Registry = Arc::new(Mutex::new(
-        proxies.iter().map(|p| Arc::clone(&p.stats)).collect(),
-    ));
     if let Some(st) = &config.stats {
         stats::serve(st.listen_addr, st.interval, Arc::clone(&registry))
             .map_err(|e| format!("cannot serve stats on {}: {e}", st.listen_addr))?;
@@ -376,7 +356,6 @@ fn run(config: Config, metrics_addr: Option<SocketAddr>) -> Result<(), Box<dyn s
             .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         info!("metrics on http://{addr}/metrics");
     }
-    let supervisor = supervisor::spawn(watched, kick_rx, Arc::clone(&shutdown))?;
 
     for sig in signals.forever() {
         match sig {
@@ -397,23 +376,29 @@ fn run(config: Config, metrics_addr: Option<SocketAddr>) -> Result<(), Box<dyn s
                 log::set_max_level(level);
                 info!("got SIGTTOU: log level now {level}");
             }
-            SIGHUP => match LOG_FILE.get() {
-                Some(f) => match f.reopen() {
-                    Ok(()) => info!("got SIGHUP: log file {} reopened", f.path.display()),
-                    Err(e) => error!("got SIGHUP: {e}"),
-                },
-                None => info!("got SIGHUP: logging to stderr, nothing to reopen"),
-            },
+            SIGHUP => {
+                match LOG_FILE.get() {
+                    Some(f) => match f.reopen() {
+                        Ok(()) => info!("got SIGHUP: log file {} reopened", f.path.display()),
+                        Err(e) => error!("got SIGHUP: {e}"),
+                    },
+                    None => info!("got SIGHUP: reloading {}", config.path.display()),
+                }
+                match Config::load(&config.path) {
+                    Ok(mut fresh) => {
+                        apply_stats_flags(&mut fresh, flags);
+                        clusters::warn_restart_only(&config, &fresh);
+                        clusters.reload(&fresh);
+                        config = fresh;
+                    }
+                    Err(e) => error!("reload refused, the running configuration stays: {e}"),
+                }
+            }
             _ => {}
         }
     }
     shutdown.store(true, Ordering::Relaxed);
-    for p in &proxies {
-        p.wake();
-    }
-    for p in proxies {
-        p.join();
-    }
+    clusters.stop_all();
     let _ = supervisor.join();
     info!("aster-proxy stopped");
     Ok(())

@@ -252,11 +252,9 @@ pub fn render(registry: &Registry) -> String {
         "1 unless the health checks ejected the backend.",
     );
     for (c, (_, servers)) in &totals {
+        let health = c.health();
         for (i, (b, _)) in servers.iter().enumerate() {
-            let ejected = c
-                .ejected_now
-                .get(i)
-                .is_some_and(|e| e.load(Ordering::Relaxed));
+            let ejected = health.get(i).is_some_and(|h| h.ejected);
             let _ = writeln!(
                 out,
                 "aster_backend_up{{cluster=\"{}\",backend=\"{}\"}} {}",

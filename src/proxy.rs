@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
@@ -64,11 +64,15 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 pub struct Proxy {
+    /// Names this cluster to the supervisor across reloads.
+    pub id: u64,
     pub cfg: Arc<ClusterConfig>,
     pub route: RouteHandle,
     pub wakers: Vec<Arc<Waker>>,
     pub kicked: Arc<AtomicBool>,
     pub stats: Arc<ClusterStats>,
+    /// This cluster's own stop flag: a reload can stop one cluster.
+    shutdown: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -87,12 +91,9 @@ fn listen(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
 impl Proxy {
     /// Starts the cluster's workers. A Redis Cluster's slot table is learned
     /// first, from the seeds: if none answers, the cluster does not start.
-    pub fn start(
-        cfg: ClusterConfig,
-        shutdown: Arc<AtomicBool>,
-        kick: Kick,
-    ) -> Result<Proxy, StartError> {
+    pub fn start(cfg: ClusterConfig, kick: Kick) -> Result<Proxy, StartError> {
         let cfg = Arc::new(cfg);
+        let shutdown = Arc::new(AtomicBool::new(false));
         let name = cfg.name.clone();
         let table = match cfg.cache_type {
             CacheType::Redis => RouteTable::shard(&cfg, &vec![true; cfg.servers.len()]),
@@ -110,7 +111,7 @@ impl Proxy {
                     map.covered(),
                     slots::SLOT_COUNT
                 );
-                RouteTable::cluster(servers, map)
+                RouteTable::cluster(Arc::clone(&cfg), servers, map)
             }
         };
         let route: RouteHandle = Arc::new(ArcSwap::from_pointee(table));
@@ -165,6 +166,8 @@ impl Proxy {
             threads.push(handle);
         }
         Ok(Proxy {
+            id: kick.cluster(),
+            shutdown,
             cfg,
             route,
             wakers,
@@ -180,6 +183,40 @@ impl Proxy {
                 warn!("cluster {}: cannot wake a worker: {e}", self.cfg.name);
             }
         }
+    }
+
+    /// Takes a reloaded configuration whose listener and thread count are
+    /// unchanged: published with the route table, so clients stay connected.
+    /// Health starts afresh (ejected servers rejoin until pings fail again).
+    pub fn update(&mut self, cfg: ClusterConfig) {
+        let cfg = Arc::new(cfg);
+        let table = match cfg.cache_type {
+            CacheType::Redis => {
+                let names: Vec<String> = cfg.servers.iter().map(|s| s.name.clone()).collect();
+                self.stats.set_servers(&names);
+                Some(RouteTable::shard(&cfg, &vec![true; cfg.servers.len()]))
+            }
+            CacheType::RedisCluster => self.route.load().with_cfg(Arc::clone(&cfg)),
+        };
+        if let Some(t) = table {
+            self.route.store(Arc::new(t));
+        }
+        self.cfg = cfg;
+        self.wake();
+    }
+
+    /// Whether a reload to `cfg` can be applied in place.
+    pub fn can_update(&self, cfg: &ClusterConfig) -> bool {
+        self.cfg.listen_addr == cfg.listen_addr
+            && self.cfg.thread == cfg.thread
+            && self.cfg.cache_type == cfg.cache_type
+            && self.cfg.backlog == cfg.backlog
+    }
+
+    /// Stops accepting; the workers drain (at most 5 s) and exit.
+    pub fn stop(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        self.wake();
     }
 
     /// Waits for the workers to drain and exit.

@@ -27,6 +27,9 @@ pub struct Backend {
 }
 
 pub struct RouteTable {
+    /// The cluster's configuration this table was built from: workers adopt
+    /// it with the table, so a reload reaches them through the same swap.
+    pub cfg: Arc<ClusterConfig>,
     pub servers: Vec<Backend>,
     placement: Placement,
 }
@@ -56,7 +59,7 @@ pub struct Place {
 impl RouteTable {
     /// A sharding table over the configured servers; only those with
     /// `live[i]` take keys.
-    pub fn shard(cfg: &ClusterConfig, live: &[bool]) -> RouteTable {
+    pub fn shard(cfg: &Arc<ClusterConfig>, live: &[bool]) -> RouteTable {
         let ring_servers: Vec<RingServer<'_>> = cfg
             .servers
             .iter()
@@ -68,6 +71,7 @@ impl RouteTable {
             })
             .collect();
         RouteTable {
+            cfg: Arc::clone(cfg),
             servers: cfg.servers.iter().map(backend_of).collect(),
             placement: Placement::Shard(Shard {
                 ring: Ring::build(cfg.distribution, &ring_servers),
@@ -79,8 +83,9 @@ impl RouteTable {
     }
 
     /// A cluster table, as learned from CLUSTER SLOTS.
-    pub fn cluster(servers: Vec<Backend>, map: SlotMap) -> RouteTable {
+    pub fn cluster(cfg: Arc<ClusterConfig>, servers: Vec<Backend>, map: SlotMap) -> RouteTable {
         RouteTable {
+            cfg,
             servers,
             placement: Placement::Cluster(map),
         }
@@ -126,6 +131,16 @@ impl RouteTable {
                 .map(|s| s.replicas.as_slice())
                 .unwrap_or(&[]),
             Placement::Shard(_) => &[],
+        }
+    }
+
+    /// The same cluster layout under another configuration (a reload).
+    pub fn with_cfg(&self, cfg: Arc<ClusterConfig>) -> Option<RouteTable> {
+        match &self.placement {
+            Placement::Cluster(map) => {
+                Some(RouteTable::cluster(cfg, self.servers.clone(), map.clone()))
+            }
+            Placement::Shard(_) => None,
         }
     }
 

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -135,20 +135,27 @@ pub struct WorkerSnapshot {
     pub servers: Vec<(String, ServerStats)>,
 }
 
+/// What the health checks say of one configured server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerHealth {
+    pub name: String,
+    /// µs since the epoch of its last ejection (0: never).
+    pub ejected_at: u64,
+    /// Ejected right now.
+    pub ejected: bool,
+}
+
 /// Shared by a cluster's workers, its supervisor duty and the stats thread.
 pub struct ClusterStats {
     pub name: String,
-    /// Server names in config order, so the document lists them stably.
-    pub server_names: Vec<String>,
     pub workers: Vec<Mutex<WorkerSnapshot>>,
     pub server_ejects: AtomicU64,
-    /// Per configured server: µs since the epoch of its last ejection.
-    pub ejected_at: Vec<AtomicU64>,
     /// Clients connected across all workers, for `max_clients`.
     pub clients: AtomicUsize,
     pub slowlog: SlowLog,
-    /// Per configured server: ejected by the health checks right now.
-    pub ejected_now: Vec<AtomicBool>,
+    /// Configured servers in config order (so documents list them stably),
+    /// with their health. Locked only on ejections, reloads and reports.
+    health: Mutex<Vec<ServerHealth>>,
 }
 
 impl ClusterStats {
@@ -158,21 +165,42 @@ impl ClusterStats {
         workers: usize,
         slowlog_max: usize,
     ) -> ClusterStats {
-        ClusterStats {
+        let c = ClusterStats {
             name: name.to_owned(),
-            ejected_at: server_names.iter().map(|_| AtomicU64::new(0)).collect(),
-            ejected_now: server_names
-                .iter()
-                .map(|_| AtomicBool::new(false))
-                .collect(),
-            slowlog: SlowLog::new(slowlog_max),
-            server_names,
             workers: (0..workers)
                 .map(|_| Mutex::new(WorkerSnapshot::default()))
                 .collect(),
             server_ejects: AtomicU64::new(0),
             clients: AtomicUsize::new(0),
-        }
+            slowlog: SlowLog::new(slowlog_max),
+            health: Mutex::new(Vec::new()),
+        };
+        c.set_servers(&server_names);
+        c
+    }
+
+    /// A reload changed the server list: servers kept by name keep their history.
+    pub fn set_servers(&self, names: &[String]) {
+        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = names
+            .iter()
+            .map(|n| {
+                let old = h.iter().find(|x| &x.name == n);
+                ServerHealth {
+                    name: n.clone(),
+                    ejected_at: old.map_or(0, |o| o.ejected_at),
+                    ejected: false,
+                }
+            })
+            .collect();
+        *h = fresh;
+    }
+
+    pub fn health(&self) -> Vec<ServerHealth> {
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn publish(&self, worker: usize, snap: WorkerSnapshot) {
@@ -183,17 +211,17 @@ impl ClusterStats {
 
     pub fn ejected(&self, server: usize) {
         self.server_ejects.fetch_add(1, Ordering::Relaxed);
-        if let Some(at) = self.ejected_at.get(server) {
-            at.store(epoch_micros(), Ordering::Relaxed);
-        }
-        if let Some(e) = self.ejected_now.get(server) {
-            e.store(true, Ordering::Relaxed);
+        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(x) = h.get_mut(server) {
+            x.ejected_at = epoch_micros();
+            x.ejected = true;
         }
     }
 
     pub fn readmitted(&self, server: usize) {
-        if let Some(e) = self.ejected_now.get(server) {
-            e.store(false, Ordering::Relaxed);
+        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(x) = h.get_mut(server) {
+            x.ejected = false;
         }
     }
 
@@ -202,9 +230,9 @@ impl ClusterStats {
     pub fn total(&self) -> (PoolStats, Vec<(String, ServerStats)>) {
         let mut pool = PoolStats::default();
         let mut servers: Vec<(String, ServerStats)> = self
-            .server_names
-            .iter()
-            .map(|n| (n.clone(), ServerStats::default()))
+            .health()
+            .into_iter()
+            .map(|h| (h.name, ServerStats::default()))
             .collect();
         for w in &self.workers {
             let snap = w.lock().unwrap_or_else(PoisonError::into_inner);
@@ -278,6 +306,7 @@ pub fn render(clusters: &[Arc<ClusterStats>], started: Instant, source: &str) ->
         epoch_micros() / 1_000_000
     );
     for (c, (pool, servers)) in clusters.iter().zip(&totals) {
+        let health = c.health();
         out.push_str(", ");
         json_str(&mut out, &c.name);
         out.push_str(":{");
@@ -298,7 +327,7 @@ pub fn render(clusters: &[Arc<ClusterStats>], started: Instant, source: &str) ->
             field(&mut out, "server_err", s.server_err);
             field(&mut out, "server_timedout", s.server_timedout);
             field(&mut out, "server_connections", s.server_connections);
-            let ejected = c.ejected_at.get(i).map_or(0, |a| a.load(Ordering::Relaxed));
+            let ejected = health.get(i).map_or(0, |h| h.ejected_at);
             field(&mut out, "server_ejected_at", ejected);
             field(&mut out, "requests", s.requests);
             field(&mut out, "request_bytes", s.request_bytes);

@@ -34,21 +34,35 @@ pub struct Watched {
     pub stats: Arc<ClusterStats>,
 }
 
+/// What the supervisor is told.
+pub enum Msg {
+    /// A worker of cluster `id` saw a redirect, a failed node or CLUSTERDOWN.
+    Kick(u64),
+    /// Start (or, for a known id, restart with a new config) watching a cluster.
+    Watch(u64, Watched),
+    /// The cluster was removed by a reload.
+    Unwatch(u64),
+}
+
 /// A worker's handle to ask for a topology refresh of its cluster.
 #[derive(Clone)]
 pub struct Kick {
-    tx: Sender<usize>,
-    cluster: usize,
+    tx: Sender<Msg>,
+    cluster: u64,
     kicked: Arc<AtomicBool>,
 }
 
 impl Kick {
-    pub fn new(tx: Sender<usize>, cluster: usize, kicked: Arc<AtomicBool>) -> Kick {
+    pub fn new(tx: Sender<Msg>, cluster: u64) -> Kick {
         Kick {
             tx,
             cluster,
-            kicked,
+            kicked: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    pub fn cluster(&self) -> u64 {
+        self.cluster
     }
 
     pub fn kicked(&self) -> &Arc<AtomicBool> {
@@ -57,7 +71,7 @@ impl Kick {
 
     pub fn send(&self) {
         if !self.kicked.swap(true, Ordering::AcqRel) {
-            let _ = self.tx.send(self.cluster);
+            let _ = self.tx.send(Msg::Kick(self.cluster));
         }
     }
 }
@@ -89,68 +103,81 @@ struct Job {
     kicked: bool,
 }
 
+impl Job {
+    fn new(w: Watched) -> Job {
+        let now = Instant::now();
+        let (duty, next) = match w.cfg.cache_type {
+            CacheType::Redis => {
+                let health = (0..w.cfg.servers.len())
+                    .map(|_| Health {
+                        fails: 0,
+                        live: true,
+                        conn: None,
+                    })
+                    .collect();
+                (Duty::Ping(health), now)
+            }
+            CacheType::RedisCluster => {
+                let seeds = w.cfg.servers.iter().map(|s| s.addr).collect();
+                // The first table was fetched at start-up.
+                (Duty::Refresh { seeds, last: now }, now + w.cfg.fetch)
+            }
+        };
+        Job {
+            w,
+            duty,
+            next,
+            kicked: false,
+        }
+    }
+}
+
+/// Runs the supervisor until `shutdown`; clusters arrive as `Msg::Watch`.
 pub fn spawn(
-    watched: Vec<Watched>,
-    rx: Receiver<usize>,
+    rx: Receiver<Msg>,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let now = Instant::now();
-    let mut jobs: Vec<Job> = watched
-        .into_iter()
-        .map(|w| {
-            let (duty, next) = match w.cfg.cache_type {
-                CacheType::Redis => {
-                    let health = (0..w.cfg.servers.len())
-                        .map(|_| Health {
-                            fails: 0,
-                            live: true,
-                            conn: None,
-                        })
-                        .collect();
-                    (Duty::Ping(health), now)
-                }
-                CacheType::RedisCluster => {
-                    let seeds = w.cfg.servers.iter().map(|s| s.addr).collect();
-                    // The first table was fetched at start-up.
-                    (Duty::Refresh { seeds, last: now }, now + w.cfg.fetch)
-                }
-            };
-            Job {
-                w,
-                duty,
-                next,
-                kicked: false,
-            }
-        })
-        .collect();
     std::thread::Builder::new()
         .name("aster-supervisor".into())
         .spawn(move || {
+            let mut jobs: Vec<(u64, Job)> = Vec::new();
             while !shutdown.load(Ordering::Relaxed) {
                 let wait = jobs
                     .iter()
-                    .map(|j| j.next.saturating_duration_since(Instant::now()))
+                    .map(|(_, j)| j.next.saturating_duration_since(Instant::now()))
                     .min()
                     .unwrap_or(TICK)
                     .min(TICK);
                 match rx.recv_timeout(wait) {
-                    Ok(c) => mark(&mut jobs, c),
+                    Ok(m) => handle(&mut jobs, m),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
                 }
-                while let Ok(c) = rx.try_recv() {
-                    mark(&mut jobs, c);
+                while let Ok(m) = rx.try_recv() {
+                    handle(&mut jobs, m);
                 }
-                for job in &mut jobs {
+                for (_, job) in &mut jobs {
                     job.step();
                 }
             }
         })
 }
 
-fn mark(jobs: &mut [Job], cluster: usize) {
-    if let Some(j) = jobs.get_mut(cluster) {
-        j.kicked = true;
+fn handle(jobs: &mut Vec<(u64, Job)>, m: Msg) {
+    match m {
+        Msg::Kick(id) => {
+            if let Some((_, j)) = jobs.iter_mut().find(|(i, _)| *i == id) {
+                j.kicked = true;
+            }
+        }
+        Msg::Watch(id, w) => {
+            let job = Job::new(w);
+            match jobs.iter_mut().find(|(i, _)| *i == id) {
+                Some(slot) => slot.1 = job,
+                None => jobs.push((id, job)),
+            }
+        }
+        Msg::Unwatch(id) => jobs.retain(|(i, _)| *i != id),
     }
 }
 
@@ -219,7 +246,7 @@ impl Job {
                 );
                 self.w
                     .route
-                    .store(Arc::new(RouteTable::cluster(servers, map)));
+                    .store(Arc::new(RouteTable::cluster(Arc::clone(cfg), servers, map)));
                 true
             }
             Err(e) => {

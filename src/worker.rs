@@ -286,6 +286,9 @@ impl Worker {
         if !Arc::ptr_eq(&cur, &self.route) {
             self.route = Arc::clone(&cur);
             drop(cur);
+            if !Arc::ptr_eq(&self.cfg, &self.route.cfg) {
+                self.adopt_config();
+            }
             self.rebuild_route_map();
         }
     }
@@ -299,6 +302,23 @@ impl Worker {
             let idx = self.server_by_addr(b.addr, &b.name);
             self.route_map.push(idx);
         }
+    }
+
+    /// A reload changed the cluster's options: later requests and new
+    /// connections follow them; open connections are kept.
+    fn adopt_config(&mut self) {
+        self.cfg = Arc::clone(&self.route.cfg);
+        self.limits = self.cfg.limits;
+        let n = self.cfg.server_connections;
+        for srv in &mut self.servers {
+            if srv.conns.len() < n {
+                srv.conns.resize(n, None);
+            }
+        }
+        info!(
+            "cluster {}: worker {} runs the reloaded configuration",
+            self.cfg.name, self.index
+        );
     }
 
     /// This worker's entry for a server, created on first sight (a new table,
