@@ -23,7 +23,19 @@ pub enum ReadStatus {
 /// Reads into `buf` until the socket would block or `budget` bytes were read.
 /// Read sizes adapt to the traffic: a read that fills its chunk doubles the
 /// next one, so pipelined streams take few syscalls and idle ones zero little.
-pub fn read_into(sock: &mut impl Read, buf: &mut BytesMut, budget: usize) -> ReadStatus {
+///
+/// With `stop_short`, a read that returns less than asked ends the call: the
+/// socket's buffer is empty, and data arriving later raises a new
+/// edge-triggered event (Linux's epoll signals every arrival), so the read
+/// that would only say WouldBlock is skipped, one syscall less per wake-up.
+/// Without it (the event said the peer closed), reading goes on to the end so
+/// the close is seen now: no later event would report it.
+pub fn read_into(
+    sock: &mut impl Read,
+    buf: &mut BytesMut,
+    budget: usize,
+    stop_short: bool,
+) -> ReadStatus {
     let mut chunk = 4096;
     let mut total = 0;
     loop {
@@ -40,7 +52,10 @@ pub fn read_into(sock: &mut impl Read, buf: &mut BytesMut, budget: usize) -> Rea
                 if total >= budget {
                     return ReadStatus::Budget;
                 }
-                if n == chunk && chunk < 256 * 1024 {
+                if n < chunk && stop_short {
+                    return ReadStatus::WouldBlock;
+                }
+                if chunk < 256 * 1024 {
                     chunk *= 2;
                 }
             }
@@ -160,17 +175,33 @@ mod tests {
 
     #[test]
     fn reads_until_would_block_or_eof() {
+        // 4096 + 8192 bytes fill their chunks exactly; the next read sees the end.
+        let mut src: &[u8] = &[7u8; 12_288];
+        let mut buf = BytesMut::new();
+        assert!(matches!(
+            read_into(&mut src, &mut buf, usize::MAX, true),
+            ReadStatus::Eof
+        ));
+        assert_eq!(buf.len(), 12_288);
+        // Without stop_short the same input reads on to the end.
         let mut src: &[u8] = &[7u8; 10_000];
         let mut buf = BytesMut::new();
         assert!(matches!(
-            read_into(&mut src, &mut buf, usize::MAX),
+            read_into(&mut src, &mut buf, usize::MAX, false),
             ReadStatus::Eof
+        ));
+        // A short read stops without another read: the socket is drained.
+        let mut src: &[u8] = &[7u8; 10_000];
+        let mut buf = BytesMut::new();
+        assert!(matches!(
+            read_into(&mut src, &mut buf, usize::MAX, true),
+            ReadStatus::WouldBlock
         ));
         assert_eq!(buf.len(), 10_000);
         let mut src: &[u8] = &[7u8; 10_000];
         let mut buf = BytesMut::new();
         assert!(matches!(
-            read_into(&mut src, &mut buf, 5000),
+            read_into(&mut src, &mut buf, 5000, true),
             ReadStatus::Budget
         ));
     }

@@ -247,7 +247,8 @@ impl Worker {
                     WAKER => {}
                     t => {
                         let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        self.on_event(t, readable, ev.is_writable());
+                        let closed = ev.is_read_closed() || ev.is_error();
+                        self.on_event(t, readable, ev.is_writable(), closed);
                     }
                 }
             }
@@ -434,7 +435,9 @@ impl Worker {
         }
     }
 
-    fn on_event(&mut self, t: Token, readable: bool, writable: bool) {
+    /// `closed`: the peer closed or the socket failed; reads must then go on
+    /// to the end rather than stop at a short read.
+    fn on_event(&mut self, t: Token, readable: bool, writable: bool, closed: bool) {
         let (idx, generation) = split_token(t);
         let is_client = match self.conns.get(idx) {
             Some(e) if e.generation == generation => matches!(e.conn, Conn::Client(_)),
@@ -445,10 +448,10 @@ impl Worker {
                 self.mark_client(t);
             }
             if readable {
-                self.client_pump(t);
+                self.client_pump(t, closed);
             }
         } else {
-            self.backend_event(t, readable, writable);
+            self.backend_event(t, readable, writable, closed);
         }
     }
 
@@ -464,10 +467,12 @@ impl Worker {
                 Some(e) if e.generation == generation => matches!(e.conn, Conn::Client(_)),
                 _ => continue,
             };
+            // Read to WouldBlock here: events that came while the connection
+            // was paused (a close among them) were not acted on.
             if is_client {
-                self.client_pump(t);
+                self.client_pump(t, true);
             } else {
-                self.backend_read(t);
+                self.backend_read(t, true);
             }
         }
     }
@@ -475,12 +480,12 @@ impl Worker {
     // ---- clients ----
 
     /// Parses what the client has buffered, reads more, parses again.
-    fn client_pump(&mut self, t: Token) {
+    fn client_pump(&mut self, t: Token, closed: bool) {
         if !self.client_parse(t) {
             return;
         }
         let status = match client_of(&mut self.conns, t) {
-            Some(c) => netio::read_into(&mut c.sock, &mut c.rbuf, READ_BUDGET),
+            Some(c) => netio::read_into(&mut c.sock, &mut c.rbuf, READ_BUDGET, !closed),
             None => return,
         };
         let running = self.client_parse(t);
@@ -720,7 +725,7 @@ impl Worker {
         cmds
     }
 
-    fn backend_event(&mut self, t: Token, readable: bool, writable: bool) {
+    fn backend_event(&mut self, t: Token, readable: bool, writable: bool, closed: bool) {
         let Some(b) = backend_of(&mut self.conns, t) else {
             return;
         };
@@ -753,15 +758,15 @@ impl Worker {
             self.dirty_backends.push(t);
         }
         if readable {
-            self.backend_read(t);
+            self.backend_read(t, closed);
         }
     }
 
-    fn backend_read(&mut self, t: Token) {
+    fn backend_read(&mut self, t: Token, closed: bool) {
         let Some(b) = backend_of(&mut self.conns, t) else {
             return;
         };
-        let status = netio::read_into(&mut b.sock, &mut b.rbuf, READ_BUDGET);
+        let status = netio::read_into(&mut b.sock, &mut b.rbuf, READ_BUDGET, !closed);
         let mut broken = None;
         loop {
             match resp::scan_reply(&b.rbuf) {
