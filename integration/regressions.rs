@@ -30,3 +30,26 @@ fn pipelined_batches_are_not_held_back_by_nagle() {
         "400 batches of 16 GETs took {took:?}: replies are being held back"
     );
 }
+
+/// Reads stop at a short read (the socket is drained) unless the event says
+/// the peer closed. A request and a half-close arriving together must still
+/// be answered, and the close seen: the proxy then closes its side.
+#[test]
+fn request_with_half_close_is_answered_then_closed() {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    let s = Shards::start(3);
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(("127.0.0.1", s.proxy.port())).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        c.write_all(b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$5\r\n1:eof\r\n")
+            .expect("write");
+        c.shutdown(Shutdown::Write).expect("half-close");
+        let mut got = Vec::new();
+        // read_to_end returns only when the proxy closes its side.
+        c.read_to_end(&mut got)
+            .expect("the proxy closes after answering");
+        assert_eq!(got, b"+PONG\r\n$-1\r\n");
+    }
+}
