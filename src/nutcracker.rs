@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{MapAccess, Visitor};
+use serde::de::{Error as _, MapAccess, Visitor};
 
 use crate::config::{self, Config, ConfigError, RawCluster, StatsConfig};
 
@@ -65,8 +65,13 @@ impl<'de> Deserialize<'de> for Pools {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Pools, A::Error> {
                 let mut pools = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, RawPool>()? {
-                    pools.push((k, v));
+                while let Some(name) = m.next_key::<String>()? {
+                    // Name the pool in errors about its keys (serde alone
+                    // would only give a line and a column).
+                    let pool = m
+                        .next_value::<RawPool>()
+                        .map_err(|e| A::Error::custom(format!("pool '{name}': {e}")))?;
+                    pools.push((name, pool));
                 }
                 Ok(Pools(pools))
             }
@@ -214,7 +219,7 @@ beta:
     #[test]
     fn refusals_name_pool_and_key() {
         let e = load(&ALPHA.replace("  redis_db: 2", "  bogus: 2")).unwrap_err();
-        assert!(e.contains("bogus"), "{e}");
+        assert!(e.contains("bogus") && e.contains("'alpha'"), "{e}");
         let e = load("m:\n  listen: 127.0.0.1:1\n  servers: [\"127.0.0.1:2:1\"]\n").unwrap_err();
         assert!(e.contains("'m'") && e.contains("memcached"), "{e}");
         let e = load(&ALPHA.replace("hash: fnv1a_64", "hash: sha1")).unwrap_err();

@@ -866,6 +866,12 @@ impl Worker {
             b.inflight.len()
         );
         self.server_failed(b.server, err.clone());
+        // As twemproxy counts them: every client request the failure answers.
+        self.pool.forward_error += b
+            .inflight
+            .iter()
+            .filter(|p| matches!(p.to, ReplyTo::Client { .. }))
+            .count() as u64;
         if self.route.is_cluster() {
             self.kick_refresh();
         }
@@ -1092,6 +1098,8 @@ impl Worker {
             .filter(|t| self.deadline_of(*t).is_some_and(|d| d <= now))
             .collect();
         for t in expired {
+            // Counted on the timer path: no socket event will mark it.
+            self.unpublished = true;
             self.fail_backend(t, Fault::Timeout, "Connection timed out");
         }
     }
