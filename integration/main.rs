@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against real redis-server processes.
 
+mod cluster_harness;
 mod harness;
 
 mod bench;
@@ -7,9 +8,11 @@ mod cluster;
 mod compat;
 mod config_cli;
 mod faults;
+mod operations;
 mod protocol;
 mod redis_mode;
 mod regressions;
+mod reliability;
 mod twemproxy;
 
 use std::process::Command;

@@ -18,6 +18,11 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# redis-py 5+ for the client-library integration tests (integration/operations.rs).
+if command -v python3 >/dev/null && ! python3 -c 'import redis' 2>/dev/null; then
+  python3 -m pip install --quiet 'redis>=5'
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo build --release

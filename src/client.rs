@@ -33,6 +33,9 @@ pub struct Client {
     pub name: Option<Bytes>,
     /// AUTH succeeded, or the cluster has no password.
     pub authed: bool,
+    /// HELLO 3: this client's requests go to backend connections that speak
+    /// RESP3, whose replies are forwarded as they are.
+    pub resp3: bool,
     /// Set by QUIT, a protocol error, or the peer's EOF: write what is owed, then close.
     pub closing: bool,
     /// Already on the worker's list of clients to flush this turn.
@@ -54,6 +57,7 @@ impl Client {
             out_bytes: 0,
             name: None,
             authed: false,
+            resp3: false,
             closing: false,
             dirty: false,
             paused: false,

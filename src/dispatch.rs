@@ -92,6 +92,7 @@ impl Worker {
                     id: c.id,
                     name: &mut c.name,
                     authed: &mut c.authed,
+                    resp3: &mut c.resp3,
                     password: self.cfg.password.as_deref(),
                     users: &self.cfg.users,
                 };
@@ -116,10 +117,12 @@ impl Worker {
                 if positions.count() == 0 {
                     return self.reply(t, wrong_arity(cmd));
                 }
-                let route = std::sync::Arc::clone(&self.route);
                 let random = self.random();
+                let to_replica = cmd.readonly && self.cfg.read_from_slave;
                 let plan = multikey::plan(split, &args, |k| {
-                    route.place(k, random).map(|p| (p.group, p.server))
+                    let p = self.route.place(k, random)?;
+                    let replica = to_replica.then(|| self.pick_replica(p, random)).flatten();
+                    Some((p.group, replica.unwrap_or(p.server)))
                 });
                 match plan {
                     Err(_) => self.no_server(t),

@@ -19,6 +19,8 @@ pub struct ClientInfo<'a> {
     pub id: u64,
     pub name: &'a mut Option<Bytes>,
     pub authed: &'a mut bool,
+    /// The client switched to RESP3 with HELLO 3.
+    pub resp3: &'a mut bool,
     /// The cluster's frontend password, if it has one.
     pub password: Option<&'a str>,
     /// Named users for `AUTH username password`.
@@ -172,11 +174,20 @@ fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
 
 /// HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken.
 fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
-    if args.len() >= 2 && resp::parse_int(args.get(1)) != Some(2) {
-        return reply(resp::error(
-            "NOPROTO sorry, this protocol version is not supported",
-        ));
-    }
+    let proto = if args.len() >= 2 {
+        match resp::parse_int(args.get(1)) {
+            Some(v @ (2 | 3)) => v,
+            _ => {
+                return reply(resp::error(
+                    "NOPROTO sorry, this protocol version is not supported",
+                ));
+            }
+        }
+    } else if *c.resp3 {
+        3
+    } else {
+        2
+    };
     let mut i = 2;
     while i < args.len() {
         match upper(args.get(i)).as_slice() {
@@ -199,14 +210,17 @@ fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
             _ => return reply(resp::error("ERR Syntax error in HELLO option")),
         }
     }
+    // Switched only once every option was accepted, as Redis does.
+    *c.resp3 = proto == 3;
     let mut out = BytesMut::new();
-    out.extend_from_slice(b"*14\r\n");
+    // A map in RESP3, its flattened pairs in RESP2.
+    out.extend_from_slice(if proto == 3 { b"%7\r\n" } else { b"*14\r\n" });
     for (k, v) in [("server", "redis"), ("version", REDIS_COMPAT_VERSION)] {
         resp::put_bulk(&mut out, k.as_bytes());
         resp::put_bulk(&mut out, v.as_bytes());
     }
     resp::put_bulk(&mut out, b"proto");
-    resp::put_int(&mut out, b':', 2);
+    resp::put_int(&mut out, b':', proto);
     resp::put_bulk(&mut out, b"id");
     resp::put_int(&mut out, b':', c.id as i64);
     for (k, v) in [("mode", "standalone"), ("role", "master")] {
@@ -250,6 +264,7 @@ mod tests {
             id: 7,
             name,
             authed: &mut authed,
+            resp3: &mut false,
             password: None,
             users: &[],
         };
@@ -269,6 +284,7 @@ mod tests {
                 id: 1,
                 name: &mut name,
                 authed: &mut authed,
+                resp3: &mut false,
                 password: Some("s3cret"),
                 users: &users,
             };
@@ -349,6 +365,9 @@ mod tests {
         let h = run(Local::Hello, vec![b"HELLO", b"2"], &mut name);
         assert_eq!(crate::resp::scan_reply(&h).unwrap(), Some(h.len()));
         assert!(h.starts_with(b"*14\r\n"));
-        assert!(run(Local::Hello, vec![b"HELLO", b"3"], &mut name).starts_with(b"-NOPROTO"));
+        let h3 = run(Local::Hello, vec![b"HELLO", b"3"], &mut name);
+        assert!(h3.starts_with(b"%7\r\n"), "{h3:?}");
+        assert_eq!(crate::resp::scan_reply(&h3).unwrap(), Some(h3.len()));
+        assert!(run(Local::Hello, vec![b"HELLO", b"4"], &mut name).starts_with(b"-NOPROTO"));
     }
 }

@@ -312,8 +312,8 @@ impl Worker {
         self.limits = self.cfg.limits;
         let n = self.cfg.server_connections;
         for srv in &mut self.servers {
-            if srv.conns.len() < n {
-                srv.conns.resize(n, None);
+            if srv.conns.len() < 2 * n {
+                srv.conns.resize(2 * n, None);
             }
         }
         info!(
@@ -331,7 +331,7 @@ impl Worker {
         self.servers.push(ServerConns {
             addr,
             name: name.to_owned(),
-            conns: vec![None; self.cfg.server_connections],
+            conns: vec![None; 2 * self.cfg.server_connections],
             retry_at: None,
             backoff: BACKOFF_MIN,
             last_error: resp::error("ERR Connection refused"),
@@ -638,7 +638,9 @@ impl Worker {
     /// connection to a server, so its requests stay in order.
     fn send_to(&mut self, si: usize, client: Token, req: Bytes, to: ReplyTo, redirects: u8) {
         let n = self.cfg.server_connections;
-        let ci = split_token(client).0 % n;
+        // Connections [0, n) speak RESP2, [n, 2n) RESP3 (for HELLO 3 clients).
+        let resp3 = client_of(&mut self.conns, client).is_some_and(|c| c.resp3);
+        let ci = split_token(client).0 % n + if resp3 { n } else { 0 };
         let srv = &self.servers[si];
         let tok = match srv.conns[ci] {
             Some(tok) => tok,
@@ -692,7 +694,8 @@ impl Worker {
             return Err(e);
         }
         self.servers[si].conns[ci] = Some(t);
-        for cmd in self.init_commands() {
+        let resp3 = ci >= self.cfg.server_connections;
+        for cmd in self.init_commands(resp3) {
             if let Some(b) = backend_of(&mut self.conns, t) {
                 b.enqueue(cmd, ReplyTo::Init, 0, now);
             }
@@ -705,14 +708,18 @@ impl Worker {
     }
 
     /// What a new backend connection is sent before any client request:
-    /// AUTH and SELECT, as configured. Their error replies fail the connection.
-    fn init_commands(&self) -> Vec<Bytes> {
+    /// AUTH, HELLO 3 (RESP3 connections), SELECT and READONLY, as configured.
+    /// Their error replies fail the connection.
+    fn init_commands(&self, resp3: bool) -> Vec<Bytes> {
         let mut cmds = Vec::new();
         if let Some(pass) = &self.cfg.backend_password {
             cmds.push(match &self.cfg.backend_username {
                 Some(user) => resp::command(&[b"AUTH", user.as_bytes(), pass.as_bytes()]),
                 None => resp::command(&[b"AUTH", pass.as_bytes()]),
             });
+        }
+        if resp3 {
+            cmds.push(resp::command(&[b"HELLO", b"3"]));
         }
         if self.cfg.backend_db != 0 {
             let db = self.cfg.backend_db.to_string();
