@@ -18,9 +18,14 @@ if ! [[ "$pid" =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null \
   exit 0
 fi
 
+# Gone, or a zombie waiting for its parent to reap it: either way it has exited.
+exited() {
+  ! kill -0 "$1" 2>/dev/null || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]
+}
+
 kill -TERM "$pid"
 for _ in $(seq 1 100); do
-  if ! kill -0 "$pid" 2>/dev/null; then
+  if exited "$pid"; then
     rm -f "$pid_file"
     echo "aster-proxy stopped (pid $pid)"
     exit 0
@@ -31,7 +36,7 @@ done
 echo "stop.sh: aster-proxy (pid $pid) still running 10 s after SIGTERM; sending SIGKILL" >&2
 kill -KILL "$pid" 2>/dev/null || true
 for _ in $(seq 1 20); do
-  kill -0 "$pid" 2>/dev/null || break
+  exited "$pid" && break
   sleep 0.1
 done
 rm -f "$pid_file"
