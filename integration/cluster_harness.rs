@@ -328,6 +328,7 @@ fn await_node(child: &mut Child, port: u16, log: &Path) -> Result<(), String> {
 /// (creation order); roles change with failovers, so ask `role`/`masters`.
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    masters: usize,
     replicas_per_master: usize,
     dir: TempDir,
 }
@@ -342,6 +343,7 @@ impl RedisCluster {
         let dir = TempDir::new("cluster");
         let mut cluster = RedisCluster {
             nodes: Vec::new(),
+            masters,
             replicas_per_master,
             dir,
         };
@@ -413,18 +415,28 @@ impl RedisCluster {
         );
     }
 
-    /// Waits (bounded) until every replica's link to its master is up.
+    /// Waits (bounded) until every replica knows it is one and its link to
+    /// its master is up.
     fn wait_linked(&self, timeout: Duration) {
         let mut last = String::new();
+        let want = self.masters * self.replicas_per_master;
         let ok = poll_until(timeout, Duration::from_millis(20), || {
+            let mut linked = 0;
             for i in 0..self.len() {
                 let r = self.info_on(self.port(i), "replication").ok()?;
                 let role = r.get("role").map(String::as_str);
                 let link = r.get("master_link_status").map(String::as_str);
-                if role != Some("master") && link != Some("up") {
-                    last = format!("node {}: role {role:?}, link {link:?}", self.port(i));
-                    return None;
+                if role != Some("master") {
+                    if link != Some("up") {
+                        last = format!("node {}: role {role:?}, link {link:?}", self.port(i));
+                        return None;
+                    }
+                    linked += 1;
                 }
+            }
+            if linked < want {
+                last = format!("{linked} of {want} replicas linked");
+                return None;
             }
             Some(())
         });

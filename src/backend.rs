@@ -30,6 +30,9 @@ pub struct Pending {
     pub req: Bytes,
     /// How many redirects this request has followed.
     pub redirects: u8,
+    /// A read sent to a replica: the master's server entry, where it is
+    /// retried if this connection fails.
+    pub fallback: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +81,14 @@ impl Backend {
         }
     }
 
-    pub fn enqueue(&mut self, req: Bytes, to: ReplyTo, redirects: u8, now: Instant) {
+    pub fn enqueue(
+        &mut self,
+        req: Bytes,
+        to: ReplyTo,
+        redirects: u8,
+        fallback: Option<usize>,
+        now: Instant,
+    ) {
         if self.wq.is_empty() {
             self.write_since = now;
         }
@@ -88,6 +98,7 @@ impl Backend {
             at: now,
             req,
             redirects,
+            fallback,
         });
     }
 }

@@ -126,9 +126,10 @@ impl Worker {
                 });
                 match plan {
                     Err(_) => self.no_server(t),
-                    Ok(Plan::Whole(server)) => {
+                    Ok(Plan::Whole { group, server }) => {
                         let req = as_multibulk(&frame, &args);
-                        self.forward(t, server, req);
+                        let fallback = self.fallback(group, server);
+                        self.forward(t, server, fallback, req);
                     }
                     Ok(Plan::Parts(parts, gather)) => {
                         let Some(c) = client_of(&mut self.conns, t) else {
@@ -136,13 +137,14 @@ impl Worker {
                         };
                         let seq = c.push(Slot::Gather(Box::new(gather)));
                         self.count_fragments(parts.len());
-                        for (part, (server, req)) in parts.into_iter().enumerate() {
+                        for (i, part) in parts.into_iter().enumerate() {
                             let to = ReplyTo::Client {
                                 token: t,
                                 seq,
-                                part: part as u32,
+                                part: i as u32,
                             };
-                            self.send(server, t, req, to);
+                            let fallback = self.fallback(part.group, part.server);
+                            self.send(part.server, fallback, t, part.req, to);
                         }
                     }
                 }
@@ -186,7 +188,14 @@ impl Worker {
             server = self.pick_replica(place, random).unwrap_or(server);
         }
         let req = as_multibulk(frame, args);
-        self.forward(t, server, req);
+        let fallback = self.fallback(place.group, server);
+        self.forward(t, server, fallback, req);
+    }
+
+    /// For a read sent to a replica: its master, to retry the read on if the
+    /// replica's connection fails. Writes and master reads have none.
+    fn fallback(&self, group: u64, server: usize) -> Option<usize> {
+        self.route.master_of(group).filter(|&m| m != server)
     }
 
     /// A replica of the key's shard that is not backing off, spread by
@@ -212,7 +221,7 @@ impl Worker {
         self.cfg.password.is_some() || !self.cfg.users.is_empty()
     }
 
-    fn forward(&mut self, t: Token, server: usize, req: Bytes) {
+    fn forward(&mut self, t: Token, server: usize, fallback: Option<usize>, req: Bytes) {
         let Some(c) = client_of(&mut self.conns, t) else {
             return;
         };
@@ -222,7 +231,7 @@ impl Worker {
             seq,
             part: 0,
         };
-        self.send(server, t, req, to);
+        self.send(server, fallback, t, req, to);
     }
 
     pub(crate) fn reply(&mut self, t: Token, reply: Bytes) {

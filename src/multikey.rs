@@ -78,12 +78,21 @@ impl Gather {
     }
 }
 
+/// One sub-request of a split command.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Part {
+    /// The placement group its keys share (server, or slot in cluster mode).
+    pub group: u64,
+    pub server: usize,
+    pub req: Bytes,
+}
+
 /// How to send a split command.
 pub enum Plan {
-    /// Every key maps to one backend: forward the request unchanged.
-    Whole(usize),
-    /// One sub-request per backend, and the gather its replies fill.
-    Parts(Vec<(usize, Bytes)>, Gather),
+    /// Every key maps to one group: forward the request unchanged.
+    Whole { group: u64, server: usize },
+    /// One sub-request per group, and the gather its replies fill.
+    Parts(Vec<Part>, Gather),
 }
 
 /// Why a key could not be placed.
@@ -122,12 +131,15 @@ pub fn plan(
         g.2.push(k as u32);
     }
     if groups.len() == 1 {
-        return Ok(Plan::Whole(groups[0].1));
+        return Ok(Plan::Whole {
+            group: groups[0].0,
+            server: groups[0].1,
+        });
     }
     let name = args.get(0);
     let parts = groups
         .iter()
-        .map(|(_, server, keys)| {
+        .map(|(group, server, keys)| {
             let mut sub: Vec<&[u8]> = Vec::with_capacity(1 + keys.len() * step);
             sub.push(name);
             for &k in keys {
@@ -137,7 +149,11 @@ pub fn plan(
                     sub.push(args.get(at + 1));
                 }
             }
-            (*server, resp::command(&sub))
+            Part {
+                group: *group,
+                server: *server,
+                req: resp::command(&sub),
+            }
         })
         .collect::<Vec<_>>();
     let gather = Gather {
@@ -171,8 +187,8 @@ mod tests {
 
     fn parts(p: Plan) -> (Vec<(usize, Bytes)>, Gather) {
         match p {
-            Plan::Parts(p, g) => (p, g),
-            Plan::Whole(_) => panic!("expected a split"),
+            Plan::Parts(p, g) => (p.into_iter().map(|x| (x.server, x.req)).collect(), g),
+            Plan::Whole { .. } => panic!("expected a split"),
         }
     }
 
@@ -181,7 +197,10 @@ mod tests {
         let args = V(vec![b"MGET", b"a1", b"a2"]);
         assert!(matches!(
             plan(Split::Mget, &args, by_letter),
-            Ok(Plan::Whole(0))
+            Ok(Plan::Whole {
+                group: 0,
+                server: 0
+            })
         ));
     }
 

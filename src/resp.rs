@@ -98,14 +98,21 @@ pub fn parse_int(s: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 19 {
         return None;
     }
+    // Negative numbers accumulate downwards, so i64::MIN fits.
     let mut v: i64 = 0;
     for &d in digits {
         if !d.is_ascii_digit() {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+        let d = i64::from(d - b'0');
+        v = v.checked_mul(10)?;
+        v = if neg {
+            v.checked_sub(d)?
+        } else {
+            v.checked_add(d)?
+        };
     }
-    Some(if neg { -v } else { v })
+    Some(v)
 }
 
 /// Scans one request at the start of `buf`.
@@ -136,7 +143,7 @@ fn parse_multibulk(
         return Ok(None);
     };
     let count = parse_int(&buf[1..cr]).ok_or(ProtoError::MultibulkLength)?;
-    if count > limits.max_args as i64 {
+    if count > i64::try_from(limits.max_args).unwrap_or(i64::MAX) {
         return Err(ProtoError::MultibulkLength);
     }
     let mut pos = cr + 2;
@@ -155,7 +162,7 @@ fn parse_multibulk(
             return Ok(None);
         };
         let len = parse_int(&buf[pos + 1..cr]).ok_or(ProtoError::BulkLength)?;
-        if len < 0 || len as u64 > limits.max_bulk as u64 {
+        if len < 0 || len as u64 > u64::try_from(limits.max_bulk).unwrap_or(u64::MAX) {
             return Err(ProtoError::BulkLength);
         }
         let start = cr + 2;
@@ -182,7 +189,7 @@ fn parse_inline(
 ) -> Result<Option<usize>, ProtoError> {
     let Some(nl) = buf
         .iter()
-        .take(limits.max_inline + 1)
+        .take(limits.max_inline.saturating_add(1))
         .position(|&b| b == b'\n')
     else {
         if buf.len() > limits.max_inline {
@@ -261,15 +268,21 @@ pub fn scan_reply(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
             }
             b'*' | b'~' | b'>' | b'%' | b'|' => {
                 let n = parse_int(line).ok_or(ProtoError::BadReplyLine)?;
-                if n > 0 {
-                    let n = n as u64;
-                    pending += match ty {
-                        b'%' => n * 2,
-                        // An attribute map precedes the value it annotates.
-                        b'|' => n * 2 + 1,
-                        _ => n,
-                    };
-                }
+                // A declared count no stream could hold is an error, not an
+                // overflowing counter that would end a frame in the wrong place.
+                let more = match (ty, u64::try_from(n)) {
+                    (b'%', Ok(n)) => n.checked_mul(2),
+                    // An attribute map, even an empty one, precedes the value
+                    // it annotates.
+                    (b'|', Ok(n)) => n.checked_mul(2).and_then(|x| x.checked_add(1)),
+                    (b'|', Err(_)) => None,
+                    (_, Ok(n)) => Some(n),
+                    // -1: a null aggregate.
+                    (_, Err(_)) => Some(0),
+                };
+                pending = more
+                    .and_then(|m| pending.checked_add(m))
+                    .ok_or(ProtoError::BadReplyLine)?;
             }
             other => return Err(ProtoError::BadReplyType(other)),
         }

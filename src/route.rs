@@ -123,6 +123,15 @@ impl RouteTable {
         }
     }
 
+    /// The master of a placement group in cluster mode: where a read sent to
+    /// a replica goes when the replica fails.
+    pub fn master_of(&self, group: u64) -> Option<usize> {
+        match &self.placement {
+            Placement::Cluster(map) => map.shard(u16::try_from(group).ok()?).map(|s| s.master),
+            Placement::Shard(_) => None,
+        }
+    }
+
     /// The replicas serving a placement's group (cluster mode), for reads.
     pub fn replicas(&self, place: Place) -> &[usize] {
         match &self.placement {

@@ -610,9 +610,16 @@ impl Worker {
                     }
                     let si = self.server_by_addr(addr, target);
                     if ask {
-                        self.send_to(si, token, Bytes::from_static(ASKING), ReplyTo::Discard, 0);
+                        self.send_to(
+                            si,
+                            token,
+                            Bytes::from_static(ASKING),
+                            ReplyTo::Discard,
+                            0,
+                            None,
+                        );
                     }
-                    self.send_to(si, token, p.req, p.to, p.redirects + 1);
+                    self.send_to(si, token, p.req, p.to, p.redirects + 1, None);
                     return;
                 }
             } else if reply.starts_with(b"-CLUSTERDOWN") || reply.starts_with(b"-TRYAGAIN") {
@@ -624,19 +631,36 @@ impl Worker {
 
     // ---- backends ----
 
-    /// Queues a request for route server `server`.
-    pub(crate) fn send(&mut self, server: usize, client: Token, req: Bytes, to: ReplyTo) {
+    /// Queues a request for route server `server`; `fallback` (a route
+    /// server) takes it if `server` cannot (a read sent to a replica).
+    pub(crate) fn send(
+        &mut self,
+        server: usize,
+        fallback: Option<usize>,
+        client: Token,
+        req: Bytes,
+        to: ReplyTo,
+    ) {
         let Some(&si) = self.route_map.get(server) else {
             self.deliver(to, resp::error("ERR no server for this key"));
             return;
         };
-        self.send_to(si, client, req, to, 0);
+        let fallback = fallback.and_then(|f| self.route_map.get(f).copied());
+        self.send_to(si, client, req, to, 0, fallback);
     }
 
     /// Queues a request on the connection to server entry `si` that serves
     /// this client, connecting first if needed. A client always uses the same
     /// connection to a server, so its requests stay in order.
-    fn send_to(&mut self, si: usize, client: Token, req: Bytes, to: ReplyTo, redirects: u8) {
+    fn send_to(
+        &mut self,
+        si: usize,
+        client: Token,
+        req: Bytes,
+        to: ReplyTo,
+        redirects: u8,
+        fallback: Option<usize>,
+    ) {
         let n = self.cfg.server_connections;
         // Connections [0, n) speak RESP2, [n, 2n) RESP3 (for HELLO 3 clients).
         let resp3 = client_of(&mut self.conns, client).is_some_and(|c| c.resp3);
@@ -648,6 +672,9 @@ impl Worker {
                 if let Some(at) = srv.retry_at
                     && self.now < at
                 {
+                    if let Some(f) = fallback {
+                        return self.send_to(f, client, req, to, redirects, None);
+                    }
                     let err = srv.last_error.clone();
                     self.pool.forward_error += 1;
                     self.deliver(to, err);
@@ -658,6 +685,9 @@ impl Worker {
                     Err(e) => {
                         let err = resp::error(&format!("ERR {}", netio::error_text(&e)));
                         self.server_failed(si, err.clone());
+                        if let Some(f) = fallback {
+                            return self.send_to(f, client, req, to, redirects, None);
+                        }
                         self.deliver(to, err);
                         return;
                     }
@@ -671,7 +701,7 @@ impl Worker {
             st.request_bytes += req.len() as u64;
         }
         if let Some(b) = backend_of(&mut self.conns, tok) {
-            b.enqueue(req, to, redirects, now);
+            b.enqueue(req, to, redirects, fallback, now);
             if !b.dirty {
                 b.dirty = true;
                 self.dirty_backends.push(tok);
@@ -697,7 +727,7 @@ impl Worker {
         let resp3 = ci >= self.cfg.server_connections;
         for cmd in self.init_commands(resp3) {
             if let Some(b) = backend_of(&mut self.conns, t) {
-                b.enqueue(cmd, ReplyTo::Init, 0, now);
+                b.enqueue(cmd, ReplyTo::Init, 0, None, now);
             }
         }
         debug!(
@@ -877,13 +907,19 @@ impl Worker {
         self.pool.forward_error += b
             .inflight
             .iter()
-            .filter(|p| matches!(p.to, ReplyTo::Client { .. }))
+            .filter(|p| matches!(p.to, ReplyTo::Client { .. }) && p.fallback.is_none())
             .count() as u64;
         if self.route.is_cluster() {
             self.kick_refresh();
         }
         for p in b.inflight {
-            self.deliver(p.to, err.clone());
+            match (p.fallback, p.to) {
+                // A read on a failed replica is retried once on its master.
+                (Some(f), ReplyTo::Client { token, .. }) => {
+                    self.send_to(f, token, p.req, p.to, p.redirects, None);
+                }
+                _ => self.deliver(p.to, err.clone()),
+            }
         }
     }
 
