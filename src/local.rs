@@ -248,16 +248,6 @@ fn time() -> Bytes {
 mod tests {
     use super::*;
 
-    struct V(Vec<&'static [u8]>);
-    impl Args for V {
-        fn len(&self) -> usize {
-            self.0.len()
-        }
-        fn get(&self, i: usize) -> &[u8] {
-            self.0[i]
-        }
-    }
-
     fn run(cmd: Local, args: Vec<&'static [u8]>, name: &mut Option<Bytes>) -> Bytes {
         let mut authed = false;
         let info = ClientInfo {
@@ -268,7 +258,7 @@ mod tests {
             password: None,
             users: &[],
         };
-        answer(cmd, &V(args), info).reply
+        answer(cmd, &args, info).reply
     }
 
     #[test]
@@ -288,7 +278,7 @@ mod tests {
                 password: Some("s3cret"),
                 users: &users,
             };
-            answer(cmd, &V(args), info).reply
+            answer(cmd, &args, info).reply
         };
         assert_eq!(
             &call(vec![b"AUTH", b"nope"], Local::Auth)[..],
