@@ -1180,7 +1180,11 @@ fn info_describes_the_proxy_its_cluster_and_backends() {
             .iter()
             .map(|b| b["requests"].parse::<u64>().expect("requests"))
             .sum();
-        (info_num(&t, "total_commands_processed") >= n && requests >= n).then_some(t)
+        // Every worker publishes on its own ~200 ms clock: wait for all.
+        (info_num(&t, "total_commands_processed") >= n
+            && requests >= n
+            && info_num(&t, "total_connections_received") >= 2)
+            .then_some(t)
     })
     .unwrap_or_else(|| panic!("INFO counters did not move:\n{}", info(&mut c, None)));
     assert!(info_num(&text, "total_connections_received") >= 2, "{text}");

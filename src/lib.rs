@@ -29,6 +29,7 @@ pub mod slots;
 pub mod slowlog;
 pub mod stats;
 pub mod supervisor;
+pub mod upstream;
 pub mod worker;
 
 #[cfg(test)]

@@ -323,6 +323,8 @@ fn run(
     metrics_addr: Option<SocketAddr>,
     flags: &Flags,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // Uptimes count from here.
+    stats::started();
     let shutdown = Arc::new(AtomicBool::new(false));
     // Signals are blocked-and-queued from here, before any thread starts.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU])?;

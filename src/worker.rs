@@ -24,11 +24,10 @@ use slab::Slab;
 use crate::backend::{Backend, Pending, ReplyTo, State};
 use crate::client::Client;
 use crate::command::Args;
-use crate::config::{CacheType, ClusterConfig};
+use crate::config::ClusterConfig;
 use crate::netio::{self, ReadStatus};
 use crate::resp::{self, Limits};
 use crate::route::{RouteHandle, RouteTable};
-use crate::slots;
 use crate::stats::{ClusterStats, PoolStats, ServerStats, WorkerSnapshot};
 use crate::supervisor::Kick;
 
@@ -36,14 +35,14 @@ pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
 
 /// Bytes read from one socket per wake-up before others get a turn.
-const READ_BUDGET: usize = 256 * 1024;
+pub(crate) const READ_BUDGET: usize = 256 * 1024;
 /// Replies a client may be owed before the proxy stops reading its requests.
 const MAX_PENDING: usize = 1024;
 /// Unsent reply bytes past which the proxy stops reading a client's requests.
 const OUT_SOFT_LIMIT: usize = 16 * 1024 * 1024;
 /// Reconnect backoff for a failed backend: doubles from the first to the last.
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(50);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 /// How long a shutting-down worker waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,7 +62,7 @@ fn token_of(idx: usize, generation: u32) -> Token {
     Token(((generation as usize) << 32) | idx)
 }
 
-fn split_token(t: Token) -> (usize, u32) {
+pub(crate) fn split_token(t: Token) -> (usize, u32) {
     (t.0 & 0xffff_ffff, (t.0 >> 32) as u32)
 }
 
@@ -93,17 +92,17 @@ pub(crate) fn backend_of(conns: &mut Slab<Entry>, t: Token) -> Option<&mut Backe
 pub(crate) struct ServerConns {
     pub(crate) addr: SocketAddr,
     pub(crate) name: String,
-    conns: Vec<Option<Token>>,
+    pub(crate) conns: Vec<Option<Token>>,
     /// After a failure, requests are answered with `last_error` until then.
-    retry_at: Option<Instant>,
-    backoff: Duration,
-    last_error: Bytes,
-    stats: ServerStats,
+    pub(crate) retry_at: Option<Instant>,
+    pub(crate) backoff: Duration,
+    pub(crate) last_error: Bytes,
+    pub(crate) stats: ServerStats,
 }
 
 /// How a backend connection failed, for the stats.
 #[derive(Clone, Copy)]
-enum Fault {
+pub(crate) enum Fault {
     Eof,
     Timeout,
     Error,
@@ -144,41 +143,41 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// Redirects one request may follow before the client gets the last one.
-const MAX_REDIRECTS: u8 = 5;
-const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+pub(crate) const MAX_REDIRECTS: u8 = 5;
+pub(crate) const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
 pub struct Worker {
     pub(crate) cfg: Arc<ClusterConfig>,
-    index: usize,
-    poll: Poll,
-    listener: Option<TcpListener>,
+    pub(crate) index: usize,
+    pub(crate) poll: Poll,
+    pub(crate) listener: Option<TcpListener>,
     pub(crate) conns: Slab<Entry>,
-    next_gen: u32,
-    next_client_id: u64,
-    route_handle: RouteHandle,
+    pub(crate) next_gen: u32,
+    pub(crate) next_client_id: u64,
+    pub(crate) route_handle: RouteHandle,
     pub(crate) route: Arc<RouteTable>,
     /// Route table server index -> index in `servers`.
     pub(crate) route_map: Vec<usize>,
     pub(crate) servers: Vec<ServerConns>,
-    by_addr: HashMap<SocketAddr, usize>,
-    dirty_backends: Vec<Token>,
-    dirty_clients: Vec<Token>,
+    pub(crate) by_addr: HashMap<SocketAddr, usize>,
+    pub(crate) dirty_backends: Vec<Token>,
+    pub(crate) dirty_clients: Vec<Token>,
     /// Connections with input left over from their read budget, or clients
     /// unpaused by backpressure: served again at the end of the turn.
-    resume: Vec<Token>,
+    pub(crate) resume: Vec<Token>,
     pub(crate) args: Vec<Range<usize>>,
-    replies: Vec<(Pending, Bytes)>,
-    kick: Option<Kick>,
-    pool: PoolStats,
+    pub(crate) replies: Vec<(Pending, Bytes)>,
+    pub(crate) kick: Option<Kick>,
+    pub(crate) pool: PoolStats,
     pub(crate) stats: Arc<ClusterStats>,
-    next_publish: Instant,
+    pub(crate) next_publish: Instant,
     /// Events were handled since the last publish.
-    unpublished: bool,
+    pub(crate) unpublished: bool,
     pub(crate) now: Instant,
-    rng: u64,
-    limits: Limits,
-    shutdown: Arc<AtomicBool>,
-    drain_deadline: Option<Instant>,
+    pub(crate) rng: u64,
+    pub(crate) limits: Limits,
+    pub(crate) shutdown: Arc<AtomicBool>,
+    pub(crate) drain_deadline: Option<Instant>,
 }
 
 impl Worker {
@@ -324,7 +323,7 @@ impl Worker {
 
     /// This worker's entry for a server, created on first sight (a new table,
     /// or a redirect to a node the table does not know yet).
-    fn server_by_addr(&mut self, addr: SocketAddr, name: &str) -> usize {
+    pub(crate) fn server_by_addr(&mut self, addr: SocketAddr, name: &str) -> usize {
         if let Some(&i) = self.by_addr.get(&addr) {
             return i;
         }
@@ -354,7 +353,7 @@ impl Worker {
         }
     }
 
-    fn kick_refresh(&self) {
+    pub(crate) fn kick_refresh(&self) {
         if let Some(k) = &self.kick {
             k.send();
         }
@@ -368,7 +367,7 @@ impl Worker {
         (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
     }
 
-    fn insert(&mut self, conn: Conn) -> (Token, &mut Conn) {
+    pub(crate) fn insert(&mut self, conn: Conn) -> (Token, &mut Conn) {
         let generation = self.next_gen;
         self.next_gen = (self.next_gen + 1) & 0x7fff_ffff;
         if self.next_gen == 0 {
@@ -563,7 +562,7 @@ impl Worker {
         }
     }
 
-    fn close_client(&mut self, t: Token) {
+    pub(crate) fn close_client(&mut self, t: Token) {
         let (idx, _) = split_token(t);
         if client_of(&mut self.conns, t).is_none() {
             return;
@@ -595,386 +594,13 @@ impl Worker {
         }
     }
 
-    /// A backend's reply to one request: delivered, or in cluster mode
-    /// followed when it is a redirect.
-    fn on_reply(&mut self, p: Pending, reply: Bytes) {
-        if self.route.is_cluster() && resp::is_error(&reply) {
-            if let Some((ask, target)) = slots::redirect_target(&reply) {
-                if p.redirects < MAX_REDIRECTS
-                    && let ReplyTo::Client { token, .. } = p.to
-                    && let Ok(addr) = target.parse::<SocketAddr>()
-                {
-                    if !ask {
-                        // The table is stale: follow now, refresh soon.
-                        self.kick_refresh();
-                    }
-                    let si = self.server_by_addr(addr, target);
-                    if ask {
-                        self.send_to(
-                            si,
-                            token,
-                            Bytes::from_static(ASKING),
-                            ReplyTo::Discard,
-                            0,
-                            None,
-                        );
-                    }
-                    self.send_to(si, token, p.req, p.to, p.redirects + 1, None);
-                    return;
-                }
-            } else if reply.starts_with(b"-CLUSTERDOWN") || reply.starts_with(b"-TRYAGAIN") {
-                self.kick_refresh();
-            }
-        }
-        self.deliver(p.to, reply);
-    }
-
-    // ---- backends ----
-
-    /// Queues a request for route server `server`; `fallback` (a route
-    /// server) takes it if `server` cannot (a read sent to a replica).
-    pub(crate) fn send(
-        &mut self,
-        server: usize,
-        fallback: Option<usize>,
-        client: Token,
-        req: Bytes,
-        to: ReplyTo,
-    ) {
-        let Some(&si) = self.route_map.get(server) else {
-            self.deliver(to, resp::error("ERR no server for this key"));
-            return;
-        };
-        let fallback = fallback.and_then(|f| self.route_map.get(f).copied());
-        self.send_to(si, client, req, to, 0, fallback);
-    }
-
-    /// Queues a request on the connection to server entry `si` that serves
-    /// this client, connecting first if needed. A client always uses the same
-    /// connection to a server, so its requests stay in order.
-    fn send_to(
-        &mut self,
-        si: usize,
-        client: Token,
-        req: Bytes,
-        to: ReplyTo,
-        redirects: u8,
-        fallback: Option<usize>,
-    ) {
-        let n = self.cfg.server_connections;
-        // Connections [0, n) speak RESP2, [n, 2n) RESP3 (for HELLO 3 clients).
-        let resp3 = client_of(&mut self.conns, client).is_some_and(|c| c.resp3);
-        let ci = split_token(client).0 % n + if resp3 { n } else { 0 };
-        let srv = &self.servers[si];
-        let tok = match srv.conns[ci] {
-            Some(tok) => tok,
-            None => {
-                if let Some(at) = srv.retry_at
-                    && self.now < at
-                {
-                    if let Some(f) = fallback {
-                        return self.send_to(f, client, req, to, redirects, None);
-                    }
-                    let err = srv.last_error.clone();
-                    self.pool.forward_error += 1;
-                    self.deliver(to, err);
-                    return;
-                }
-                match self.connect(si, ci) {
-                    Ok(tok) => tok,
-                    Err(e) => {
-                        let err = resp::error(&format!("ERR {}", netio::error_text(&e)));
-                        self.server_failed(si, err.clone());
-                        if let Some(f) = fallback {
-                            return self.send_to(f, client, req, to, redirects, None);
-                        }
-                        self.deliver(to, err);
-                        return;
-                    }
-                }
-            }
-        };
-        let now = self.now;
-        if let ReplyTo::Client { .. } = to {
-            let st = &mut self.servers[si].stats;
-            st.requests += 1;
-            st.request_bytes += req.len() as u64;
-        }
-        if let Some(b) = backend_of(&mut self.conns, tok) {
-            b.enqueue(req, to, redirects, fallback, now);
-            if !b.dirty {
-                b.dirty = true;
-                self.dirty_backends.push(tok);
-            }
-        }
-    }
-
-    fn connect(&mut self, si: usize, ci: usize) -> io::Result<Token> {
-        let addr = self.servers[si].addr;
-        let sock = TcpStream::connect(addr)?;
-        self.tune(&sock);
-        let now = self.now;
-        let registry = self.poll.registry().try_clone()?;
-        let (t, conn) = self.insert(Conn::Backend(Backend::new(sock, addr, si, ci, now)));
-        let Conn::Backend(b) = conn else {
-            unreachable!()
-        };
-        if let Err(e) = registry.register(&mut b.sock, t, Interest::READABLE | Interest::WRITABLE) {
-            self.conns.remove(split_token(t).0);
-            return Err(e);
-        }
-        self.servers[si].conns[ci] = Some(t);
-        let resp3 = ci >= self.cfg.server_connections;
-        for cmd in self.init_commands(resp3) {
-            if let Some(b) = backend_of(&mut self.conns, t) {
-                b.enqueue(cmd, ReplyTo::Init, 0, None, now);
-            }
-        }
-        debug!(
-            "cluster {}: backend {} ({}): connecting",
-            self.cfg.name, self.servers[si].name, addr
-        );
-        Ok(t)
-    }
-
-    /// What a new backend connection is sent before any client request:
-    /// AUTH, HELLO 3 (RESP3 connections), SELECT and READONLY, as configured.
-    /// Their error replies fail the connection.
-    fn init_commands(&self, resp3: bool) -> Vec<Bytes> {
-        let mut cmds = Vec::new();
-        if let Some(pass) = &self.cfg.backend_password {
-            cmds.push(match &self.cfg.backend_username {
-                Some(user) => resp::command(&[b"AUTH", user.as_bytes(), pass.as_bytes()]),
-                None => resp::command(&[b"AUTH", pass.as_bytes()]),
-            });
-        }
-        if resp3 {
-            cmds.push(resp::command(&[b"HELLO", b"3"]));
-        }
-        if self.cfg.backend_db != 0 {
-            let db = self.cfg.backend_db.to_string();
-            cmds.push(resp::command(&[b"SELECT", db.as_bytes()]));
-        }
-        if self.cfg.cache_type == CacheType::RedisCluster && self.cfg.read_from_slave {
-            // Lets replicas serve reads; masters accept it and ignore it.
-            cmds.push(resp::command(&[b"READONLY"]));
-        }
-        cmds
-    }
-
-    fn backend_event(&mut self, t: Token, readable: bool, writable: bool, closed: bool) {
-        let Some(b) = backend_of(&mut self.conns, t) else {
-            return;
-        };
-        if b.state == State::Connecting {
-            match connect_outcome(&b.sock) {
-                Ok(true) => {
-                    b.state = State::Ready;
-                    let si = b.server;
-                    if !b.dirty {
-                        b.dirty = true;
-                        self.dirty_backends.push(t);
-                    }
-                    let srv = &mut self.servers[si];
-                    srv.retry_at = None;
-                    srv.backoff = BACKOFF_MIN;
-                }
-                Ok(false) => return,
-                Err(e) => {
-                    self.fail_backend(t, Fault::Error, &netio::error_text(&e));
-                    return;
-                }
-            }
-        }
-        if writable
-            && let Some(b) = backend_of(&mut self.conns, t)
-            && !b.dirty
-            && !b.wq.is_empty()
-        {
-            b.dirty = true;
-            self.dirty_backends.push(t);
-        }
-        if readable {
-            self.backend_read(t, closed);
-        }
-    }
-
-    fn backend_read(&mut self, t: Token, closed: bool) {
-        let Some(b) = backend_of(&mut self.conns, t) else {
-            return;
-        };
-        let status = netio::read_into(&mut b.sock, &mut b.rbuf, READ_BUDGET, !closed);
-        let mut broken = None;
-        loop {
-            match resp::scan_reply(&b.rbuf) {
-                Ok(Some(n)) => {
-                    let reply = b.rbuf.split_to(n).freeze();
-                    match b.inflight.pop_front() {
-                        Some(p) => {
-                            if let ReplyTo::Init = p.to
-                                && resp::is_error(&reply)
-                            {
-                                broken = Some(
-                                    String::from_utf8_lossy(&reply[1..reply.len() - 2])
-                                        .into_owned(),
-                                );
-                                break;
-                            }
-                            self.replies.push((p, reply));
-                        }
-                        None => {
-                            broken =
-                                Some("Protocol error: unexpected reply from the server".into());
-                            break;
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    broken = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        let idle = b.inflight.is_empty();
-        let si = b.server;
-        self.account_replies(si);
-        let mut replies = std::mem::take(&mut self.replies);
-        for (p, reply) in replies.drain(..) {
-            self.on_reply(p, reply);
-        }
-        self.replies = replies;
-        if let Some(msg) = broken {
-            self.fail_backend(t, Fault::Error, &msg);
-            return;
-        }
-        match status {
-            ReadStatus::WouldBlock => {}
-            ReadStatus::Budget => self.resume.push(t),
-            ReadStatus::Eof if idle => {
-                // The server closed an idle connection (its timeout, a
-                // restart): reconnect on the next request, no backoff.
-                self.drop_backend(t);
-            }
-            ReadStatus::Eof => self.fail_backend(t, Fault::Eof, "Connection reset by peer"),
-            ReadStatus::Error(e) => self.fail_backend(t, Fault::Error, &netio::error_text(&e)),
-        }
-    }
-
-    /// Closes a backend connection and returns it: the caller answers its requests.
-    fn drop_backend(&mut self, t: Token) -> Option<Backend> {
-        backend_of(&mut self.conns, t)?;
-        let Conn::Backend(mut b) = self.conns.remove(split_token(t).0).conn else {
-            return None;
-        };
-        let _ = self.poll.registry().deregister(&mut b.sock);
-        if let Some(srv) = self.servers.get_mut(b.server)
-            && srv.conns.get(b.conn_idx) == Some(&Some(t))
-        {
-            srv.conns[b.conn_idx] = None;
-        }
-        Some(b)
-    }
-
-    /// A backend connection broke: close it, answer each request it carried
-    /// with exactly one error reply, and back off before reconnecting.
-    fn fail_backend(&mut self, t: Token, fault: Fault, why: &str) {
-        let Some(b) = self.drop_backend(t) else {
-            return;
-        };
-        if let Some(srv) = self.servers.get_mut(b.server) {
-            match fault {
-                Fault::Eof => srv.stats.server_eof += 1,
-                Fault::Timeout => srv.stats.server_timedout += 1,
-                Fault::Error => srv.stats.server_err += 1,
-            }
-        }
-        let err = resp::error(&format!("ERR {why}"));
-        let srv_name = self
-            .servers
-            .get(b.server)
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        warn!(
-            "cluster {}: backend {} ({}): {why}; {} request(s) failed",
-            self.cfg.name,
-            srv_name,
-            b.addr,
-            b.inflight.len()
-        );
-        self.server_failed(b.server, err.clone());
-        // As twemproxy counts them: every client request the failure answers.
-        self.pool.forward_error += b
-            .inflight
-            .iter()
-            .filter(|p| matches!(p.to, ReplyTo::Client { .. }) && p.fallback.is_none())
-            .count() as u64;
-        if self.route.is_cluster() {
-            self.kick_refresh();
-        }
-        for p in b.inflight {
-            match (p.fallback, p.to) {
-                // A read on a failed replica is retried once on its master.
-                (Some(f), ReplyTo::Client { token, .. }) => {
-                    self.send_to(f, token, p.req, p.to, p.redirects, None);
-                }
-                _ => self.deliver(p.to, err.clone()),
-            }
-        }
-    }
-
-    fn server_failed(&mut self, si: usize, err: Bytes) {
-        let now = self.now;
-        if let Some(srv) = self.servers.get_mut(si) {
-            srv.retry_at = Some(now + srv.backoff);
-            srv.backoff = (srv.backoff * 2).min(BACKOFF_MAX);
-            srv.last_error = err;
-        }
-    }
-
-    /// Counts the replies just read from server `si`: responses, bytes,
-    /// latency, and the slow log.
-    fn account_replies(&mut self, si: usize) {
-        if self.replies.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let slower_than = self.cfg.slowlog_log_slower_than;
-        let Some(srv) = self.servers.get_mut(si) else {
-            return;
-        };
-        for (p, reply) in &self.replies {
-            let ReplyTo::Client { token, .. } = p.to else {
-                continue;
-            };
-            let us = now.saturating_duration_since(p.at).as_micros() as u64;
-            srv.stats.responses += 1;
-            srv.stats.response_bytes += reply.len() as u64;
-            srv.stats.latency.observe(us);
-            self.pool.latency.observe(us);
-            if slower_than.is_some_and(|t| us >= t) {
-                let (peer, name) = match client_of(&mut self.conns, token) {
-                    Some(c) => (
-                        c.peer.to_string(),
-                        c.name
-                            .as_deref()
-                            .map(|n| String::from_utf8_lossy(n).into_owned())
-                            .unwrap_or_default(),
-                    ),
-                    None => (String::new(), String::new()),
-                };
-                self.stats.slowlog.record(us, &p.req, peer, name);
-            }
-        }
-    }
-
     pub(crate) fn count_fragments(&mut self, n: usize) {
         self.pool.fragments += n as u64;
     }
 
     /// Socket options every connection gets. Nagle's algorithm is off: a
     /// proxy's small replies would otherwise wait for the peer's delayed ACK.
-    fn tune(&self, sock: &TcpStream) {
+    pub(crate) fn tune(&self, sock: &TcpStream) {
         if let Err(e) = sock.set_nodelay(true) {
             debug!("cluster {}: set nodelay: {e}", self.cfg.name);
         }
@@ -982,22 +608,6 @@ impl Worker {
             && let Err(e) = socket2::SockRef::from(sock).set_keepalive(true)
         {
             debug!("cluster {}: set keepalive: {e}", self.cfg.name);
-        }
-    }
-
-    /// Opens every connection to every server now rather than on first use.
-    fn preconnect(&mut self) {
-        for si in 0..self.servers.len() {
-            for ci in 0..self.cfg.server_connections {
-                if self.servers[si].conns[ci].is_none()
-                    && let Err(e) = self.connect(si, ci)
-                {
-                    warn!(
-                        "cluster {}: backend {}: preconnect: {e}",
-                        self.cfg.name, self.servers[si].name
-                    );
-                }
-            }
         }
     }
 
@@ -1172,7 +782,7 @@ impl Worker {
 }
 
 /// Whether a non-blocking connect finished: `Ok(false)` while in progress.
-fn connect_outcome(sock: &TcpStream) -> io::Result<bool> {
+pub(crate) fn connect_outcome(sock: &TcpStream) -> io::Result<bool> {
     if let Some(e) = sock.take_error()? {
         return Err(e);
     }
