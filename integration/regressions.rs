@@ -53,3 +53,22 @@ fn request_with_half_close_is_answered_then_closed() {
         assert_eq!(got, b"+PONG\r\n$-1\r\n");
     }
 }
+
+/// Workers listen with SO_REUSEPORT, so a second proxy on the same port used
+/// to start and silently take half the connections. It must refuse to start.
+#[test]
+fn a_second_proxy_on_a_busy_port_refuses_to_start() {
+    let s = Shards::start(1);
+    let dir = crate::harness::TempDir::new("busy-port");
+    let path = dir.join("second.toml");
+    let conf = format!(
+        "[[clusters]]\nname = \"second\"\nlisten_addr = \"127.0.0.1:{}\"\nservers = [\"{}\"]\nthread = 2\n",
+        s.proxy.port(),
+        s.servers[0].addr()
+    );
+    std::fs::write(&path, conf).expect("write config");
+    let out = crate::harness::run_proxy_bin(&["-c", path.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen"), "{err}");
+}

@@ -76,6 +76,15 @@ pub struct Proxy {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// Fails if anything already listens on `addr`. The workers' sockets use
+/// SO_REUSEPORT, which would otherwise let a second aster (or any program
+/// using it) share the port silently; a plain bind sees the conflict.
+fn check_port_free(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
 /// A listening socket with SO_REUSEPORT, so each worker has its own and the
 /// kernel spreads new connections across them.
 fn listen(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
@@ -131,6 +140,11 @@ impl Proxy {
             what,
             err,
         };
+        check_port_free(cfg.listen_addr).map_err(|err| StartError::Bind {
+            cluster: name.clone(),
+            addr: cfg.listen_addr,
+            err,
+        })?;
         let mut setups = Vec::with_capacity(cfg.thread);
         let mut wakers = Vec::with_capacity(cfg.thread);
         for index in 0..cfg.thread {
