@@ -58,21 +58,30 @@ impl Gather {
     }
 
     fn merge_mget(&self, parts: &[&Bytes]) -> Bytes {
-        let mut elems = Vec::with_capacity(parts.len());
+        // Every part's element ranges in one vector; `starts[i]` is where
+        // part i's begin.
+        let mut all = Vec::with_capacity(self.order.len());
+        let mut starts = Vec::with_capacity(parts.len() + 1);
         let mut ranges = Vec::new();
         for p in parts {
             if resp::array_elements(p, &mut ranges).is_none() {
                 return resp::error("ERR unexpected reply from a backend to MGET");
             }
-            elems.push(ranges.clone());
+            starts.push(all.len());
+            all.extend_from_slice(&ranges);
         }
+        starts.push(all.len());
         let mut out = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 16);
         resp::put_int(&mut out, b'*', self.order.len() as i64);
         for &(part, idx) in &self.order {
-            let Some(r) = elems.get(part as usize).and_then(|e| e.get(idx as usize)) else {
+            let (part, idx) = (part as usize, idx as usize);
+            let in_part = starts
+                .get(part + 1)
+                .is_some_and(|&end| starts[part] + idx < end);
+            let Some(r) = all.get(starts[part] + idx).filter(|_| in_part) else {
                 return resp::error("ERR unexpected reply from a backend to MGET");
             };
-            out.put_slice(&parts[part as usize][r.clone()]);
+            out.put_slice(&parts[part][r.clone()]);
         }
         out.freeze()
     }

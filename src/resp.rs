@@ -389,7 +389,10 @@ pub fn put_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item = &
 }
 
 pub fn command(args: &[&[u8]]) -> Bytes {
-    let mut b = BytesMut::new();
+    // Sized up front (a bulk header is at most 24 bytes with its CRLFs), so
+    // building a sub-request never regrows the buffer.
+    let len = 16 + args.iter().map(|a| a.len() + 24).sum::<usize>();
+    let mut b = BytesMut::with_capacity(len);
     put_command(&mut b, args.iter().copied());
     b.freeze()
 }

@@ -5,6 +5,7 @@
 //! only when a slow request is recorded or a SLOWLOG command runs.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,17 +13,23 @@ use bytes::{Bytes, BytesMut};
 
 use crate::resp;
 
+/// Frames up to this size are kept whole.
+const COPY_WHOLE: usize = 4096;
 /// Redis's caps on what an entry keeps of a command.
 const MAX_ARGS: usize = 32;
 const MAX_ARG_LEN: usize = 128;
 
+/// One slow request, kept as it came: the request is a shared slice of the
+/// read buffer and the name a shared `Bytes`, so recording costs no parsing
+/// or formatting (that happens on SLOWLOG GET), which matters because
+/// requests turn slow exactly when the proxy is busiest.
 pub struct Entry {
     pub id: u64,
     pub unix_time: u64,
     pub micros: u64,
-    pub args: Vec<Vec<u8>>,
-    pub client: String,
-    pub name: String,
+    pub req: Kept,
+    pub client: Option<SocketAddr>,
+    pub name: Option<Bytes>,
 }
 
 pub struct SlowLog {
@@ -50,12 +57,14 @@ impl SlowLog {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a request given as its RESP frame.
-    pub fn record(&self, micros: u64, req: &[u8], client: String, name: String) {
-        let mut ranges = Vec::new();
-        let args = match resp::parse_request(req, &mut ranges, &resp::Limits::default()) {
-            Ok(Some(_)) => shorten(req, &ranges),
-            _ => vec![b"?".to_vec()],
+    /// Records a request given as its RESP frame. The frame is copied (a
+    /// slice would keep its whole read buffer alive); a large one is cut
+    /// down to what SLOWLOG GET shows first.
+    pub fn record(&self, micros: u64, req: &[u8], client: Option<SocketAddr>, name: Option<Bytes>) {
+        let req = if req.len() <= COPY_WHOLE {
+            Kept::Frame(Bytes::copy_from_slice(req))
+        } else {
+            Kept::Args(args_of(req))
         };
         let unix_time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -70,7 +79,7 @@ impl SlowLog {
             id,
             unix_time,
             micros,
-            args,
+            req,
             client,
             name,
         });
@@ -102,18 +111,43 @@ impl SlowLog {
         let mut out = BytesMut::new();
         resp::put_int(&mut out, b'*', n as i64);
         for e in g.entries.iter().take(n) {
+            let frame_args;
+            let args = match &e.req {
+                Kept::Frame(f) => {
+                    frame_args = args_of(f);
+                    &frame_args
+                }
+                Kept::Args(a) => a,
+            };
             out.extend_from_slice(b"*6\r\n");
             resp::put_int(&mut out, b':', e.id as i64);
             resp::put_int(&mut out, b':', e.unix_time as i64);
             resp::put_int(&mut out, b':', e.micros as i64);
-            resp::put_int(&mut out, b'*', e.args.len() as i64);
-            for a in &e.args {
+            resp::put_int(&mut out, b'*', args.len() as i64);
+            for a in args {
                 resp::put_bulk(&mut out, a);
             }
-            resp::put_bulk(&mut out, e.client.as_bytes());
-            resp::put_bulk(&mut out, e.name.as_bytes());
+            let client = e.client.map(|c| c.to_string()).unwrap_or_default();
+            resp::put_bulk(&mut out, client.as_bytes());
+            resp::put_bulk(&mut out, e.name.as_deref().unwrap_or_default());
         }
         out.freeze()
+    }
+}
+
+/// What an entry keeps of its request.
+pub enum Kept {
+    /// A small frame, copied whole; parsed on SLOWLOG GET.
+    Frame(Bytes),
+    /// A large one, cut down to what SLOWLOG GET shows when recorded.
+    Args(Vec<Vec<u8>>),
+}
+
+fn args_of(req: &[u8]) -> Vec<Vec<u8>> {
+    let mut ranges = Vec::new();
+    match resp::parse_request(req, &mut ranges, &resp::Limits::default()) {
+        Ok(Some(_)) => shorten(req, &ranges),
+        _ => vec![b"?".to_vec()],
     }
 }
 
@@ -149,8 +183,8 @@ mod tests {
             log.record(
                 15_000,
                 &resp::command(&[b"GET", k]),
-                "127.0.0.1:1".into(),
-                String::new(),
+                "127.0.0.1:1".parse().ok(),
+                None,
             );
         }
         assert_eq!(log.len(), 2);
@@ -174,11 +208,19 @@ mod tests {
             .chain((0..40).map(|_| &big[..]))
             .collect();
         let log = SlowLog::new(10);
-        log.record(1, &resp::command(&many), String::new(), String::new());
-        let g = log.lock();
-        let e = &g.entries[0];
-        assert_eq!(e.args.len(), MAX_ARGS);
-        assert!(e.args[1].ends_with(b"... (172 more bytes)"));
-        assert_eq!(e.args[31], b"... (10 more arguments)");
+        let req = resp::command(&many);
+        let mut ranges = Vec::new();
+        resp::parse_request(&req, &mut ranges, &resp::Limits::default()).unwrap();
+        let args = shorten(&req, &ranges);
+        assert_eq!(args.len(), MAX_ARGS);
+        assert!(args[1].ends_with(b"... (172 more bytes)"));
+        assert_eq!(args[31], b"... (10 more arguments)");
+        log.record(1, &req, None, None);
+        let r = String::from_utf8_lossy(&log.get(-1)).into_owned();
+        assert!(r.contains("... (10 more arguments)"), "{r}");
+        assert!(
+            r.contains("... (172 more bytes)") && !r.contains("(20 more bytes)"),
+            "{r}"
+        );
     }
 }

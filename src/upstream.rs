@@ -382,14 +382,8 @@ impl Worker {
             self.pool.latency.observe(us);
             if slower_than.is_some_and(|t| us >= t) {
                 let (peer, name) = match client_of(&mut self.conns, token) {
-                    Some(c) => (
-                        c.peer.to_string(),
-                        c.name
-                            .as_deref()
-                            .map(|n| String::from_utf8_lossy(n).into_owned())
-                            .unwrap_or_default(),
-                    ),
-                    None => (String::new(), String::new()),
+                    Some(c) => (Some(c.peer), c.name.clone()),
+                    None => (None, None),
                 };
                 self.stats.slowlog.record(us, &p.req, peer, name);
             }

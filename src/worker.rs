@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -488,6 +488,14 @@ impl Worker {
             None => return,
         };
         let running = self.client_parse(t);
+        if let Some(c) = client_of(&mut self.conns, t)
+            && c.rbuf.is_empty()
+        {
+            // Everything read was parsed: let the buffer go (its requests in
+            // flight keep what they need), so an idle client holds no read
+            // buffer. The next read takes a fresh one.
+            c.rbuf = BytesMut::new();
+        }
         match status {
             ReadStatus::WouldBlock => {}
             ReadStatus::Budget => {
