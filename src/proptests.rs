@@ -379,7 +379,8 @@ fn gen_inline(rng: &mut Rng, names: &[&str]) -> Req {
                                 } else {
                                     rng.byte()
                                 };
-                                if !is_blank(b) && b != b'"' && b != b'\'' {
+                                // Vertical tab: Redis skips it before a word.
+                                if !is_blank(b) && b != 0x0b && b != b'"' && b != b'\'' {
                                     break b;
                                 }
                             }
@@ -465,8 +466,7 @@ struct Reply {
 fn gen_int(rng: &mut Rng) -> i64 {
     match rng.below(4) {
         0 => rng.range(0, 10) as i64,
-        // i64::MIN is left out: see `int_min_roundtrip` below.
-        1 => *rng.pick(&[i64::MAX, i64::MIN + 1, -1, 1 << 53, -(1 << 40)]),
+        1 => *rng.pick(&[i64::MAX, i64::MIN, i64::MIN + 1, -1, 1 << 53, -(1 << 40)]),
         2 => rng.next() as i64 >> rng.below(63),
         _ => -(rng.range(0, 1000) as i64),
     }
@@ -562,12 +562,7 @@ fn gen_aggregate(rng: &mut Rng, depth: usize, resp3: bool) -> Reply {
     } else {
         b'*'
     };
-    // No empty attribute (`|0`): see `empty_attribute_precedes_a_value`.
-    let n = if rng.one_in(8) && ty != b'|' {
-        0
-    } else {
-        rng.range(1, 4)
-    };
+    let n = if rng.one_in(8) { 0 } else { rng.range(1, 4) };
     let children = match ty {
         b'%' => 2 * n,
         // n attribute pairs, then the value they annotate.
@@ -764,10 +759,11 @@ fn int_replies_round_trip() {
         } else {
             gen_int(&mut rng)
         };
-        assert_eq!(resp::int_reply(&resp::int(v)), Some(v));
-        assert_eq!(resp::int_reply(&resp::int(-v)), Some(-v));
-        assert_eq!(rpc::decode(&resp::int(v)), Some(Value::Int(v)));
-        assert_eq!(resp::parse_int(v.to_string().as_bytes()), Some(v));
+        for v in [v, v.wrapping_neg(), !v] {
+            assert_eq!(resp::int_reply(&resp::int(v)), Some(v));
+            assert_eq!(rpc::decode(&resp::int(v)), Some(Value::Int(v)));
+            assert_eq!(resp::parse_int(v.to_string().as_bytes()), Some(v));
+        }
     }
 }
 
@@ -1198,9 +1194,6 @@ fn random_bytes_never_panic_and_prefixes_agree() {
 fn mutated_frames_never_panic_and_prefixes_agree() {
     let names = table_names();
     let words = option_words();
-    // Reply counts stay below 2^40 here: larger ones overflow scan_reply's
-    // counter (see `scan_reply_pending_overflow`).
-    let reply_numbers: Vec<&str> = NUMBERS.iter().copied().filter(|n| n.len() < 13).collect();
     for case in 0..FUZZ_CASES {
         let mut rng = Rng::new(case);
         let mut buf: Vec<u8> = Vec::new();
@@ -1213,11 +1206,7 @@ fn mutated_frames_never_panic_and_prefixes_agree() {
                 buf.extend(gen_reply(&mut rng, 3, resp3).bytes);
             }
         }
-        mutate(
-            &mut rng,
-            &mut buf,
-            if requests { NUMBERS } else { &reply_numbers },
-        );
+        mutate(&mut rng, &mut buf, NUMBERS);
         exercise(&mut rng, &buf, case, &words);
     }
 }

@@ -202,10 +202,18 @@ fn parse_inline(
     } else {
         nl
     };
+    // Redis's sdssplitargs: blanks (isspace, so vertical tab too) are skipped
+    // before a word; a bare word ends at space, tab, CR or LF. Forms
+    // whose words Redis would build differently from a slice of the line
+    // (escapes, quotes opening inside a word) are refused, never misread.
+    let skip = |b: u8| b.is_ascii_whitespace() || b == 0x0b;
+    // (A NUL, where Redis's C strings would end the line, stays in the word:
+    // every byte is either skipped or taken, so the loop always advances.)
+    let ends_word = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let mut i = 0;
     while i < line_end {
         let b = buf[i];
-        if b.is_ascii_whitespace() {
+        if skip(b) {
             i += 1;
             continue;
         }
@@ -215,11 +223,11 @@ fn parse_inline(
                 .position(|&c| c == b)
                 .ok_or(ProtoError::UnbalancedQuotes)?;
             let inner = i + 1..i + 1 + close;
-            if b == b'"' && buf[inner.clone()].contains(&b'\\') {
+            if buf[inner.clone()].contains(&b'\\') {
                 return Err(ProtoError::UnbalancedQuotes);
             }
             let after = inner.end + 1;
-            if after < line_end && !buf[after].is_ascii_whitespace() {
+            if after < line_end && !ends_word(buf[after]) {
                 return Err(ProtoError::UnbalancedQuotes);
             }
             args.push(inner);
@@ -227,7 +235,10 @@ fn parse_inline(
             continue;
         }
         let start = i;
-        while i < line_end && !buf[i].is_ascii_whitespace() {
+        while i < line_end && !ends_word(buf[i]) {
+            if buf[i] == b'"' || buf[i] == b'\'' {
+                return Err(ProtoError::UnbalancedQuotes);
+            }
             i += 1;
         }
         args.push(start..i);
@@ -472,6 +483,18 @@ mod tests {
         let (n, args) = req(b"SET  a  b\r\nGET a\r\n").unwrap().unwrap();
         assert_eq!(n, 11);
         assert_eq!(args, vec![b"SET".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        // Where Redis would build a word differently from a slice of the
+        // line, the request is refused rather than misread.
+        for line in [
+            &b"SET 'a\\' b'\r\n"[..],
+            b"SET ab\"c d\"\r\n",
+            b"GET a'b\r\n",
+        ] {
+            assert_eq!(req(line), Err(ProtoError::UnbalancedQuotes), "{line:?}");
+        }
+        // Vertical tab and form feed are skipped before a word, kept inside one.
+        let (_, args) = req(b"\x0bGET\x0c a\x0bb\r\n").unwrap().unwrap();
+        assert_eq!(args, vec![b"GET\x0c".to_vec(), b"a\x0bb".to_vec()]);
         let (_, args) = req(b"ECHO \"hello world\" 'x'\n").unwrap().unwrap();
         assert_eq!(
             args,
