@@ -20,7 +20,11 @@ fi
 
 # redis-py 5+ for the client-library integration tests (integration/operations.rs).
 if command -v python3 >/dev/null && ! python3 -c 'import redis' 2>/dev/null; then
-  python3 -m pip install --quiet 'redis>=5'
+  for attempt in 1 2 3; do
+    python3 -m pip install --quiet 'redis>=5' && break
+    [ "$attempt" = 3 ] && exit 1
+    sleep 5
+  done
 fi
 
 cargo fmt --all -- --check
