@@ -314,11 +314,7 @@ fn slot_moved_behind_the_proxys_back_is_followed_and_the_table_refreshed() {
     let (rc, proxy) = start_logged(&[("fetch", "3600")]);
     let slot = key_slot("{mv}");
     let from = rc.slot_owner(slot);
-    let to = *rc
-        .masters()
-        .iter()
-        .find(|&&m| m != from)
-        .expect("other master");
+    let to = rc.other_master(from);
     let others = rc.key_per_master("elsewhere:");
     let other_key = others.iter().find(|(m, _)| **m != from).expect("key").1;
 
@@ -392,11 +388,7 @@ fn half_migrated_slot_is_served_through_ask() {
     let (rc, proxy) = start(&[("fetch", "3600")]);
     let slot = key_slot("{ask}");
     let from = rc.slot_owner(slot);
-    let to = *rc
-        .masters()
-        .iter()
-        .find(|&&m| m != from)
-        .expect("other master");
+    let to = rc.other_master(from);
     let mut c = proxy.client();
     assert_eq!(c.cmd(&["SET", "{ask}a", "A"]), Reply::ok());
     assert_eq!(c.cmd(&["SET", "{ask}b", "B"]), Reply::ok());

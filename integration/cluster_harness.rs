@@ -578,6 +578,14 @@ impl RedisCluster {
             .collect()
     }
 
+    /// A live master other than `not`, to move a slot to.
+    pub fn other_master(&self, not: usize) -> usize {
+        self.masters()
+            .into_iter()
+            .find(|&m| m != not)
+            .expect("another master")
+    }
+
     /// The live replicas.
     pub fn replicas(&self) -> Vec<usize> {
         (0..self.len())

@@ -1726,16 +1726,23 @@ fn exercise_redis_py(port: u16, prefix: &str, protocol: &str) -> bool {
 fn redis_crate_client_through_sharding_proxy() {
     let s = Shards::start(3);
     exercise_redis_crate(s.proxy.port(), "rs");
-    // The data is really on the backends, spread by key.
-    let at = s.holder("s:rs");
+    assert_landed_on_backends(&s, "rs");
+}
+
+/// What a client library wrote with `tag` is really on the backends: the
+/// string on its one server, the pipeline's keys spread over all three.
+fn assert_landed_on_backends(s: &Shards, tag: &str) {
+    let key = format!("s:{tag}");
+    let at = s.holder(&key);
     assert_eq!(
-        s.servers[at].client().cmd(&["GET", "s:rs"]),
+        s.servers[at].client().cmd(&["GET", &key]),
         Reply::bulk("hello world")
     );
+    let prefix = format!("p:{tag}");
     let spread = s
         .servers
         .iter()
-        .filter(|srv| keys_with(srv, "p:rs") > 0)
+        .filter(|srv| keys_with(srv, &prefix) > 0)
         .count();
     assert_eq!(spread, 3, "pipeline keys should land on every server");
 }
@@ -1746,17 +1753,7 @@ fn redis_py_client_through_sharding_proxy() {
     if !exercise_redis_py(s.proxy.port(), "py", "2") {
         return;
     }
-    let at = s.holder("s:py");
-    assert_eq!(
-        s.servers[at].client().cmd(&["GET", "s:py"]),
-        Reply::bulk("hello world")
-    );
-    let spread = s
-        .servers
-        .iter()
-        .filter(|srv| keys_with(srv, "p:py") > 0)
-        .count();
-    assert_eq!(spread, 3, "pipeline keys should land on every server");
+    assert_landed_on_backends(&s, "py");
 }
 
 #[test]
