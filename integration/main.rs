@@ -4,6 +4,7 @@ mod cluster_harness;
 mod harness;
 
 mod bench;
+mod client_patterns;
 mod cluster;
 mod compat;
 mod config_cli;

@@ -72,3 +72,272 @@ fn a_second_proxy_on_a_busy_port_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot listen"), "{err}");
 }
+
+/// A request past `read_timeout` used to get its error about a second late:
+/// the timer path queued the error replies after the turn's flush, and the
+/// next turn only came with the next event or the 1 s idle wake-up.
+#[test]
+fn a_read_timeout_is_answered_when_it_expires() {
+    let mut s = Shards::start_with(1, |c| {
+        c.set("read_timeout", "200")
+            .set("thread", "1")
+            .set("preconnect", "true")
+    });
+    let mut c = s.client();
+    assert_eq!(c.cmd(&["SET", "t", "1"]), crate::harness::Reply::ok());
+    s.servers[0].pause();
+    for round in 0..5 {
+        let started = Instant::now();
+        let r = c.cmd(&["GET", "t"]);
+        let took = started.elapsed();
+        assert_eq!(
+            r.error(),
+            Some("ERR Connection timed out"),
+            "round {round}: {r:?}"
+        );
+        assert!(
+            took < Duration::from_millis(700),
+            "round {round}: read_timeout = 200 ms answered after {took:?}"
+        );
+    }
+    s.servers[0].resume();
+}
+
+/// The end-of-turn flush used to take its list of connections to write,
+/// then put the drained list back. A replica's write error during the flush
+/// re-sends its reads to the master, which marked the master for writing on
+/// the list being replaced: the mark was lost, the master's flag stayed set,
+/// and nothing ever wrote to it again (with timeouts off, its clients hung
+/// for ever). Provoked here by killing the proxy's replica connections over
+/// and over (CLIENT KILL) while many clients read through it.
+#[test]
+fn a_replica_failing_during_the_flush_does_not_stall_its_master() {
+    use crate::cluster_harness::RedisCluster;
+    use crate::harness::{Client, Proxy, Reply, encode_str};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread;
+
+    let rc = RedisCluster::start(3, 1);
+    let conf = rc.proxy_conf(&[
+        ("read_from_slave", "true"),
+        ("thread", "1"),
+        ("server_connections", "1"),
+        ("read_timeout", "0"),
+        ("write_timeout", "0"),
+    ]);
+    let proxy = Proxy::start(&conf.to_toml());
+    let keys: Vec<String> = rc.key_per_master("stall").into_values().collect();
+    let mut c = proxy.client();
+    for k in &keys {
+        assert_eq!(c.cmd(&["SET", k, "v"]), Reply::ok());
+    }
+    rc.wait_replicated();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = proxy.port();
+    let readers: Vec<_> = (0..24)
+        .map(|n| {
+            let stop = Arc::clone(&stop);
+            let keys = keys.clone();
+            thread::spawn(move || -> Result<usize, String> {
+                let mut c = Client::connect(port);
+                c.set_timeout(Duration::from_secs(10));
+                let mut batch = Vec::new();
+                for i in 0..30 {
+                    batch.extend(encode_str(&["GET", &keys[(n + i) % keys.len()]]));
+                }
+                let mut rounds = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    c.send(&batch);
+                    for i in 0..30 {
+                        match c.read_reply() {
+                            Ok(_) => {}
+                            Err(e) => {
+                                return Err(format!("reader {n}, round {rounds}, reply {i}: {e}"));
+                            }
+                        }
+                    }
+                    rounds += 1;
+                }
+                Ok(rounds)
+            })
+        })
+        .collect();
+    for _ in 0..30 {
+        thread::sleep(Duration::from_millis(60));
+        for r in rc.replicas() {
+            let _ = crate::cluster_harness::try_cmd(
+                rc.port(r),
+                &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        match r.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("a reader stalled: {e}"),
+            Err(_) => panic!("a reader panicked"),
+        }
+    }
+    // Every master still answers at once.
+    let mut fresh = proxy.client();
+    fresh.set_timeout(Duration::from_secs(5));
+    for k in &keys {
+        assert_eq!(fresh.cmd(&["GET", k]), Reply::bulk("v"), "GET {k}");
+    }
+}
+
+/// Sends `cmd` raw and returns the first byte of its reply (the RESP type).
+fn reply_type(c: &mut crate::harness::Client, cmd: &[&str]) -> u8 {
+    c.send(&crate::harness::encode_str(cmd));
+    let raw = c.read_raw(1, Duration::from_secs(5));
+    *raw.first().unwrap_or(&b'?')
+}
+
+/// Rewrites the proxy's config and sends SIGHUP, then waits until every one
+/// of its `workers` logged that it runs the reloaded configuration.
+fn reload(proxy: &crate::harness::Proxy, toml: &str, workers: usize) {
+    const ADOPTED: &str = "runs the reloaded configuration";
+    let before = proxy.log().matches(ADOPTED).count();
+    std::fs::write(proxy.config_path(), toml).expect("rewrite config");
+    proxy.signal("HUP");
+    let ok = crate::harness::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        (proxy.log().matches(ADOPTED).count() >= before + workers).then_some(())
+    });
+    assert!(ok.is_some(), "workers did not adopt:\n{}", proxy.log());
+}
+
+/// A backend connection's protocol was implied by its index among the
+/// server's connections, so changing `server_connections` by reload handed
+/// RESP3 connections to RESP2 clients (`%` maps where `*` arrays belong);
+/// and a reloaded `backend_db` left open connections on the old database.
+/// Each connection now carries its protocol, and one opened with options a
+/// reload changed is drained and replaced.
+#[test]
+fn reload_of_backend_options_replaces_connections_without_mixing_protocols() {
+    use crate::harness::{Proxy, RedisServer, Reply};
+    let s = RedisServer::start();
+    let conf = crate::harness::ClusterConf::new("reopen", &[&s])
+        .set("server_connections", "1")
+        .set("thread", "1");
+    let proxy = Proxy::start_with_args(&conf.to_toml(), &["-v", "info"]);
+    let mut old2 = proxy.client();
+    let mut old3 = proxy.client();
+    assert!(!old3.cmd(&["HELLO", "3"]).is_error());
+    assert_eq!(old2.cmd(&["HSET", "h", "f", "v"]), Reply::Int(1));
+    assert_eq!(reply_type(&mut old3, &["HGETALL", "h"]), b'%');
+
+    reload(
+        &proxy,
+        &conf.clone().set("server_connections", "2").to_toml(),
+        1,
+    );
+    let mut fresh: Vec<_> = (0..6).map(|_| proxy.client()).collect();
+    for (i, c) in fresh.iter_mut().chain([&mut old2]).enumerate() {
+        for _ in 0..3 {
+            assert_eq!(
+                reply_type(c, &["HGETALL", "h"]),
+                b'*',
+                "RESP2 client {i} got a RESP3 reply after the reload"
+            );
+        }
+    }
+    assert_eq!(reply_type(&mut old3, &["HGETALL", "h"]), b'%');
+
+    reload(
+        &proxy,
+        &conf
+            .clone()
+            .set("server_connections", "2")
+            .set("backend_db", "1")
+            .to_toml(),
+        1,
+    );
+    let mut new3 = proxy.client();
+    assert!(!new3.cmd(&["HELLO", "3"]).is_error());
+    for (i, c) in [&mut old2, &mut old3, &mut new3]
+        .into_iter()
+        .chain(fresh.iter_mut())
+        .enumerate()
+    {
+        let key = format!("db1:{i}");
+        assert_eq!(c.cmd(&["SET", &key, "x"]), Reply::ok(), "client {i}");
+    }
+    let mut direct = s.client();
+    assert_eq!(direct.cmd(&["SELECT", "1"]), Reply::ok());
+    assert_eq!(
+        direct.cmd(&["DBSIZE"]),
+        Reply::Int(9),
+        "every client's SET went to db 1 after the reload"
+    );
+    assert_eq!(direct.cmd(&["SELECT", "0"]), Reply::ok());
+    assert_eq!(
+        direct.cmd(&["DBSIZE"]),
+        Reply::Int(1),
+        "only `h` is in db 0"
+    );
+}
+
+/// Fetches the twemproxy-style stats document from the stats port.
+fn stats_doc(port: u16) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Workers kept every node address a slot table or a redirect ever named,
+/// with its stats series, for ever. A node that leaves the cluster must
+/// leave the worker's server list (and so the stats) once it is idle.
+#[test]
+fn a_node_that_leaves_the_cluster_leaves_the_stats() {
+    use crate::cluster_harness::RedisCluster;
+    use crate::harness::{Proxy, free_port, poll_until};
+    let rc = RedisCluster::start(3, 1);
+    let sport = free_port().to_string();
+    let conf = rc.proxy_conf(&[("read_from_slave", "true"), ("fetch", "1")]);
+    let proxy = Proxy::start_with_args(
+        &conf.to_toml(),
+        &["-s", &sport, "-a", "127.0.0.1", "-i", "100"],
+    );
+    let sport: u16 = sport.parse().expect("port");
+    let mut c = proxy.client();
+    for k in rc.key_per_master("gone").values() {
+        c.cmd(&["GET", k]);
+    }
+    let gone = rc.replicas()[0];
+    let gone_addr = rc.addr(gone);
+    let listed = poll_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        stats_doc(sport).contains(&gone_addr).then_some(())
+    });
+    assert!(
+        listed.is_some(),
+        "replica {gone_addr} in the stats:\n{}",
+        stats_doc(sport)
+    );
+
+    let id = rc.node_id(gone);
+    rc.cmd(gone, &["CLUSTER", "RESET", "HARD"]);
+    for n in (0..rc.len()).filter(|&n| n != gone) {
+        rc.cmd(n, &["CLUSTER", "FORGET", &id]);
+    }
+    let forgotten = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        // Keep traffic going: idle workers publish nothing new.
+        c.cmd(&["GET", "gone:any"]);
+        (!stats_doc(sport).contains(&gone_addr)).then_some(())
+    });
+    assert!(
+        forgotten.is_some(),
+        "{gone_addr} left the cluster but is still in the stats:\n{}",
+        stats_doc(sport)
+    );
+    for k in rc.key_per_master("after").values() {
+        assert!(!c.cmd(&["GET", k]).is_error(), "GET {k} after the change");
+    }
+}

@@ -46,7 +46,9 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// Index of the worker's server entry this connection belongs to.
     pub server: usize,
-    /// Which of the server's `server_connections` this is.
+    /// Whether it sent HELLO 3 on connect: it serves RESP3 clients only.
+    pub resp3: bool,
+    /// Which of the server's `server_connections` (of its protocol) this is.
     pub conn_idx: usize,
     pub state: State,
     pub started: Instant,
@@ -63,6 +65,7 @@ impl Backend {
         sock: TcpStream,
         addr: SocketAddr,
         server: usize,
+        resp3: bool,
         conn_idx: usize,
         now: Instant,
     ) -> Backend {
@@ -70,6 +73,7 @@ impl Backend {
             sock,
             addr,
             server,
+            resp3,
             conn_idx,
             state: State::Connecting,
             started: now,
@@ -78,6 +82,20 @@ impl Backend {
             rbuf: BytesMut::new(),
             write_since: now,
             dirty: false,
+        }
+    }
+
+    /// Nothing queued and nothing awaiting a reply.
+    pub fn idle(&self) -> bool {
+        self.inflight.is_empty() && self.wq.is_empty()
+    }
+
+    /// Server `si` is being forgotten: reads here no longer fall back to it.
+    pub fn forget_fallback(&mut self, si: usize) {
+        for p in &mut self.inflight {
+            if p.fallback == Some(si) {
+                p.fallback = None;
+            }
         }
     }
 

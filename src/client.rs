@@ -36,12 +36,16 @@ pub struct Client {
     /// HELLO 3: this client's requests go to backend connections that speak
     /// RESP3, whose replies are forwarded as they are.
     pub resp3: bool,
-    /// Set by QUIT, a protocol error, or the peer's EOF: write what is owed, then close.
+    /// Set by QUIT or a protocol error: read and parse nothing more, write
+    /// what is owed, then close.
     pub closing: bool,
+    /// The peer closed its side: answer what it sent, then close.
+    pub eof: bool,
     /// Already on the worker's list of clients to flush this turn.
     pub dirty: bool,
-    /// Stopped reading for backpressure; the worker resumes it when it drains.
-    pub paused: bool,
+    /// Its requests are held back in `rbuf` (too many in flight, or too many
+    /// replies unsent); the worker resumes them when it drains. Reading goes on.
+    pub held: bool,
 }
 
 impl Client {
@@ -59,8 +63,9 @@ impl Client {
             authed: false,
             resp3: false,
             closing: false,
+            eof: false,
             dirty: false,
-            paused: false,
+            held: false,
         }
     }
 
@@ -119,5 +124,11 @@ impl Client {
     /// Nothing owed and nothing unsent.
     pub fn idle(&self) -> bool {
         self.slots.is_empty() && self.out.is_empty()
+    }
+
+    /// Closing, or past its EOF with no request left to answer, and
+    /// everything it is owed written: the connection can go.
+    pub fn finished(&self) -> bool {
+        (self.closing || (self.eof && !self.held)) && self.idle()
     }
 }

@@ -13,7 +13,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use crate::backend::{Backend, Pending, ReplyTo, State};
-use crate::config::CacheType;
+use crate::config::{CacheType, ClusterConfig};
 use crate::netio::{self, ReadStatus};
 use crate::resp;
 use crate::slots;
@@ -89,12 +89,13 @@ impl Worker {
         redirects: u8,
         fallback: Option<usize>,
     ) {
-        let n = self.cfg.server_connections;
-        // Connections [0, n) speak RESP2, [n, 2n) RESP3 (for HELLO 3 clients).
         let resp3 = client_of(&mut self.conns, client).is_some_and(|c| c.resp3);
-        let ci = split_token(client).0 % n + if resp3 { n } else { 0 };
-        let srv = &self.servers[si];
-        let tok = match srv.conns[ci] {
+        let ci = split_token(client).0 % self.cfg.server_connections;
+        let Some(srv) = self.servers.get(si) else {
+            self.deliver(to, resp::error("ERR no server for this key"));
+            return;
+        };
+        let tok = match srv.conns[usize::from(resp3)].get(ci).copied().flatten() {
             Some(tok) => tok,
             None => {
                 if let Some(at) = srv.retry_at
@@ -108,7 +109,7 @@ impl Worker {
                     self.deliver(to, err);
                     return;
                 }
-                match self.connect(si, ci) {
+                match self.connect(si, resp3, ci) {
                     Ok(tok) => tok,
                     Err(e) => {
                         let err = resp::error(&format!("ERR {}", netio::error_text(&e)));
@@ -137,13 +138,15 @@ impl Worker {
         }
     }
 
-    pub(crate) fn connect(&mut self, si: usize, ci: usize) -> io::Result<Token> {
+    /// Opens connection slot `ci` of the given protocol to server `si`.
+    pub(crate) fn connect(&mut self, si: usize, resp3: bool, ci: usize) -> io::Result<Token> {
         let addr = self.servers[si].addr;
         let sock = TcpStream::connect(addr)?;
         self.tune(&sock);
         let now = self.now;
         let registry = self.poll.registry().try_clone()?;
-        let (t, conn) = self.insert(Conn::Backend(Backend::new(sock, addr, si, ci, now)));
+        let backend = Backend::new(sock, addr, si, resp3, ci, now);
+        let (t, conn) = self.insert(Conn::Backend(backend));
         let Conn::Backend(b) = conn else {
             unreachable!()
         };
@@ -151,9 +154,10 @@ impl Worker {
             self.conns.remove(split_token(t).0);
             return Err(e);
         }
-        self.servers[si].conns[ci] = Some(t);
-        let resp3 = ci >= self.cfg.server_connections;
-        for cmd in self.init_commands(resp3) {
+        if let Some(slot) = self.servers[si].conns[usize::from(resp3)].get_mut(ci) {
+            *slot = Some(t);
+        }
+        for cmd in init_commands(&self.cfg, resp3) {
             if let Some(b) = backend_of(&mut self.conns, t) {
                 b.enqueue(cmd, ReplyTo::Init, 0, None, now);
             }
@@ -163,31 +167,6 @@ impl Worker {
             self.cfg.name, self.servers[si].name, addr
         );
         Ok(t)
-    }
-
-    /// What a new backend connection is sent before any client request:
-    /// AUTH, HELLO 3 (RESP3 connections), SELECT and READONLY, as configured.
-    /// Their error replies fail the connection.
-    pub(crate) fn init_commands(&self, resp3: bool) -> Vec<Bytes> {
-        let mut cmds = Vec::new();
-        if let Some(pass) = &self.cfg.backend_password {
-            cmds.push(match &self.cfg.backend_username {
-                Some(user) => resp::command(&[b"AUTH", user.as_bytes(), pass.as_bytes()]),
-                None => resp::command(&[b"AUTH", pass.as_bytes()]),
-            });
-        }
-        if resp3 {
-            cmds.push(resp::command(&[b"HELLO", b"3"]));
-        }
-        if self.cfg.backend_db != 0 {
-            let db = self.cfg.backend_db.to_string();
-            cmds.push(resp::command(&[b"SELECT", db.as_bytes()]));
-        }
-        if self.cfg.cache_type == CacheType::RedisCluster && self.cfg.read_from_slave {
-            // Lets replicas serve reads; masters accept it and ignore it.
-            cmds.push(resp::command(&[b"READONLY"]));
-        }
-        cmds
     }
 
     pub(crate) fn backend_event(&mut self, t: Token, readable: bool, writable: bool, closed: bool) {
@@ -277,6 +256,16 @@ impl Worker {
             return;
         }
         match status {
+            ReadStatus::WouldBlock | ReadStatus::Budget
+                if idle
+                    && self
+                        .servers
+                        .get(si)
+                        .is_some_and(|s| s.draining.contains(&t)) =>
+            {
+                // Replaced by a reload and now drained.
+                self.drop_backend(t);
+            }
             ReadStatus::WouldBlock => {}
             ReadStatus::Budget => self.resume.push(t),
             ReadStatus::Eof if idle => {
@@ -296,10 +285,28 @@ impl Worker {
             return None;
         };
         let _ = self.poll.registry().deregister(&mut b.sock);
-        if let Some(srv) = self.servers.get_mut(b.server)
-            && srv.conns.get(b.conn_idx) == Some(&Some(t))
+        let Some(srv) = self.servers.get_mut(b.server) else {
+            return Some(b);
+        };
+        if let Some(slot) = srv.conns[usize::from(b.resp3)].get_mut(b.conn_idx)
+            && *slot == Some(t)
         {
-            srv.conns[b.conn_idx] = None;
+            *slot = None;
+        } else if let Some(i) = srv.draining.iter().position(|&d| d == t) {
+            srv.draining.swap_remove(i);
+            if srv.draining.is_empty() {
+                // The newer connections held their writes for this one.
+                let waiting: Vec<Token> = srv.tokens().collect();
+                for w in waiting {
+                    if let Some(nb) = backend_of(&mut self.conns, w)
+                        && !nb.dirty
+                        && !nb.wq.is_empty()
+                    {
+                        nb.dirty = true;
+                        self.dirty_backends.push(w);
+                    }
+                }
+            }
         }
         Some(b)
     }
@@ -392,10 +399,11 @@ impl Worker {
 
     /// Opens every connection to every server now rather than on first use.
     pub(crate) fn preconnect(&mut self) {
-        for si in 0..self.servers.len() {
+        let keys: Vec<usize> = self.servers.iter().map(|(si, _)| si).collect();
+        for si in keys {
             for ci in 0..self.cfg.server_connections {
-                if self.servers[si].conns[ci].is_none()
-                    && let Err(e) = self.connect(si, ci)
+                if self.servers[si].conns[0][ci].is_none()
+                    && let Err(e) = self.connect(si, false, ci)
                 {
                     warn!(
                         "cluster {}: backend {}: preconnect: {e}",
@@ -405,4 +413,30 @@ impl Worker {
             }
         }
     }
+}
+
+/// What a new backend connection is sent before any client request:
+/// AUTH, HELLO 3 (RESP3 connections), SELECT and READONLY, as configured.
+/// Their error replies fail the connection. A reload that changes them
+/// replaces the open connections.
+pub(crate) fn init_commands(cfg: &ClusterConfig, resp3: bool) -> Vec<Bytes> {
+    let mut cmds = Vec::new();
+    if let Some(pass) = &cfg.backend_password {
+        cmds.push(match &cfg.backend_username {
+            Some(user) => resp::command(&[b"AUTH", user.as_bytes(), pass.as_bytes()]),
+            None => resp::command(&[b"AUTH", pass.as_bytes()]),
+        });
+    }
+    if resp3 {
+        cmds.push(resp::command(&[b"HELLO", b"3"]));
+    }
+    if cfg.backend_db != 0 {
+        let db = cfg.backend_db.to_string();
+        cmds.push(resp::command(&[b"SELECT", db.as_bytes()]));
+    }
+    if cfg.cache_type == CacheType::RedisCluster && cfg.read_from_slave {
+        // Lets replicas serve reads; masters accept it and ignore it.
+        cmds.push(resp::command(&[b"READONLY"]));
+    }
+    cmds
 }

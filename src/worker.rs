@@ -30,15 +30,20 @@ use crate::resp::{self, Limits};
 use crate::route::{RouteHandle, RouteTable};
 use crate::stats::{ClusterStats, PoolStats, ServerStats, WorkerSnapshot};
 use crate::supervisor::Kick;
+use crate::upstream::init_commands;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
 
 /// Bytes read from one socket per wake-up before others get a turn.
 pub(crate) const READ_BUDGET: usize = 256 * 1024;
-/// Replies a client may be owed before the proxy stops reading its requests.
+/// Requests of one client in flight at the backends past which the proxy
+/// holds back its further requests (they stay in its read buffer).
 const MAX_PENDING: usize = 1024;
-/// Unsent reply bytes past which the proxy stops reading a client's requests.
+/// Unsent reply bytes past which the proxy holds back a client's further
+/// requests. Its socket is still read, so a client that writes a whole
+/// pipeline before reading any reply never blocks on its write;
+/// `client_output_limit` bounds what is held for it.
 const OUT_SOFT_LIMIT: usize = 16 * 1024 * 1024;
 /// Reconnect backoff for a failed backend: doubles from the first to the last.
 pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -92,12 +97,37 @@ pub(crate) fn backend_of(conns: &mut Slab<Entry>, t: Token) -> Option<&mut Backe
 pub(crate) struct ServerConns {
     pub(crate) addr: SocketAddr,
     pub(crate) name: String,
-    pub(crate) conns: Vec<Option<Token>>,
+    /// `server_connections` slots for each protocol: `[RESP2, RESP3]`. A
+    /// client always uses the same slot, so its requests stay in order.
+    pub(crate) conns: [Vec<Option<Token>>; 2],
+    /// Connections opened with options a reload changed: they take no new
+    /// requests and close once their last reply is read. Until then this
+    /// server's new connections queue requests but do not write them, so a
+    /// client's requests still reach the server in the order it sent them.
+    pub(crate) draining: Vec<Token>,
     /// After a failure, requests are answered with `last_error` until then.
     pub(crate) retry_at: Option<Instant>,
     pub(crate) backoff: Duration,
     pub(crate) last_error: Bytes,
     pub(crate) stats: ServerStats,
+}
+
+impl ServerConns {
+    /// Every open connection to this server, draining ones included.
+    pub(crate) fn tokens(&self) -> impl Iterator<Item = Token> + '_ {
+        self.conns
+            .iter()
+            .flatten()
+            .flatten()
+            .chain(&self.draining)
+            .copied()
+    }
+
+    /// Whether connection `t` must hold its writes until older connections
+    /// to this server drain.
+    pub(crate) fn holds(&self, t: Token) -> bool {
+        !self.draining.is_empty() && !self.draining.contains(&t)
+    }
 }
 
 /// How a backend connection failed, for the stats.
@@ -156,14 +186,19 @@ pub struct Worker {
     pub(crate) next_client_id: u64,
     pub(crate) route_handle: RouteHandle,
     pub(crate) route: Arc<RouteTable>,
-    /// Route table server index -> index in `servers`.
+    /// Route table server index -> key in `servers`.
     pub(crate) route_map: Vec<usize>,
-    pub(crate) servers: Vec<ServerConns>,
+    /// Servers by a key that stays valid while the server is known: the
+    /// current table's, and others a redirect named, until retired.
+    pub(crate) servers: Slab<ServerConns>,
+    /// Servers that left the route table, removed once their connections
+    /// are idle (so cluster nodes that come and go do not pile up).
+    pub(crate) retiring: Vec<usize>,
     pub(crate) by_addr: HashMap<SocketAddr, usize>,
     pub(crate) dirty_backends: Vec<Token>,
     pub(crate) dirty_clients: Vec<Token>,
     /// Connections with input left over from their read budget, or clients
-    /// unpaused by backpressure: served again at the end of the turn.
+    /// whose held-back requests may go on: served again at the end of the turn.
     pub(crate) resume: Vec<Token>,
     pub(crate) args: Vec<Range<usize>>,
     pub(crate) replies: Vec<(Pending, Bytes)>,
@@ -199,7 +234,8 @@ impl Worker {
             route_handle: s.route,
             route,
             route_map: Vec::new(),
-            servers: Vec::new(),
+            servers: Slab::new(),
+            retiring: Vec::new(),
             by_addr: HashMap::new(),
             dirty_backends: Vec::new(),
             dirty_clients: Vec::new(),
@@ -252,8 +288,13 @@ impl Worker {
                 }
             }
             self.run_resumed();
-            self.flush();
+            // Expiry answers requests: before the flush, so the errors leave
+            // in this turn rather than with whatever wakes the next one.
             self.expire();
+            self.flush();
+            if !self.retiring.is_empty() {
+                self.retire_unused();
+            }
             if self.unpublished && self.now >= self.next_publish {
                 self.unpublished = false;
                 self.publish();
@@ -265,20 +306,25 @@ impl Worker {
         }
     }
 
+    /// How long the next poll may sleep: until the nearest thing due, or for
+    /// ever when nothing is (an idle worker does not wake up).
     fn poll_timeout(&mut self) -> Option<Duration> {
         if !self.resume.is_empty() {
             return Some(Duration::ZERO);
         }
-        let now = Instant::now();
-        let mut t = Duration::from_secs(1);
+        let mut due: Option<Instant> = None;
+        let mut at = |d: Instant| due = Some(due.map_or(d, |x| x.min(d)));
         if self.unpublished {
             // Counters changed: publish them soon even if nothing else happens.
-            t = t.min(self.next_publish.saturating_duration_since(now));
+            at(self.next_publish);
         }
         if let Some(next) = self.next_deadline() {
-            t = t.min(next.saturating_duration_since(now) + Duration::from_millis(1));
+            at(next + Duration::from_millis(1));
         }
-        Some(t)
+        if let Some(d) = self.drain_deadline {
+            at(d);
+        }
+        due.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     fn refresh_route(&mut self) {
@@ -294,7 +340,8 @@ impl Worker {
     }
 
     /// Maps the table's servers onto this worker's connections by address,
-    /// keeping every existing connection.
+    /// keeping every existing connection; servers the table no longer has
+    /// are retired once idle.
     fn rebuild_route_map(&mut self) {
         let route = Arc::clone(&self.route);
         self.route_map.clear();
@@ -302,23 +349,110 @@ impl Worker {
             let idx = self.server_by_addr(b.addr, &b.name);
             self.route_map.push(idx);
         }
+        self.retiring = self
+            .servers
+            .iter()
+            .map(|(si, _)| si)
+            .filter(|si| !self.route_map.contains(si))
+            .collect();
+        if !self.retiring.is_empty() {
+            self.retire_unused();
+        }
     }
 
-    /// A reload changed the cluster's options: later requests and new
-    /// connections follow them; open connections are kept.
+    /// Closes the idle connections of servers that left the route table, and
+    /// forgets a server once it has none: its stats series go with it.
+    fn retire_unused(&mut self) {
+        let mut list = std::mem::take(&mut self.retiring);
+        list.retain(|&si| {
+            let Some(srv) = self.servers.get(si) else {
+                return false;
+            };
+            let idle: Vec<Token> = srv
+                .tokens()
+                .filter(|&t| backend_of(&mut self.conns, t).is_none_or(|b| b.idle()))
+                .collect();
+            for t in idle {
+                self.drop_backend(t);
+            }
+            let Some(srv) = self.servers.get(si) else {
+                return false;
+            };
+            if srv.tokens().next().is_some() {
+                return true;
+            }
+            let srv = self.servers.remove(si);
+            self.by_addr.remove(&srv.addr);
+            // A read on a replica may name this server as its fallback:
+            // the key is about to be reused, so the fallback goes.
+            for (_, e) in self.conns.iter_mut() {
+                if let Conn::Backend(b) = &mut e.conn {
+                    b.forget_fallback(si);
+                }
+            }
+            debug!(
+                "cluster {}: worker {}: backend {} left the route table: forgotten",
+                self.cfg.name, self.index, srv.name
+            );
+            false
+        });
+        self.retiring = list;
+    }
+
+    /// A reload changed the cluster's options: later requests follow them.
+    /// Connections opened with other backend options (or another number of
+    /// them per server) drain and are replaced, so no client is served by a
+    /// connection with the wrong database, credentials or protocol.
     fn adopt_config(&mut self) {
-        self.cfg = Arc::clone(&self.route.cfg);
+        let old = std::mem::replace(&mut self.cfg, Arc::clone(&self.route.cfg));
         self.limits = self.cfg.limits;
-        let n = self.cfg.server_connections;
-        for srv in &mut self.servers {
-            if srv.conns.len() < 2 * n {
-                srv.conns.resize(2 * n, None);
+        let reopen = old.server_connections != self.cfg.server_connections
+            || [false, true]
+                .iter()
+                .any(|&resp3| init_commands(&old, resp3) != init_commands(&self.cfg, resp3));
+        if reopen {
+            let keys: Vec<usize> = self.servers.iter().map(|(si, _)| si).collect();
+            for si in keys {
+                self.replace_connections(si);
             }
         }
         info!(
-            "cluster {}: worker {} runs the reloaded configuration",
-            self.cfg.name, self.index
+            "cluster {}: worker {} runs the reloaded configuration{}",
+            self.cfg.name,
+            self.index,
+            if reopen {
+                "; backend connections are replaced"
+            } else {
+                ""
+            }
         );
+    }
+
+    /// Detaches every connection of server `si`: idle ones close now, busy
+    /// ones drain. New requests open new connections.
+    fn replace_connections(&mut self, si: usize) {
+        let n = self.cfg.server_connections;
+        let Some(srv) = self.servers.get_mut(si) else {
+            return;
+        };
+        let old: Vec<Token> = srv
+            .conns
+            .iter_mut()
+            .flat_map(|v| std::mem::replace(v, vec![None; n]))
+            .flatten()
+            .collect();
+        for t in old {
+            match backend_of(&mut self.conns, t) {
+                Some(b) if !b.idle() => {
+                    if let Some(srv) = self.servers.get_mut(si) {
+                        srv.draining.push(t);
+                    }
+                }
+                _ => {
+                    self.drop_backend(t);
+                }
+            }
+        }
     }
 
     /// This worker's entry for a server, created on first sight (a new table,
@@ -327,17 +461,19 @@ impl Worker {
         if let Some(&i) = self.by_addr.get(&addr) {
             return i;
         }
-        self.servers.push(ServerConns {
+        let n = self.cfg.server_connections;
+        let si = self.servers.insert(ServerConns {
             addr,
             name: name.to_owned(),
-            conns: vec![None; 2 * self.cfg.server_connections],
+            conns: [vec![None; n], vec![None; n]],
+            draining: Vec::new(),
             retry_at: None,
             backoff: BACKOFF_MIN,
             last_error: resp::error("ERR Connection refused"),
             stats: ServerStats::default(),
         });
-        self.by_addr.insert(addr, self.servers.len() - 1);
-        self.servers.len() - 1
+        self.by_addr.insert(addr, si);
+        si
     }
 
     /// Whether route server `server` is worth sending to now (not backing
@@ -467,7 +603,7 @@ impl Worker {
                 _ => continue,
             };
             // Read to WouldBlock here: events that came while the connection
-            // was paused (a close among them) were not acted on.
+            // waited (a close among them) were not acted on.
             if is_client {
                 self.client_pump(t, true);
             } else {
@@ -479,22 +615,49 @@ impl Worker {
     // ---- clients ----
 
     /// Parses what the client has buffered, reads more, parses again.
+    ///
+    /// A client's socket is read even while its requests are held back
+    /// (too many in flight, or too many replies unsent): a client that
+    /// writes a whole pipeline before reading would otherwise block on its
+    /// write while the proxy waits for it to read, for ever. What is held
+    /// for it is bounded by `client_output_limit`.
     fn client_pump(&mut self, t: Token, closed: bool) {
         if !self.client_parse(t) {
             return;
         }
         let status = match client_of(&mut self.conns, t) {
+            Some(c) if c.eof => {
+                // Nothing more to read: the client goes once answered.
+                if c.finished() {
+                    self.close_client(t);
+                }
+                return;
+            }
             Some(c) => netio::read_into(&mut c.sock, &mut c.rbuf, READ_BUDGET, !closed),
             None => return,
         };
         let running = self.client_parse(t);
-        if let Some(c) = client_of(&mut self.conns, t)
-            && c.rbuf.is_empty()
-        {
+        let Some(c) = client_of(&mut self.conns, t) else {
+            return;
+        };
+        if c.rbuf.is_empty() {
             // Everything read was parsed: let the buffer go (its requests in
             // flight keep what they need), so an idle client holds no read
             // buffer. The next read takes a fresh one.
             c.rbuf = BytesMut::new();
+        }
+        let limit = self.cfg.client_output_limit;
+        if c.held && limit > 0 && c.rbuf.len() + c.out_bytes > limit {
+            warn!(
+                "cluster {}: client {}: {} bytes of replies unread and {} bytes of requests held, \
+                 over client_output_limit: closing",
+                self.cfg.name,
+                c.peer,
+                c.out_bytes,
+                c.rbuf.len()
+            );
+            self.close_client(t);
+            return;
         }
         match status {
             ReadStatus::WouldBlock => {}
@@ -505,37 +668,38 @@ impl Worker {
             }
             ReadStatus::Eof => {
                 self.pool.client_eof += 1;
-                if let Some(c) = client_of(&mut self.conns, t) {
-                    // Replies still owed are written before the close.
-                    c.closing = true;
-                    if c.idle() {
-                        self.close_client(t);
-                    }
+                // Requests still held and replies still owed are answered
+                // and written before the close.
+                c.eof = true;
+                if c.finished() {
+                    self.close_client(t);
                 }
             }
             ReadStatus::Error(e) => {
                 self.pool.client_err += 1;
-                if let Some(c) = client_of(&mut self.conns, t) {
-                    debug!("cluster {}: client {}: read: {e}", self.cfg.name, c.peer);
-                }
+                debug!("cluster {}: client {}: read: {e}", self.cfg.name, c.peer);
                 self.close_client(t);
             }
         }
     }
 
-    /// Dispatches every complete request in the client's buffer. Returns
-    /// false when the client stopped being read (backpressure, closing).
+    /// Dispatches every complete request in the client's buffer, unless it
+    /// is held back. Returns false when the client is no longer read (it is
+    /// closing, or gone).
     fn client_parse(&mut self, t: Token) -> bool {
         loop {
             let Some(c) = client_of(&mut self.conns, t) else {
                 return false;
             };
-            if c.closing || c.paused {
+            if c.closing {
                 return false;
             }
-            if c.pending() + c.out.len() >= MAX_PENDING || c.out_bytes >= OUT_SOFT_LIMIT {
-                c.paused = true;
-                return false;
+            if c.held {
+                return true;
+            }
+            if c.pending() >= MAX_PENDING || c.out_bytes >= OUT_SOFT_LIMIT {
+                c.held = true;
+                return true;
             }
             match resp::parse_request(&c.rbuf, &mut self.args, &self.limits) {
                 Ok(None) => return true,
@@ -625,10 +789,10 @@ impl Worker {
             pool: self.pool.clone(),
             servers: Vec::with_capacity(self.servers.len()),
         };
-        for srv in &self.servers {
+        for (_, srv) in &self.servers {
             let mut st = srv.stats.clone();
-            for t in srv.conns.iter().flatten() {
-                let (idx, _) = split_token(*t);
+            for t in srv.tokens() {
+                let (idx, _) = split_token(t);
                 if let Some(Entry {
                     conn: Conn::Backend(b),
                     ..
@@ -654,14 +818,21 @@ impl Worker {
 
     // ---- end of turn ----
 
+    /// Writes every connection touched this turn once. The lists are walked
+    /// by index, not taken: a failure handled here (a replica's write error
+    /// re-sending its reads to the master) may mark more connections, and
+    /// they are written in this same pass rather than lost.
     fn flush(&mut self) {
-        let mut list = std::mem::take(&mut self.dirty_backends);
-        for t in list.drain(..) {
+        let mut i = 0;
+        while let Some(&t) = self.dirty_backends.get(i) {
+            i += 1;
             let Some(b) = backend_of(&mut self.conns, t) else {
                 continue;
             };
             b.dirty = false;
-            if b.state != State::Ready {
+            // One that waits for older connections to drain is marked
+            // again when they have.
+            if b.state != State::Ready || self.servers.get(b.server).is_some_and(|s| s.holds(t)) {
                 continue;
             }
             match netio::write_queue(&mut b.sock, &mut b.wq) {
@@ -673,10 +844,11 @@ impl Worker {
                 Err(e) => self.fail_backend(t, Fault::Error, &netio::error_text(&e)),
             }
         }
-        self.dirty_backends = list;
+        self.dirty_backends.clear();
 
-        let mut list = std::mem::take(&mut self.dirty_clients);
-        for t in list.drain(..) {
+        let mut i = 0;
+        while let Some(&t) = self.dirty_clients.get(i) {
+            i += 1;
             let Some(c) = client_of(&mut self.conns, t) else {
                 continue;
             };
@@ -701,27 +873,24 @@ impl Worker {
             if c.out.is_empty() {
                 c.out_bytes = 0;
             }
-            if c.closing && c.idle() {
+            if c.finished() {
                 self.close_client(t);
                 continue;
             }
-            if c.paused
-                && c.pending() + c.out.len() < MAX_PENDING / 2
-                && c.out_bytes < OUT_SOFT_LIMIT / 2
-            {
-                c.paused = false;
+            if c.held && c.pending() < MAX_PENDING / 2 && c.out_bytes < OUT_SOFT_LIMIT / 2 {
+                c.held = false;
                 self.resume.push(t);
             }
         }
-        self.dirty_clients = list;
+        self.dirty_clients.clear();
     }
 
     /// The earliest backend deadline (connect, read or write timeout).
     fn next_deadline(&mut self) -> Option<Instant> {
         let mut next: Option<Instant> = None;
-        for srv in &self.servers {
-            for t in srv.conns.iter().flatten() {
-                if let Some(d) = self.deadline_of(*t) {
+        for (_, srv) in &self.servers {
+            for t in srv.tokens() {
+                if let Some(d) = self.deadline_of(t) {
                     next = Some(next.map_or(d, |n| n.min(d)));
                 }
             }
@@ -743,7 +912,10 @@ impl Worker {
             return wt.map(|w| b.started + w);
         }
         let read = rt.and_then(|r| b.inflight.front().map(|p| p.at + r));
-        let write = wt.and_then(|w| (!b.wq.is_empty()).then(|| b.write_since + w));
+        // Writes held while older connections drain are not late: the
+        // draining ones' own deadlines bound the wait.
+        let held = self.servers.get(b.server).is_some_and(|s| s.holds(t));
+        let write = wt.and_then(|w| (!b.wq.is_empty() && !held).then(|| b.write_since + w));
         match (read, write) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -755,7 +927,7 @@ impl Worker {
         let expired: Vec<Token> = self
             .servers
             .iter()
-            .flat_map(|s| s.conns.iter().flatten().copied())
+            .flat_map(|(_, s)| s.tokens())
             .filter(|t| self.deadline_of(*t).is_some_and(|d| d <= now))
             .collect();
         for t in expired {
