@@ -1540,7 +1540,7 @@ fn auth_and_db_texts_and_backend_setup() {
     assert_eq!(c.cmd(&["GET", "x"]), noauth, "GET before AUTH");
     assert_eq!(
         c.cmd(&["AUTH", "wrong"]),
-        Reply::Error("ERR invalid password".into())
+        Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
     );
     assert_eq!(c.cmd(&["PING"]), noauth, "PING after a wrong AUTH");
     assert_eq!(c.cmd(&["AUTH", "s3cret"]), Reply::ok());
@@ -1563,7 +1563,10 @@ fn auth_and_db_texts_and_backend_setup() {
     let mut o = Client::connect(p_open);
     assert_eq!(
         o.cmd(&["AUTH", "x"]),
-        Reply::Error("ERR Client sent AUTH, but no password is set".into())
+        Reply::Error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+                .into()
+        )
     );
     assert_eq!(
         o.cmd(&["PING"]),

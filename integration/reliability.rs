@@ -910,7 +910,7 @@ fn front_password_and_users_gate_every_command() {
 
     assert_eq!(
         c.cmd(&["AUTH", "wrong"]),
-        Reply::Error("ERR invalid password".into())
+        Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
     );
     assert_eq!(
         c.cmd(&["GET", "gated"]),

@@ -15,7 +15,8 @@ use crate::worker::Worker;
 
 impl Worker {
     /// INFO [section]: server, clients, stats, and one line per backend.
-    pub(crate) fn info(&self, args: &(impl Args + ?Sized)) -> Bytes {
+    /// Typed as Redis types it: a verbatim string for RESP3 clients.
+    pub(crate) fn info(&self, args: &(impl Args + ?Sized), resp3: bool) -> Bytes {
         let want = |section: &str| {
             args.len() < 2
                 || (1..args.len()).any(|i| {
@@ -90,7 +91,7 @@ impl Worker {
                 );
             }
         }
-        resp::bulk(s.as_bytes())
+        resp::verbatim(s.as_bytes(), resp3)
     }
 
     /// SLOWLOG GET [n] | LEN | RESET | HELP.

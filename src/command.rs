@@ -448,6 +448,26 @@ fn streams<A: Args + ?Sized>(args: &A) -> Result<KeyPositions, KeyError> {
     })
 }
 
+/// True when the options before STREAMS (walked as [`streams`] walks them)
+/// hold a BLOCK.
+fn streams_block<A: Args + ?Sized>(args: &A) -> bool {
+    let mut i = 1;
+    while i < args.len() {
+        if arg_is(args, i, "streams") {
+            return false;
+        } else if arg_is(args, i, "block") {
+            return true;
+        } else if arg_is(args, i, "group") {
+            i += 3;
+        } else if arg_is(args, i, "count") || arg_is(args, i, "claim") {
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 /// Key layout implied by a [`Split`] kind.
 const fn split_keys(split: Split) -> Keys {
     match split {
@@ -493,6 +513,26 @@ impl Command {
             .iter()
             .find(|c| c.subcommand_name().as_bytes().eq_ignore_ascii_case(sub))
             .unwrap_or(self)
+    }
+
+    /// A refused form of an otherwise supported command, as (form, reason):
+    /// XREAD and XREADGROUP with BLOCK would hold the backend connection
+    /// that other clients share until data arrives, and past `read_timeout`
+    /// every one of them would get a timeout.
+    pub fn refused_form(
+        &self,
+        args: &(impl Args + ?Sized),
+    ) -> Option<(&'static str, &'static str)> {
+        match self.kind {
+            Kind::Keyed(Keys::Streams) if streams_block(args) => Some(("with BLOCK", BLOCKING)),
+            _ => None,
+        }
+    }
+
+    /// EVAL, EVALSHA, FCALL and their read-only variants: with no key they
+    /// would still run code, on whichever backend got them.
+    pub fn runs_code(&self) -> bool {
+        self.kind == Kind::Keyed(NUMKEYS_AT_2)
     }
 
     /// The part after '|' for subcommands, the whole name otherwise.
@@ -684,7 +724,7 @@ impl Command {
 // Reasons shown to users for unsupported commands.
 
 const TRANSACTIONS: &str = "transactions cannot span a sharding proxy";
-const BLOCKING: &str = "blocking commands would stall a shared backend connection";
+pub const BLOCKING: &str = "blocking commands would stall a shared backend connection";
 const PUBSUB: &str =
     "pub/sub needs a dedicated backend connection, which a sharding proxy does not provide";
 const KEYSPACE: &str =
@@ -1328,6 +1368,30 @@ mod tests {
             keys("XREADGROUP GROUP g c STREAMS a b 0"),
             Err(KeyError::Unbalanced)
         );
+    }
+
+    #[test]
+    fn blocking_forms_are_refused() {
+        let form = |line: &str| {
+            let a = args(&line.split(' ').collect::<Vec<_>>());
+            lookup_request(&a).and_then(|c| c.refused_form(&a))
+        };
+        let block = Some(("with BLOCK", BLOCKING));
+        assert_eq!(form("XREAD BLOCK 0 STREAMS s $"), block);
+        assert_eq!(form("xread count 2 block 10 streams s $"), block);
+        assert_eq!(form("XREADGROUP GROUP g c BLOCK 0 STREAMS s >"), block);
+        assert_eq!(
+            form("XREADGROUP GROUP g c NOACK block 5 STREAMS s >"),
+            block
+        );
+        // A group, consumer or key named "block" is not the option.
+        assert_eq!(form("XREADGROUP GROUP block block STREAMS s >"), None);
+        assert_eq!(form("XREAD STREAMS block 0"), None);
+        assert_eq!(form("XREAD COUNT 1 STREAMS s 0"), None);
+        assert_eq!(form("GET block"), None);
+        assert!(lookup(b"eval").is_some_and(|c| c.runs_code()));
+        assert!(lookup(b"fcall_ro").is_some_and(|c| c.runs_code()));
+        assert!(!lookup(b"sintercard").is_some_and(|c| c.runs_code()));
     }
 
     #[test]

@@ -14,25 +14,28 @@ use crate::multikey::{self, Plan};
 use crate::resp;
 use crate::worker::{FrameArgs, Worker, client_of};
 
-/// Shows a client argument in an error message the way Redis does: bounded,
-/// and with no bytes that could break the reply line.
-fn shown(arg: &[u8]) -> String {
-    let cut = &arg[..arg.len().min(128)];
-    String::from_utf8_lossy(cut).replace(['\r', '\n'], " ")
-}
-
-fn key_error(cmd: &Command, e: KeyError) -> Bytes {
-    match e {
-        KeyError::WrongArity => wrong_arity(cmd),
-        KeyError::BadCount => {
-            resp::error("ERR Number of keys can't be greater than number of args")
-        }
-        KeyError::NoStreams => resp::error("ERR syntax error"),
-        KeyError::Unbalanced => resp::error(&format!(
-            "ERR Unbalanced '{}' list of streams: for each stream key an ID or '$' must be specified.",
-            cmd.name
-        )),
+/// Redis's reply to an unknown command, byte for byte: the name and then each
+/// argument quoted and followed by a space, printed as C strings (a NUL ends
+/// one) and capped at 128 bytes in all, as Redis's `%.128s` / `%.*s` do.
+fn unknown_command(args: &FrameArgs<'_>) -> Bytes {
+    fn c_str(arg: &[u8], cap: usize) -> &[u8] {
+        let end = arg.iter().position(|&b| b == 0).unwrap_or(arg.len());
+        &arg[..end.min(cap)]
     }
+    let mut quoted = Vec::new();
+    let mut i = 1;
+    while i < args.len() && quoted.len() < 128 {
+        let room = 128 - quoted.len();
+        quoted.push(b'\'');
+        quoted.extend_from_slice(c_str(args.get(i), room));
+        quoted.extend_from_slice(b"' ");
+        i += 1;
+    }
+    let mut msg = b"ERR unknown command '".to_vec();
+    msg.extend_from_slice(c_str(args.get(0), 128));
+    msg.extend_from_slice(b"', with args beginning with: ");
+    msg.extend_from_slice(&quoted);
+    resp::error_bytes(&msg)
 }
 
 fn wrong_arity(cmd: &Command) -> Bytes {
@@ -48,16 +51,8 @@ impl Worker {
             buf: &frame,
             ranges,
         };
-        let name = args.get(0);
         let Some(cmd) = command::lookup_request(&args) else {
-            let mut msg = format!(
-                "ERR unknown command '{}', with args beginning with:",
-                shown(name)
-            );
-            for i in 1..args.len().min(8) {
-                msg.push_str(&format!(" '{}'", shown(args.get(i))));
-            }
-            return self.reply(t, resp::error(&msg));
+            return self.reply(t, unknown_command(&args));
         };
         if self.needs_auth()
             && !matches!(
@@ -73,7 +68,8 @@ impl Worker {
         }
         match cmd.kind {
             Kind::Local(Local::Info) => {
-                let reply = self.info(&args);
+                let resp3 = client_of(&mut self.conns, t).is_some_and(|c| c.resp3);
+                let reply = self.info(&args, resp3);
                 self.reply(t, reply);
             }
             Kind::Local(Local::Slowlog) => {
@@ -81,13 +77,9 @@ impl Worker {
                 self.reply(t, reply);
             }
             Kind::Local(l) => {
-                let needs_auth = self.needs_auth();
                 let Some(c) = client_of(&mut self.conns, t) else {
                     return;
                 };
-                if l == Local::Hello && !c.authed && needs_auth && !hello_has_auth(&args) {
-                    return self.reply(t, resp::error(local::NOAUTH));
-                }
                 let info = ClientInfo {
                     id: c.id,
                     name: &mut c.name,
@@ -108,11 +100,20 @@ impl Worker {
                 );
                 self.reply(t, resp::error(&msg));
             }
-            Kind::Keyed(_) => self.dispatch_keyed(t, cmd, &frame, &args),
+            Kind::Keyed(_) => {
+                if let Some((form, why)) = cmd.refused_form(&args) {
+                    let msg = format!(
+                        "ERR {} {form} is not supported by aster: {why}",
+                        cmd.name.to_ascii_uppercase()
+                    );
+                    return self.reply(t, resp::error(&msg));
+                }
+                self.dispatch_keyed(t, cmd, &frame, &args)
+            }
             Kind::Split(split) => {
                 let positions = match cmd.key_positions(&args) {
                     Ok(p) => p,
-                    Err(e) => return self.reply(t, key_error(cmd, e)),
+                    Err(_) => return self.reply(t, wrong_arity(cmd)),
                 };
                 if positions.count() == 0 {
                     return self.reply(t, wrong_arity(cmd));
@@ -156,9 +157,18 @@ impl Worker {
     fn dispatch_keyed(&mut self, t: Token, cmd: &Command, frame: &Bytes, args: &FrameArgs<'_>) {
         let positions = match cmd.key_positions(args) {
             Ok(p) => p,
-            Err(e) => return self.reply(t, key_error(cmd, e)),
+            Err(KeyError::WrongArity) => return self.reply(t, wrong_arity(cmd)),
+            // A bad key count or stream list: Redis rejects the request
+            // before touching any key, so a backend answers it with its own
+            // error (the texts differ per command and per Redis version).
+            Err(_) => return self.forward_invalid(t, frame, args),
         };
         let Some(first) = positions.first_key() else {
+            if !cmd.runs_code() {
+                // SINTERCARD 0 ..., ZUNION 0 ..., OBJECT HELP: Redis answers
+                // these with an error or a help text, never reading a key.
+                return self.forward_invalid(t, frame, args);
+            }
             let msg = format!(
                 "ERR {} with no keys cannot be routed by aster: name at least one key",
                 cmd.name.to_ascii_uppercase()
@@ -190,6 +200,18 @@ impl Worker {
         let req = as_multibulk(frame, args);
         let fallback = self.fallback(place.group, server);
         self.forward(t, server, fallback, req);
+    }
+
+    /// A request with no key to route by that Redis answers without touching
+    /// a key: sent to the master of the empty key's shard, so the client gets
+    /// Redis's own reply.
+    fn forward_invalid(&mut self, t: Token, frame: &Bytes, args: &FrameArgs<'_>) {
+        let random = self.random();
+        let Some(place) = self.route.place(b"", random) else {
+            return self.no_server(t);
+        };
+        let req = as_multibulk(frame, args);
+        self.forward(t, place.server, None, req);
     }
 
     /// For a read sent to a replica: its master, to retry the read on if the
@@ -240,11 +262,6 @@ impl Worker {
             self.mark_client(t);
         }
     }
-}
-
-/// HELLO with an AUTH option may authenticate; without one it needs AUTH first.
-fn hello_has_auth(args: &FrameArgs<'_>) -> bool {
-    (2..args.len()).any(|i| args.get(i).eq_ignore_ascii_case(b"AUTH"))
 }
 
 /// Inline requests are re-encoded before forwarding, so a backend sees one

@@ -27,9 +27,12 @@ pub struct ClientInfo<'a> {
     pub users: &'a [User],
 }
 
-const NO_PASSWORD: &str = "ERR Client sent AUTH, but no password is set";
-const BAD_PASSWORD: &str = "ERR invalid password";
+// Redis 7's texts, byte for byte: clients and their alerting match on them.
+const NO_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
+const BAD_PASSWORD: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 pub const NOAUTH: &str = "NOAUTH Authentication required.";
+const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
 
 /// Compares without an early exit, so the time taken does not tell how much
 /// of a guess was right.
@@ -45,7 +48,16 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// named ones. Every candidate is compared, so timing says nothing either.
 fn auth(user: Option<&[u8]>, pass: &[u8], c: &mut ClientInfo<'_>) -> Result<(), &'static str> {
     if c.password.is_none() && c.users.is_empty() {
-        return Err(NO_PASSWORD);
+        // Redis without a password has only the passwordless "default"
+        // user: any password logs it in, other users do not exist.
+        return match user {
+            None => Err(NO_PASSWORD),
+            Some(b"default") => {
+                *c.authed = true;
+                Ok(())
+            }
+            Some(_) => Err(BAD_PASSWORD),
+        };
     }
     let user = user.unwrap_or(b"default");
     let mut ok = false;
@@ -101,14 +113,15 @@ pub fn answer(cmd: Local, args: &(impl Args + ?Sized), client: ClientInfo<'_>) -
             )),
             None => reply(resp::error("ERR value is not an integer or out of range")),
         },
-        Local::Command => command(args),
+        Local::Command => command(args, *client.resp3),
         Local::Client => client_cmd(args, client),
         Local::Hello => hello(args, client),
         Local::Auth => {
             let mut c = client;
             let res = match args.len() {
                 2 => auth(None, args.get(1), &mut c),
-                _ => auth(Some(args.get(1)), args.get(2), &mut c),
+                3 => auth(Some(args.get(1)), args.get(2), &mut c),
+                _ => Err("ERR syntax error"),
             };
             match res {
                 Ok(()) => reply(Bytes::from_static(resp::OK)),
@@ -121,18 +134,22 @@ pub fn answer(cmd: Local, args: &(impl Args + ?Sized), client: ClientInfo<'_>) -
     }
 }
 
-fn command(args: &(impl Args + ?Sized)) -> Answer {
+fn command(args: &(impl Args + ?Sized), resp3: bool) -> Answer {
     if args.len() == 1 {
         return reply(Bytes::from_static(b"*0\r\n"));
     }
     match upper(args.get(1)).as_slice() {
+        b"COUNT" if args.len() != 2 => reply(wrong_arity("command|count")),
         b"COUNT" => reply(resp::int(0)),
+        // COMMAND DOCS is a map in RESP3.
+        b"DOCS" if resp3 => reply(Bytes::from_static(b"%0\r\n")),
         b"DOCS" | b"LIST" => reply(Bytes::from_static(b"*0\r\n")),
         b"INFO" => {
             let mut out = BytesMut::new();
             resp::put_int(&mut out, b'*', args.len() as i64 - 2);
             for _ in 2..args.len() {
-                out.extend_from_slice(b"*-1\r\n");
+                // Redis's null array for a command it does not know.
+                out.extend_from_slice(if resp3 { resp::NULL3 } else { b"*-1\r\n" });
             }
             reply(out.freeze())
         }
@@ -146,25 +163,35 @@ fn valid_name(name: &[u8]) -> bool {
     name.iter().all(|&c| (b'!'..=b'~').contains(&c))
 }
 
+fn wrong_arity(name: &str) -> Bytes {
+    resp::error(&format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
 fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
     let sub = upper(args.get(1));
     match (sub.as_slice(), args.len()) {
         (b"SETNAME", 3) => {
             let name = args.get(2);
             if !valid_name(name) {
-                return reply(resp::error(
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                ));
+                return reply(resp::error(BAD_NAME));
             }
             *c.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
             reply(Bytes::from_static(resp::OK))
         }
         (b"GETNAME", 2) => reply(match c.name {
             Some(n) => resp::bulk(n),
-            None => Bytes::from_static(resp::NIL),
+            None => resp::null(*c.resp3),
         }),
+        // CLIENT SETINFO is Redis 7.2's (aster reports 7.2): accepted and
+        // ignored, as the backends never see this client's connection.
         (b"SETINFO", 4) => reply(Bytes::from_static(resp::OK)),
         (b"ID", 2) => reply(resp::int(c.id as i64)),
+        (b"SETNAME", _) => reply(wrong_arity("client|setname")),
+        (b"GETNAME", _) => reply(wrong_arity("client|getname")),
+        (b"SETINFO", _) => reply(wrong_arity("client|setinfo")),
+        (b"ID", _) => reply(wrong_arity("client|id")),
         _ => reply(resp::error(&format!(
             "ERR CLIENT {} is not supported by aster: it would act on a shared backend connection",
             String::from_utf8_lossy(&sub)
@@ -172,14 +199,16 @@ fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
     }
 }
 
-/// HELLO [protover [AUTH user pass] [SETNAME name]]: only RESP2 is spoken.
+/// HELLO [protover [AUTH user pass] [SETNAME name]], checked in Redis's
+/// order: version, options, credentials, then authentication.
 fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
     let proto = if args.len() >= 2 {
         match resp::parse_int(args.get(1)) {
             Some(v @ (2 | 3)) => v,
-            _ => {
+            Some(_) => return reply(resp::error("NOPROTO unsupported protocol version")),
+            None => {
                 return reply(resp::error(
-                    "NOPROTO sorry, this protocol version is not supported",
+                    "ERR Protocol version is not an integer or out of range",
                 ));
             }
         }
@@ -188,27 +217,43 @@ fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
     } else {
         2
     };
+    let mut creds = None;
+    let mut name = None;
     let mut i = 2;
     while i < args.len() {
         match upper(args.get(i)).as_slice() {
             b"AUTH" if i + 2 < args.len() => {
-                if let Err(e) = auth(Some(args.get(i + 1)), args.get(i + 2), &mut c) {
-                    return reply(resp::error(e));
-                }
+                creds = Some((args.get(i + 1), args.get(i + 2)));
                 i += 3;
             }
             b"SETNAME" if i + 1 < args.len() => {
-                let name = args.get(i + 1);
-                if !valid_name(name) {
-                    return reply(resp::error(
-                        "ERR Client names cannot contain spaces, newlines or special characters.",
-                    ));
+                let n = args.get(i + 1);
+                if !valid_name(n) {
+                    return reply(resp::error(BAD_NAME));
                 }
-                *c.name = Some(Bytes::copy_from_slice(name));
+                name = Some(n);
                 i += 2;
             }
-            _ => return reply(resp::error("ERR Syntax error in HELLO option")),
+            _ => {
+                let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
+                msg.extend_from_slice(args.get(i));
+                msg.push(b'\'');
+                return reply(resp::error_bytes(&msg));
+            }
         }
+    }
+    if let Some((user, pass)) = creds
+        && let Err(e) = auth(Some(user), pass, &mut c)
+    {
+        return reply(resp::error(e));
+    }
+    let needs_auth = c.password.is_some() || !c.users.is_empty();
+    if needs_auth && !*c.authed {
+        return reply(resp::error(HELLO_NOAUTH));
+    }
+    if let Some(n) = name {
+        // An empty name clears it, as CLIENT SETNAME "" does.
+        *c.name = (!n.is_empty()).then(|| Bytes::copy_from_slice(n));
     }
     // Switched only once every option was accepted, as Redis does.
     *c.resp3 = proto == 3;
@@ -282,19 +327,19 @@ mod tests {
         };
         assert_eq!(
             &call(vec![b"AUTH", b"nope"], Local::Auth)[..],
-            b"-ERR invalid password\r\n"
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
         );
         assert_eq!(
             &call(vec![b"AUTH", b"s3cre"], Local::Auth)[..],
-            b"-ERR invalid password\r\n"
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
         );
         assert_eq!(
             &call(vec![b"AUTH", b"bob", b"s3cret"], Local::Auth)[..],
-            b"-ERR invalid password\r\n"
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
         );
         assert_eq!(
             &call(vec![b"AUTH", b"app", b"s3cret"], Local::Auth)[..],
-            b"-ERR invalid password\r\n"
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
         );
         assert_eq!(
             &call(vec![b"AUTH", b"app", b"apppass"], Local::Auth)[..],
@@ -307,7 +352,7 @@ mod tests {
         assert!(!same_secret(b"ab", b"abc"));
         let mut name = None;
         let r = run(Local::Auth, vec![b"AUTH", b"x"], &mut name);
-        assert_eq!(&r[..], b"-ERR Client sent AUTH, but no password is set\r\n");
+        assert_eq!(&r[..], format!("-{NO_PASSWORD}\r\n").as_bytes());
     }
 
     #[test]

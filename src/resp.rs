@@ -334,6 +334,8 @@ pub fn is_error(reply: &[u8]) -> bool {
 pub const OK: &[u8] = b"+OK\r\n";
 pub const PONG: &[u8] = b"+PONG\r\n";
 pub const NIL: &[u8] = b"$-1\r\n";
+/// RESP3's null.
+pub const NULL3: &[u8] = b"_\r\n";
 
 /// An error reply: `-<msg>\r\n`, with any CR or LF in `msg` made a space so a
 /// message can never break the framing.
@@ -344,6 +346,38 @@ pub fn error(msg: &str) -> Bytes {
         msg.bytes()
             .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
     );
+    b.put_slice(b"\r\n");
+    b.freeze()
+}
+
+/// [`error`] for a message holding client bytes, which Redis echoes as they
+/// are (only CR and LF become spaces, as Redis maps them).
+pub fn error_bytes(msg: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(msg.len() + 3);
+    b.put_u8(b'-');
+    b.extend(
+        msg.iter()
+            .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+    );
+    b.put_slice(b"\r\n");
+    b.freeze()
+}
+
+/// The null reply of the client's protocol: RESP3 has its own type.
+pub fn null(resp3: bool) -> Bytes {
+    Bytes::from_static(if resp3 { NULL3 } else { NIL })
+}
+
+/// A text reply as Redis sends INFO: a verbatim string (`=`, format `txt`)
+/// in RESP3, a bulk string in RESP2.
+pub fn verbatim(text: &[u8], resp3: bool) -> Bytes {
+    if !resp3 {
+        return bulk(text);
+    }
+    let mut b = BytesMut::with_capacity(text.len() + 24);
+    put_int(&mut b, b'=', text.len() as i64 + 4);
+    b.put_slice(b"txt:");
+    b.put_slice(text);
     b.put_slice(b"\r\n");
     b.freeze()
 }
@@ -555,6 +589,11 @@ mod tests {
     #[test]
     fn builders() {
         assert_eq!(&error("ERR a\r\nb")[..], b"-ERR a  b\r\n");
+        assert_eq!(&error_bytes(b"ERR \xff\r\n")[..], b"-ERR \xff  \r\n");
+        assert_eq!(&null(false)[..], b"$-1\r\n");
+        assert_eq!(&null(true)[..], b"_\r\n");
+        assert_eq!(&verbatim(b"a", false)[..], b"$1\r\na\r\n");
+        assert_eq!(&verbatim(b"a\r\n", true)[..], b"=7\r\ntxt:a\r\n\r\n");
         assert_eq!(&int(-7)[..], b":-7\r\n");
         assert_eq!(&int(i64::MIN)[..], b":-9223372036854775808\r\n");
         assert_eq!(&bulk(b"hi")[..], b"$2\r\nhi\r\n");
