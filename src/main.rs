@@ -8,7 +8,6 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -325,7 +324,6 @@ fn run(
 ) -> Result<(), Box<dyn std::error::Error>> {
     // Uptimes count from here.
     stats::started();
-    let shutdown = Arc::new(AtomicBool::new(false));
     // Signals are blocked-and-queued from here, before any thread starts.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU])?;
     info!(
@@ -335,12 +333,13 @@ fn run(
         config.clusters.len()
     );
     let (tx, rx) = std::sync::mpsc::channel();
-    let supervisor = supervisor::spawn(rx, Arc::clone(&shutdown))?;
+    let stop_supervisor = tx.clone();
+    let supervisor = supervisor::spawn(rx)?;
     let registry: stats::Registry = Arc::new(Mutex::new(Vec::new()));
     let mut clusters = Clusters::new(tx, Arc::clone(&registry));
     let started = clusters.start_all(&config);
     if let Err(e) = started {
-        shutdown.store(true, Ordering::Relaxed);
+        let _ = stop_supervisor.send(supervisor::Msg::Shutdown);
         let _ = supervisor.join();
         return Err(e.into());
     }
@@ -399,8 +398,8 @@ fn run(
             _ => {}
         }
     }
-    shutdown.store(true, Ordering::Relaxed);
     clusters.stop_all();
+    let _ = stop_supervisor.send(supervisor::Msg::Shutdown);
     let _ = supervisor.join();
     info!("aster-proxy stopped");
     Ok(())
