@@ -17,7 +17,7 @@ use signal_hook::iterator::Signals;
 use simplelog::{ConfigBuilder, WriteLogger};
 
 use aster_proxy::clusters::{self, Clusters};
-use aster_proxy::config::{Config, StatsConfig};
+use aster_proxy::config::{self, Config, StatsConfig};
 use aster_proxy::{local, metrics, nutcracker, stats, supervisor};
 
 /// Exit codes: 0 fine, 1 bad configuration, 2 bad usage, 3 failed at run time.
@@ -75,7 +75,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "s",
         "stats-port",
-        "stats port (default 22222 for a nutcracker .yml; off for TOML unless [stats] is set)",
+        "stats port (default 22222 for a nutcracker file; off for TOML unless [stats] is set)",
         "PORT",
     );
     o.optopt(
@@ -160,8 +160,13 @@ fn parse_flags(args: &[String]) -> Parsed {
     };
     let stats_interval = match m.opt_str("i").map(|v| v.parse::<u64>()) {
         None => None,
-        Some(Ok(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
-        Some(_) => return usage_error("bad stats interval: expected milliseconds > 0".into()),
+        Some(Ok(ms)) if config::stats_interval(ms).is_ok() => Some(Duration::from_millis(ms)),
+        Some(_) => {
+            return usage_error(format!(
+                "bad stats interval: expected milliseconds 1..={}",
+                config::MAX_INT
+            ));
+        }
     };
     let metrics = match m.opt_str("metrics") {
         None => None,
