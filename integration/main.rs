@@ -7,6 +7,7 @@ mod bench;
 mod cluster;
 mod compat;
 mod config_cli;
+mod config_matrix;
 mod faults;
 mod operations;
 mod protocol;
