@@ -245,3 +245,110 @@ fn shipped_default_config_is_valid() {
     let out = run_proxy_bin(&["-t", "-c", path]);
     assert_eq!(out.status.code(), Some(0), "{path}: {}", text(&out));
 }
+
+/// A nutcracker pool on 127.0.0.1:`port` in twemproxy's own words.
+fn nutcracker_pool(port: u16) -> String {
+    format!(
+        "# twemproxy, whatever the file is called\nalpha:\n  listen: 127.0.0.1:{port}\n  redis: true\n  hash: fnv1a_64\n  servers:\n   - 127.0.0.1:6379:1 redis0\n"
+    )
+}
+
+#[test]
+fn nutcracker_files_are_read_whatever_their_name() {
+    let dir = TempDir::new("conf-names");
+    for name in ["nutcracker.conf", "pool", "twemproxy.txt", "nutcracker.yml"] {
+        let path = dir.join(name);
+        fs::write(&path, nutcracker_pool(crate::harness::free_port())).expect("write config");
+        let out = run_proxy_bin(&["-t", "-c", path.to_str().expect("utf-8 path")]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+    }
+    // A mistake in such a file says how it was read and why.
+    let path = dir.join("pool");
+    fs::write(
+        &path,
+        nutcracker_pool(crate::harness::free_port()).replace("hash:", "hashh:"),
+    )
+    .expect("write config");
+    let out = run_proxy_bin(&["-t", "-c", path.to_str().expect("utf-8 path")]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    for part in ["nutcracker YAML", "'alpha:'", "hashh", "pool"] {
+        assert!(msg.contains(part), "should name {part:?}: {msg}");
+    }
+    // And TOML stays TOML under a .yml name, saying so when it is wrong.
+    let path = dir.join("aster.yml");
+    fs::write(&path, conf("alpha").set("bogus_setting", "1").to_toml()).expect("write config");
+    let out = run_proxy_bin(&["-t", "-c", path.to_str().expect("utf-8 path")]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("read as TOML") && msg.contains("bogus_setting"),
+        "{msg}"
+    );
+}
+
+/// Starts a proxy logging to a file, sends it `sig`, and checks that it
+/// died of that signal with a line naming it in the log. It runs in a temp
+/// directory with core dumps off, so no core file lands anywhere.
+fn dies_of_signal_and_logs_it(sig: &str, number: i32) {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::{Command, Stdio};
+    let dir = TempDir::new("fatal");
+    let log = dir.join("aster.log");
+    let c = conf("fatal");
+    let config = dir.join("aster.toml");
+    fs::write(&config, c.to_toml()).expect("write config");
+    let mut cmd = Command::new(crate::harness::proxy_bin());
+    cmd.arg("-c")
+        .arg(&config)
+        .arg("-o")
+        .arg(&log)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn aster-proxy");
+    let up = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        crate::harness::accepts(c.port).then_some(())
+    });
+    if up.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("aster did not listen on {}", c.port);
+    }
+    crate::harness::signal(child.id(), sig);
+    let status = crate::harness::wait_timeout(&mut child, Duration::from_secs(5));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        status.and_then(|s| s.signal()),
+        Some(number),
+        "SIG{sig} should end aster by that signal ({status:?}); log:\n{logged}"
+    );
+    let line = format!("signal {number} ({sig}) received");
+    assert!(logged.contains(&line), "log should say {line:?}:\n{logged}");
+}
+
+#[test]
+fn sigabrt_is_logged_and_kills_with_abrt() {
+    dies_of_signal_and_logs_it("ABRT", 6);
+}
+
+#[test]
+fn sigsegv_is_logged_and_kills_with_segv() {
+    dies_of_signal_and_logs_it("SEGV", 11);
+}

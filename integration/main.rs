@@ -8,6 +8,7 @@ mod client_patterns;
 mod cluster;
 mod compat;
 mod config_cli;
+mod config_matrix;
 mod differential;
 mod faults;
 mod operations;

@@ -515,14 +515,16 @@ fn process_running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs a script of the repo with ASTER_BIN set to the binary under test;
-/// (success, stdout, stderr). At most 30 s.
-fn run_script(root: &Path, script: &str, args: &[&Path]) -> (bool, String, String) {
+/// Runs a script of the repo with ASTER_BIN set to the binary under test
+/// and ASTER_RUN_DIR to `run` (never the repo's run/); (success, stdout,
+/// stderr). At most 30 s.
+fn run_script(root: &Path, run: &Path, script: &str, args: &[&Path]) -> (bool, String, String) {
     let mut child = Command::new("bash")
         .arg(root.join("scripts").join(script))
         .args(args)
         .env("ASTER_BIN", proxy_bin())
-        .current_dir(root)
+        .env("ASTER_RUN_DIR", run)
+        .current_dir(run)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -564,7 +566,7 @@ impl Drop for ScriptedProxy {
     fn drop(&mut self) {
         if thread::panicking() {
             eprintln!(
-                "---- run/aster.log (last 60 lines) ----\n{}\n----",
+                "---- start.sh's aster.log (last 60 lines) ----\n{}\n----",
                 tail(&self.log, 60)
             );
         }
@@ -583,33 +585,13 @@ impl Drop for ScriptedProxy {
 #[test]
 fn scripts_start_reload_and_stop_the_proxy() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let run = root.join("run");
-    fs::create_dir_all(&run).expect("create run/");
-    // The scripts can only use the repo's run/ directory: one user at a time.
-    let lock = fs::File::create(run.join(".operations-test.lock")).expect("lock file");
-    let locked = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
-        lock.try_lock().is_ok().then_some(())
-    });
-    if locked.is_none() {
-        eprintln!(
-            "SKIPPED scripts_start_reload_and_stop_the_proxy: {} is held by another test run for 20 s",
-            run.join(".operations-test.lock").display()
-        );
-        return;
-    }
+    // The scripts' run directory (pid file, log) is this test's own.
+    let run_tmp = TempDir::new("ops-run");
+    let run = run_tmp.path().to_path_buf();
     let pid_file = run.join("aster.pid");
-    if let Some(pid) = fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        && process_running(pid)
-    {
-        eprintln!(
-            "SKIPPED scripts_start_reload_and_stop_the_proxy: an aster-proxy started by \
-             scripts/start.sh is running (pid {pid}, {}); not touching it",
-            pid_file.display()
-        );
-        return;
-    }
+    let repo_log = root.join("run").join("aster.log");
+    let stamp = |p: &Path| fs::metadata(p).ok().map(|m| (m.len(), m.modified().ok()));
+    let repo_log_before = stamp(&repo_log);
 
     let (s0, s1) = (RedisServer::start(), RedisServer::start());
     let one = ClusterConf::new("scripted", &[&s0]);
@@ -619,7 +601,7 @@ fn scripts_start_reload_and_stop_the_proxy() {
     fs::write(&config, one.to_toml()).expect("write config");
 
     assert!(reaper::set_subreaper(true), "prctl(PR_SET_CHILD_SUBREAPER)");
-    let (ok, out, err) = run_script(&root, "start.sh", &[&config]);
+    let (ok, out, err) = run_script(&root, &run, "start.sh", &[&config]);
     reaper::set_subreaper(false);
     let pid: u32 = fs::read_to_string(&pid_file)
         .ok()
@@ -652,7 +634,7 @@ fn scripts_start_reload_and_stop_the_proxy() {
 
     // reload.sh finds the config on the running command line and applies it.
     fs::write(&config, config_toml(&[one.clone(), two.clone()])).expect("write config");
-    let (ok, out, err) = run_script(&root, "reload.sh", &[]);
+    let (ok, out, err) = run_script(&root, &run, "reload.sh", &[]);
     assert!(ok, "reload.sh failed:\n{out}\n{err}");
     assert!(out.contains(&format!("(pid {pid}) reloading")), "{out}");
     let up = poll_until(Duration::from_secs(5), POLL, || {
@@ -669,7 +651,7 @@ fn scripts_start_reload_and_stop_the_proxy() {
 
     // An invalid file: reload.sh refuses it and the proxy keeps serving.
     fs::write(&config, one.clone().set("thread", "0").to_toml()).expect("write config");
-    let (ok, out, err) = run_script(&root, "reload.sh", &[]);
+    let (ok, out, err) = run_script(&root, &run, "reload.sh", &[]);
     assert!(!ok, "reload.sh accepted an invalid file:\n{out}\n{err}");
     assert!(err.contains("not valid; not reloading"), "{err}");
     assert!(process_running(pid));
@@ -677,7 +659,7 @@ fn scripts_start_reload_and_stop_the_proxy() {
     assert_eq!(c2.cmd(&["GET", "sk2"]), Reply::bulk("sv2"));
 
     // stop.sh: graceful stop, pid file removed, ports closed.
-    let (ok, out, err) = run_script(&root, "stop.sh", &[]);
+    let (ok, out, err) = run_script(&root, &run, "stop.sh", &[]);
     assert!(ok, "stop.sh failed:\n{out}\n{err}");
     assert!(
         out.contains(&format!("aster-proxy stopped (pid {pid})")),
@@ -690,10 +672,22 @@ fn scripts_start_reload_and_stop_the_proxy() {
     }
     assert!(!accepts(one.port) && !accepts(two.port), "ports still open");
     assert!(c.closed_within(Duration::from_secs(2)));
-    let (ok, _, err) = run_script(&root, "reload.sh", &[]);
+    let (ok, _, err) = run_script(&root, &run, "reload.sh", &[]);
     assert!(
         !ok && err.contains("not running"),
         "reload.sh after stop: {err}"
+    );
+    // Everything went to ASTER_RUN_DIR, nothing into the checkout.
+    let logged = fs::read_to_string(run.join("aster.log")).unwrap_or_default();
+    assert!(
+        logged.contains("start: "),
+        "no log in ASTER_RUN_DIR:\n{logged}"
+    );
+    assert_eq!(
+        stamp(&repo_log),
+        repo_log_before,
+        "{} was written by the test",
+        repo_log.display()
     );
 }
 

@@ -3,10 +3,11 @@
 # runs with (-t), then sends SIGHUP. The proxy re-reads the file, applies it
 # without dropping clients, and also reopens its log file. An invalid file is
 # refused here, and would be refused (and logged) by the proxy too.
+# Environment: ASTER_BIN and ASTER_RUN_DIR, as for start.sh.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-pid_file="$root/run/aster.pid"
+pid_file="${ASTER_RUN_DIR:-$root/run}/aster.pid"
 bin="${ASTER_BIN:-$root/target/release/aster-proxy}"
 
 pid="$(cat "$pid_file" 2>/dev/null || true)"

@@ -4,13 +4,14 @@
 #   scripts/start.sh [CONFIG]      (default: conf/default.toml)
 #
 # Builds target/release/aster-proxy first if it is missing, checks the config
-# with `-t`, logs to run/aster.log, writes the pid to run/aster.pid, and reports
-# success only once the process is alive and its listen ports accept.
-# Environment: ASTER_BIN overrides the binary.
+# with `-t`, logs to RUN_DIR/aster.log, writes the pid to RUN_DIR/aster.pid, and
+# reports success only once the process is alive and its listen ports accept.
+# Environment: ASTER_BIN overrides the binary; ASTER_RUN_DIR the run directory
+# (default: run/ in the repo). stop.sh and reload.sh take the same variables.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-run_dir="$root/run"
+run_dir="${ASTER_RUN_DIR:-$root/run}"
 pid_file="$run_dir/aster.pid"
 log_file="$run_dir/aster.log"
 bin="${ASTER_BIN:-$root/target/release/aster-proxy}"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Stops the aster-proxy started by scripts/start.sh: SIGTERM by pid file, waits
 # up to 10 s for it to drain and exit (then SIGKILL), removes the pid file.
+# Environment: ASTER_RUN_DIR, the run directory start.sh used (default run/).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-pid_file="$root/run/aster.pid"
+pid_file="${ASTER_RUN_DIR:-$root/run}/aster.pid"
 
 if [ ! -f "$pid_file" ]; then
   echo "aster-proxy is not running (no $pid_file)"

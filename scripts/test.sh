@@ -27,7 +27,26 @@ if command -v python3 >/dev/null && ! python3 -c 'import redis' 2>/dev/null; the
   done
 fi
 
+# Every file outside the build directories, ignored ones included, with its
+# size and mtime: the tests may write only under temporary directories, so
+# this must be the same after the run (a log appended to run/ shows too).
+tree_state() {
+  git status --porcelain --ignored --untracked-files=all \
+    | sed 's/^...//' \
+    | grep -v -e '^target/' -e '^fuzz/target/' \
+    | sort \
+    | while IFS= read -r f; do echo "$f $(stat -c '%s %Y' "$f" 2>/dev/null)"; done
+}
+before="$(tree_state)"
+
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo build --release
 cargo test --release --all-targets
+
+after="$(tree_state)"
+if [ "$before" != "$after" ]; then
+  echo "test.sh: the test run changed the repository tree (tests must write only under temp dirs):" >&2
+  diff <(echo "$before") <(echo "$after") >&2 || true
+  exit 1
+fi

@@ -288,19 +288,44 @@ fn default_fetch() -> u64 {
 /// Upper bounds that keep a typo from starting thousands of threads or sockets.
 const MAX_THREADS: usize = 256;
 const MAX_SERVER_CONNECTIONS: usize = 64;
+/// twemproxy reads every number as a C int: weights, timeouts (ms), backlog
+/// and the rest stop at 2^31-1 there, and a deadline that far out still fits
+/// an `Instant`.
+pub const MAX_INT: u64 = i32::MAX as u64;
+/// `fetch` is in seconds: the same span as `MAX_INT` milliseconds.
+const MAX_FETCH_SECS: u64 = MAX_INT / 1000;
+/// Entries of one cluster's ring (ketama points or modula slots), about
+/// 6500 servers at 160 points each: a few MB per route table, built in
+/// well under a second, where an unbounded weight could ask for gigabytes.
+pub const MAX_RING_POINTS: u64 = 1 << 20;
+/// The shortest `ping_interval` (ms) when pings are on: each round pings
+/// every server, so a shorter one is a busy loop.
+pub const MIN_PING_INTERVAL_MS: u64 = 100;
+/// Slow log entries kept: Redis bounds none, but each entry holds a request.
+const MAX_SLOWLOG_LEN: usize = 1 << 20;
 
 impl Config {
-    /// Loads a TOML file, or a twemproxy YAML file (`.yml`/`.yaml`).
+    /// Loads a TOML file or a twemproxy `nutcracker.yml`, whatever its name:
+    /// the content decides (see [`detect`]), the extension only breaks ties.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
             path: path.to_owned(),
             err,
         })?;
-        if is_yaml(path) {
-            crate::nutcracker::parse(path, &text)
-        } else {
-            Config::parse(path, &text)
-        }
+        let (format, why) = detect(path, &text);
+        let parsed = match format {
+            Format::Toml => Config::parse(path, &text),
+            Format::Nutcracker => crate::nutcracker::parse(path, &text),
+        };
+        // Only a syntax error can come from reading the file the wrong way;
+        // say how it was read so a misdetection is obvious.
+        parsed.map_err(|e| match e {
+            ConfigError::Syntax { path, msg } => ConfigError::Syntax {
+                path,
+                msg: format!("read as {} ({why}): {msg}", format.name()),
+            },
+            other => other,
+        })
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -329,7 +354,10 @@ impl Config {
             Some(st) => Some(StatsConfig {
                 listen_addr: parse_listen(&st.listen_addr)
                     .map_err(|m| syntax(format!("stats: listen_addr: {m}")))?,
-                interval: Duration::from_millis(st.interval.max(1)),
+                interval: Duration::from_millis(
+                    stats_interval(st.interval)
+                        .map_err(|m| syntax(format!("stats: interval: {m}")))?,
+                ),
             }),
         };
         Config::assemble(path, clusters, stats)
@@ -377,11 +405,93 @@ impl Config {
     }
 }
 
-fn is_yaml(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yml" | "yaml")
-    )
+/// The two configuration formats aster reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    /// twemproxy's YAML: a mapping of pool names to pools.
+    Nutcracker,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Toml => "TOML",
+            Format::Nutcracker => "a nutcracker YAML file",
+        }
+    }
+}
+
+/// Which format `text` is in, and why it was chosen. twemproxy reads any
+/// file name (`nutcracker.conf`, `/etc/twemproxy/pool`), so the content
+/// decides: a TOML table or `key = value` line against a YAML block key
+/// (`name:` alone on its line, as every pool starts). The extension
+/// only decides when the content says both or neither.
+pub fn detect(path: &Path, text: &str) -> (Format, String) {
+    let mut toml_line = None;
+    let mut yaml_line = None;
+    for (n, line) in text.lines().enumerate() {
+        // Both formats allow indentation, and neither has the other's
+        // shapes at any depth.
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if toml_line.is_none() && (t.starts_with('[') || is_toml_assignment(t)) {
+            toml_line = Some((n + 1, t));
+        }
+        if yaml_line.is_none() && (t == "---" || is_yaml_header(t)) {
+            yaml_line = Some((n + 1, t));
+        }
+    }
+    let ext = path.extension().and_then(|e| e.to_str());
+    let by_name = match ext {
+        Some("yml" | "yaml") => Some(Format::Nutcracker),
+        Some("toml") => Some(Format::Toml),
+        _ => None,
+    };
+    let quote = |(n, t): (usize, &str)| {
+        let t: String = t.chars().take(40).collect();
+        format!("line {n}: '{t}'")
+    };
+    match (toml_line, yaml_line, by_name) {
+        (Some(l), None, _) => (Format::Toml, format!("a TOML table or key at {}", quote(l))),
+        (None, Some(l), _) => (
+            Format::Nutcracker,
+            format!("a YAML pool mapping at {}", quote(l)),
+        ),
+        (_, _, Some(f)) => (
+            f,
+            format!(
+                "the content is ambiguous and the file name ends in .{}",
+                ext.unwrap_or_default()
+            ),
+        ),
+        _ => (
+            Format::Toml,
+            "neither a TOML [[clusters]] table nor a YAML pool mapping was found; TOML is the default"
+                .into(),
+        ),
+    }
+}
+
+/// `key = value` with a bare or quoted key.
+fn is_toml_assignment(t: &str) -> bool {
+    let Some((key, _)) = t.split_once('=') else {
+        return false;
+    };
+    let key = key.trim();
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | '\''))
+}
+
+/// `name:` alone (maybe with a comment): a YAML mapping key opening a block.
+fn is_yaml_header(t: &str) -> bool {
+    let t = t.split(" #").next().unwrap_or(t).trim_end();
+    t.strip_suffix(':')
+        .is_some_and(|key| !key.is_empty() && !key.contains(['=', '[', ' ', '\t']))
 }
 
 impl RawCluster {
@@ -467,10 +577,63 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
             format!("must be 1..={MAX_SERVER_CONNECTIONS}"),
         ));
     }
-    if rc.ping_fail_limit > 0 && rc.ping_interval == 0 {
+    if cache_type == CacheType::Redis {
+        let dist = Distribution::from_name(&rc.distribution).unwrap_or(Distribution::Ketama);
+        let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+        match crate::ketama::ring_size(dist, &weights) {
+            Some(n) if n <= MAX_RING_POINTS => {}
+            size => {
+                let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+                let what = match size {
+                    Some(n) => format!("{n} ring entries"),
+                    None => "a total past 2^32-1".into(),
+                };
+                return Err(invalid(
+                    "servers",
+                    format!(
+                        "{} server(s) with total weight {total} make {what} for {} distribution; \
+                         at most {MAX_RING_POINTS} are allowed (lower the weights)",
+                        servers.len(),
+                        dist.name()
+                    ),
+                ));
+            }
+        }
+    }
+    for (key, v) in [
+        ("read_timeout", rc.read_timeout),
+        ("write_timeout", rc.write_timeout),
+        ("ping_interval", rc.ping_interval),
+        ("backlog", u64::from(rc.backlog)),
+        ("ping_fail_limit", u64::from(rc.ping_fail_limit)),
+        ("backend_db", u64::from(rc.backend_db)),
+    ] {
+        if v > MAX_INT {
+            return Err(invalid(key, format!("{v} is past the limit of {MAX_INT}")));
+        }
+    }
+    if rc.fetch > MAX_FETCH_SECS {
+        return Err(invalid(
+            "fetch",
+            format!("{} is past the limit of {MAX_FETCH_SECS} seconds", rc.fetch),
+        ));
+    }
+    if rc.slowlog_max_len > MAX_SLOWLOG_LEN {
+        return Err(invalid(
+            "slowlog_max_len",
+            format!(
+                "{} is past the limit of {MAX_SLOWLOG_LEN}",
+                rc.slowlog_max_len
+            ),
+        ));
+    }
+    if rc.ping_fail_limit > 0 && rc.ping_interval < MIN_PING_INTERVAL_MS {
         return Err(invalid(
             "ping_interval",
-            "must be > 0 when ping_fail_limit is set".into(),
+            format!(
+                "{} ms is too short: at least {MIN_PING_INTERVAL_MS} when ping_fail_limit is set",
+                rc.ping_interval
+            ),
         ));
     }
     let hash_tag = match rc.hash_tag.as_deref() {
@@ -557,6 +720,14 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
     })
 }
 
+/// The stats interval in ms: 1..=MAX_INT, as `-i` takes it.
+pub fn stats_interval(ms: u64) -> Result<u64, String> {
+    if ms == 0 || ms > MAX_INT {
+        return Err(format!("{ms} ms is not in 1..={MAX_INT}"));
+    }
+    Ok(ms)
+}
+
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
@@ -596,8 +767,8 @@ pub fn parse_server(s: &str) -> Result<ServerSpec, String> {
     let weight: u32 = weight
         .parse()
         .ok()
-        .filter(|w| *w > 0)
-        .ok_or_else(|| format!("bad weight '{weight}': must be a whole number > 0"))?;
+        .filter(|w| *w > 0 && u64::from(*w) <= MAX_INT)
+        .ok_or_else(|| format!("bad weight '{weight}': must be a whole number 1..={MAX_INT}"))?;
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve '{host}': {e}"))?
@@ -692,6 +863,57 @@ mod tests {
         );
         let dup = GOOD.replace("127.0.0.1:7002:2", "127.0.0.1:7001:2 r1");
         assert!(parse(&dup).unwrap_err().contains("used twice"));
+    }
+
+    #[test]
+    fn format_comes_from_the_content() {
+        let yaml = "# pools\nalpha:\n  listen: 127.0.0.1:1\n";
+        for name in ["nutcracker.conf", "pool", "x.toml", "x.yml"] {
+            assert_eq!(
+                detect(Path::new(name), yaml).0,
+                Format::Nutcracker,
+                "{name}"
+            );
+            assert_eq!(detect(Path::new(name), GOOD).0, Format::Toml, "{name}");
+        }
+        let (f, why) = detect(Path::new("p.yaml"), "");
+        assert_eq!(f, Format::Nutcracker);
+        assert!(why.contains(".yaml"), "{why}");
+        let (f, why) = detect(Path::new("p"), "# nothing\n");
+        assert_eq!(f, Format::Toml);
+        assert!(why.contains("default"), "{why}");
+    }
+
+    #[test]
+    fn numbers_past_their_limits_are_refused() {
+        let over = MAX_INT + 1;
+        for (key, value) in [
+            ("read_timeout", over.to_string()),
+            ("write_timeout", i64::MAX.to_string()),
+            ("ping_interval", over.to_string()),
+            ("backlog", over.to_string()),
+            ("fetch", (MAX_FETCH_SECS + 1).to_string()),
+            ("slowlog_max_len", (MAX_SLOWLOG_LEN + 1).to_string()),
+        ] {
+            let e = parse(&format!("{GOOD}\n{key} = {value}")).unwrap_err();
+            assert!(e.contains(key) && e.contains("cluster 'a'"), "{e}");
+        }
+        let e = parse(&format!("{GOOD}\nping_interval = 10")).unwrap_err();
+        assert!(e.contains("ping_interval"), "{e}");
+        let e = parse(&format!("{GOOD}\nping_fail_limit = 0\nping_interval = 0")).map(|_| ());
+        assert!(e.is_ok(), "{e:?}");
+        let heavy = GOOD.replace("7002:2", "7002:2147483647");
+        assert!(parse(&heavy).is_ok());
+        let e = parse(&GOOD.replace("7002:2", "7002:2147483648")).unwrap_err();
+        assert!(e.contains("weight"), "{e}");
+        let e = parse(&format!("{heavy}\ndistribution = \"modula\"")).unwrap_err();
+        assert!(e.contains("servers") && e.contains("ring entries"), "{e}");
+        // 2 * (2^31 - 1) + 2 no longer fits nutcracker's u32 total.
+        let both = heavy
+            .replace("7001:1 r1", "7001:2147483647 r1")
+            .replace("localhost:7003", "localhost:7003:2");
+        let e = parse(&both).unwrap_err();
+        assert!(e.contains("servers") && e.contains("2^32"), "{e}");
     }
 
     #[test]

@@ -130,6 +130,30 @@ impl Ring {
     }
 }
 
+/// How many entries `Ring::build` would make for these weights, all live:
+/// what the config check bounds, since a weight is otherwise free to ask for
+/// gigabytes. None when the weights sum past u32, where nutcracker's total
+/// wraps and ketama would ask for billions of points.
+pub fn ring_size(dist: Distribution, weights: &[u32]) -> Option<u64> {
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    if weights.len() <= 1 {
+        return Some(weights.len() as u64);
+    }
+    match dist {
+        Distribution::Ketama => {
+            let total = u32::try_from(total).ok()?;
+            Some(
+                weights
+                    .iter()
+                    .map(|&w| u64::from(ketama_points(w, total, weights.len())))
+                    .sum(),
+            )
+        }
+        Distribution::Modula => Some(total),
+        Distribution::Random => Some(weights.len() as u64),
+    }
+}
+
 /// Config indices of the live servers in nutcracker's order: by name length,
 /// then bytewise. The sort is stable, so equal names (which nutcracker's
 /// config check rejects) keep config order.
@@ -214,6 +238,29 @@ mod tests {
 
     fn points_of(ring: &Ring, index: usize) -> usize {
         continuum_of(ring).iter().filter(|p| p.1 == index).count()
+    }
+
+    #[test]
+    fn ring_size_matches_the_built_ring() {
+        let weights = [1, 2, 3, 1000];
+        let servers: Vec<RingServer<'_>> = ["a", "b", "c", "d"]
+            .iter()
+            .zip(weights)
+            .map(|(&name, weight)| RingServer {
+                name,
+                weight,
+                live: true,
+            })
+            .collect();
+        let r = Ring::build(Distribution::Ketama, &servers);
+        assert_eq!(
+            ring_size(Distribution::Ketama, &weights),
+            Some(continuum_of(&r).len() as u64)
+        );
+        assert_eq!(ring_size(Distribution::Modula, &weights), Some(1006));
+        assert_eq!(ring_size(Distribution::Random, &weights), Some(4));
+        assert_eq!(ring_size(Distribution::Ketama, &[u32::MAX, 1]), None);
+        assert_eq!(ring_size(Distribution::Ketama, &[u32::MAX]), Some(1));
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use signal_hook::iterator::Signals;
 use simplelog::{ConfigBuilder, WriteLogger};
 
 use aster_proxy::clusters::{self, Clusters};
-use aster_proxy::config::{Config, StatsConfig};
+use aster_proxy::config::{self, Config, StatsConfig};
 use aster_proxy::{local, metrics, nutcracker, stats, supervisor};
 
 /// Exit codes: 0 fine, 1 bad configuration, 2 bad usage, 3 failed at run time.
@@ -76,7 +75,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "s",
         "stats-port",
-        "stats port (default 22222 for a nutcracker .yml; off for TOML unless [stats] is set)",
+        "stats port (default 22222 for a nutcracker file; off for TOML unless [stats] is set)",
         "PORT",
     );
     o.optopt(
@@ -161,8 +160,13 @@ fn parse_flags(args: &[String]) -> Parsed {
     };
     let stats_interval = match m.opt_str("i").map(|v| v.parse::<u64>()) {
         None => None,
-        Some(Ok(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
-        Some(_) => return usage_error("bad stats interval: expected milliseconds > 0".into()),
+        Some(Ok(ms)) if config::stats_interval(ms).is_ok() => Some(Duration::from_millis(ms)),
+        Some(_) => {
+            return usage_error(format!(
+                "bad stats interval: expected milliseconds 1..={}",
+                config::MAX_INT
+            ));
+        }
     };
     let metrics = match m.opt_str("metrics") {
         None => None,
@@ -213,9 +217,11 @@ static LOG_FILE: OnceLock<LogFile> = OnceLock::new();
 
 impl LogFile {
     fn open(path: &Path) -> Result<LogFile, String> {
+        let file = open_append(path)?;
+        fatal::log_to(&file);
         let f = LogFile {
             path: path.to_owned(),
-            file: Arc::new(Mutex::new(open_append(path)?)),
+            file: Arc::new(Mutex::new(file)),
         };
         let _ = LOG_FILE.set(f.clone());
         Ok(f)
@@ -223,6 +229,7 @@ impl LogFile {
 
     fn reopen(&self) -> Result<(), String> {
         let fresh = open_append(&self.path)?;
+        fatal::log_to(&fresh);
         *self.file.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
         Ok(())
     }
@@ -295,6 +302,10 @@ fn main() -> ExitCode {
         eprintln!("aster-proxy: {e}");
         return ExitCode::from(EXIT_USAGE);
     }
+    if let Err(e) = fatal::install() {
+        eprintln!("aster-proxy: cannot install fatal signal handlers: {e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
     if let Some(pid_file) = &flags.pid_file
         && let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id()))
     {
@@ -325,7 +336,6 @@ fn run(
 ) -> Result<(), Box<dyn std::error::Error>> {
     // Uptimes count from here.
     stats::started();
-    let shutdown = Arc::new(AtomicBool::new(false));
     // Signals are blocked-and-queued from here, before any thread starts.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU])?;
     info!(
@@ -335,12 +345,13 @@ fn run(
         config.clusters.len()
     );
     let (tx, rx) = std::sync::mpsc::channel();
-    let supervisor = supervisor::spawn(rx, Arc::clone(&shutdown))?;
+    let stop_supervisor = tx.clone();
+    let supervisor = supervisor::spawn(rx)?;
     let registry: stats::Registry = Arc::new(Mutex::new(Vec::new()));
     let mut clusters = Clusters::new(tx, Arc::clone(&registry));
     let started = clusters.start_all(&config);
     if let Err(e) = started {
-        shutdown.store(true, Ordering::Relaxed);
+        let _ = stop_supervisor.send(supervisor::Msg::Shutdown);
         let _ = supervisor.join();
         return Err(e.into());
     }
@@ -399,8 +410,8 @@ fn run(
             _ => {}
         }
     }
-    shutdown.store(true, Ordering::Relaxed);
     clusters.stop_all();
+    let _ = stop_supervisor.send(supervisor::Msg::Shutdown);
     let _ = supervisor.join();
     info!("aster-proxy stopped");
     Ok(())
@@ -487,5 +498,159 @@ fn lower(l: LevelFilter) -> LevelFilter {
         LevelFilter::Info => LevelFilter::Warn,
         LevelFilter::Warn => LevelFilter::Error,
         _ => LevelFilter::Off,
+    }
+}
+
+/// Fatal signals (SEGV, BUS, ILL, FPE, ABRT) leave a line in the log naming
+/// the signal, as twemproxy's do, and the process then dies of the signal
+/// as it would have (same exit status, same core dump).
+///
+/// The handler may run with the heap or a lock in any state, so it only
+/// formats into a stack buffer and write(2)s to a descriptor opened
+/// beforehand: no allocation, no lock, no `log` call.
+mod fatal {
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::{Mutex, PoisonError};
+
+    const SIGNALS: [(libc::c_int, &str); 5] = [
+        (libc::SIGSEGV, "SEGV"),
+        (libc::SIGBUS, "BUS"),
+        (libc::SIGILL, "ILL"),
+        (libc::SIGFPE, "FPE"),
+        (libc::SIGABRT, "ABRT"),
+    ];
+
+    /// Where the handler writes: stderr until a log file is opened.
+    static FD: AtomicI32 = AtomicI32::new(2);
+    /// Keeps that descriptor open (a dup of the log file, which SIGHUP may
+    /// replace while the handler could be reading `FD`).
+    static KEEP: Mutex<Option<File>> = Mutex::new(None);
+
+    /// Sends fatal-signal lines to `file` (a dup of it) from now on.
+    pub fn log_to(file: &File) {
+        let Ok(dup) = file.try_clone() else {
+            return;
+        };
+        FD.store(dup.as_raw_fd(), Ordering::SeqCst);
+        let old = KEEP
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(dup);
+        drop(old);
+    }
+
+    pub fn install() -> std::io::Result<()> {
+        for (sig, _) in SIGNALS {
+            // SAFETY: a zeroed sigaction is a valid "no flags, empty mask"
+            // value, and `handler` is async-signal-safe (see above).
+            // SA_RESETHAND puts the default action back on entry;
+            // SA_ONSTACK lets a stack overflow be reported on the alternate
+            // stack the Rust runtime gives every thread.
+            let rc = unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = handler as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                sa.sa_flags = libc::SA_RESETHAND | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut())
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    extern "C" fn handler(sig: libc::c_int) {
+        let mut buf = [0u8; 160];
+        let n = line(&mut buf, sig, now_secs());
+        // SAFETY: write(2) and raise(3) are async-signal-safe; `buf` lives
+        // on this stack frame.
+        unsafe {
+            libc::write(FD.load(Ordering::SeqCst), buf.as_ptr().cast(), n);
+            // The signal stays blocked until the handler returns, then the
+            // default action (restored by SA_RESETHAND) ends the process. A
+            // fault re-executes the faulting instruction and gets the same.
+            libc::raise(sig);
+        }
+    }
+
+    fn now_secs() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime is async-signal-safe and writes only `ts`.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        u64::try_from(ts.tv_sec).unwrap_or(0)
+    }
+
+    /// "HH:MM:SS [ERROR] signal 11 (SEGV) received, dying of it\n" (UTC, as
+    /// the logger's own lines), into `buf`; returns its length.
+    fn line(buf: &mut [u8], sig: libc::c_int, secs: u64) -> usize {
+        let name = SIGNALS
+            .iter()
+            .find(|(s, _)| *s == sig)
+            .map_or("?", |(_, n)| n);
+        let mut w = Cursor { buf, at: 0 };
+        let day = secs % 86_400;
+        w.num2(day / 3600);
+        w.put(b":");
+        w.num2(day / 60 % 60);
+        w.put(b":");
+        w.num2(day % 60);
+        w.put(b" [ERROR] signal ");
+        w.num(u64::try_from(sig).unwrap_or(0));
+        w.put(b" (");
+        w.put(name.as_bytes());
+        w.put(b") received, dying of it\n");
+        w.at
+    }
+
+    /// Appends to a fixed buffer, dropping what does not fit.
+    struct Cursor<'a> {
+        buf: &'a mut [u8],
+        at: usize,
+    }
+
+    impl Cursor<'_> {
+        fn put(&mut self, b: &[u8]) {
+            for &c in b {
+                if let Some(slot) = self.buf.get_mut(self.at) {
+                    *slot = c;
+                    self.at += 1;
+                }
+            }
+        }
+        fn num2(&mut self, v: u64) {
+            self.put(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
+        }
+        fn num(&mut self, mut v: u64) {
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            self.put(&digits[i..]);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn line_names_the_signal() {
+            let mut buf = [0u8; 160];
+            let n = super::line(&mut buf, libc::SIGSEGV, 86_400 + 3661);
+            assert_eq!(
+                &buf[..n],
+                b"01:01:01 [ERROR] signal 11 (SEGV) received, dying of it\n"
+            );
+        }
     }
 }

@@ -120,6 +120,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         if p.server_connections == Some(0) {
             return Err(invalid("server_connections", "must be greater than 0"));
         }
+        // twemproxy reads every number as a C int and refuses a bigger one.
+        for (key, v) in [
+            ("timeout", p.timeout),
+            ("backlog", p.backlog.map(u64::from)),
+            ("redis_db", p.redis_db.map(u64::from)),
+            ("server_connections", p.server_connections.map(|c| c as u64)),
+            ("server_retry_timeout", p.server_retry_timeout),
+            (
+                "server_failure_limit",
+                p.server_failure_limit.map(u64::from),
+            ),
+            ("client_connections", p.client_connections.map(|c| c as u64)),
+        ] {
+            if v.is_some_and(|v| v > config::MAX_INT) {
+                return Err(invalid(key, "is past twemproxy's limit of 2147483647"));
+            }
+        }
         let mut rc = RawCluster::new(name.clone(), p.listen.clone(), p.servers);
         rc.thread = threads;
         if let Some(h) = p.hash {
@@ -146,7 +163,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         rc.ping_interval = p
             .server_retry_timeout
             .unwrap_or(30_000)
-            .clamp(1, MAX_PING_INTERVAL_MS);
+            .clamp(config::MIN_PING_INTERVAL_MS, MAX_PING_INTERVAL_MS);
         rc.max_clients = p.client_connections.unwrap_or(0);
         rc.tcpkeepalive = p.tcpkeepalive.unwrap_or(false);
         clusters.push(config::validate(path, rc)?);

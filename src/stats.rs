@@ -3,8 +3,9 @@
 //!
 //! Workers count in plain integers they own (no atomics on the request
 //! path) and publish a copy a few times a second into their slot of the
-//! cluster's `ClusterStats`. A stats thread sums the slots every interval
-//! and serves the result.
+//! cluster's `ClusterStats`. The stats thread sums the slots when a
+//! connection finds the document older than the interval, so it sleeps in
+//! accept() while nobody asks.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -347,32 +348,28 @@ pub fn render(clusters: &[Arc<ClusterStats>], started: Instant, source: &str) ->
     out
 }
 
-/// Starts the stats port: a thread that renders the document every
-/// `interval`, and one that hands it to every connection.
+/// Starts the stats port: one thread that hands every connection the
+/// document, rendered again when the last one is `interval` old. Callers
+/// see what twemproxy's aggregator gives (a snapshot at most `interval`
+/// old) without a thread waking every interval for nobody.
 pub fn serve(addr: SocketAddr, interval: Duration, registry: Registry) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     let started = started();
     let source = hostname();
-    let doc = Arc::new(Mutex::new(render(&registered(&registry), started, &source)));
-    let doc_w = Arc::clone(&doc);
-    std::thread::Builder::new()
-        .name("aster-stats-agg".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(interval);
-                let d = render(&registered(&registry), started, &source);
-                *doc_w.lock().unwrap_or_else(PoisonError::into_inner) = d;
-            }
-        })?;
+    let mut doc = render(&registered(&registry), started, &source);
+    let mut rendered = Instant::now();
     std::thread::Builder::new()
         .name("aster-stats".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 match conn {
                     Ok(mut s) => {
-                        let d = doc.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                        if rendered.elapsed() >= interval {
+                            doc = render(&registered(&registry), started, &source);
+                            rendered = Instant::now();
+                        }
                         let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-                        if let Err(e) = s.write_all(d.as_bytes()) {
+                        if let Err(e) = s.write_all(doc.as_bytes()) {
                             debug!("stats: write: {e}");
                         }
                     }

@@ -7,11 +7,14 @@
 //!
 //! It uses its own blocking connections with timeouts and never touches
 //! worker state: the only thing it shares is the route table pointer.
+//!
+//! With nothing due (health pings off, no cluster to refresh) it blocks on
+//! its channel and costs nothing; `Msg::Shutdown` ends it.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -42,6 +45,8 @@ pub enum Msg {
     Watch(u64, Watched),
     /// The cluster was removed by a reload.
     Unwatch(u64),
+    /// The proxy is stopping: return from the thread.
+    Shutdown,
 }
 
 /// A worker's handle to ask for a topology refresh of its cluster.
@@ -80,7 +85,6 @@ impl Kick {
 const MAX_RPC_TIMEOUT: Duration = Duration::from_secs(1);
 /// Refreshes asked for by workers are at least this far apart.
 const REFRESH_GAP: Duration = Duration::from_millis(100);
-const TICK: Duration = Duration::from_millis(100);
 
 struct Health {
     fails: u32,
@@ -132,39 +136,56 @@ impl Job {
     }
 }
 
-/// Runs the supervisor until `shutdown`; clusters arrive as `Msg::Watch`.
-pub fn spawn(
-    rx: Receiver<Msg>,
-    shutdown: Arc<AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// Runs the supervisor until `Msg::Shutdown` (or until every sender is
+/// gone); clusters arrive as `Msg::Watch`.
+pub fn spawn(rx: Receiver<Msg>) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("aster-supervisor".into())
-        .spawn(move || {
-            let mut jobs: Vec<(u64, Job)> = Vec::new();
-            while !shutdown.load(Ordering::Relaxed) {
-                let wait = jobs
-                    .iter()
-                    .map(|(_, j)| j.next.saturating_duration_since(Instant::now()))
-                    .min()
-                    .unwrap_or(TICK)
-                    .min(TICK);
-                match rx.recv_timeout(wait) {
-                    Ok(m) => handle(&mut jobs, m),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
-                }
-                while let Ok(m) = rx.try_recv() {
-                    handle(&mut jobs, m);
-                }
-                for (_, job) in &mut jobs {
-                    job.step();
-                }
-            }
-        })
+        .spawn(move || run(&rx))
 }
 
-fn handle(jobs: &mut Vec<(u64, Job)>, m: Msg) {
+fn run(rx: &Receiver<Msg>) {
+    let mut jobs: Vec<(u64, Job)> = Vec::new();
+    loop {
+        // Sleep until the earliest duty, or for good when there is none:
+        // only a message can give work then.
+        let first = match jobs.iter().filter_map(|(_, j)| j.due()).min() {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        match first {
+            Ok(m) => {
+                if !handle(&mut jobs, m) {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(m) => {
+                    if !handle(&mut jobs, m) {
+                        return;
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        let now = Instant::now();
+        for (_, job) in &mut jobs {
+            if job.due().is_some_and(|at| at <= now) {
+                job.step();
+            }
+        }
+    }
+}
+
+/// Applies one message; false on `Shutdown`.
+fn handle(jobs: &mut Vec<(u64, Job)>, m: Msg) -> bool {
     match m {
+        Msg::Shutdown => return false,
         Msg::Kick(id) => {
             if let Some((_, j)) = jobs.iter_mut().find(|(i, _)| *i == id) {
                 j.kicked = true;
@@ -179,9 +200,21 @@ fn handle(jobs: &mut Vec<(u64, Job)>, m: Msg) {
         }
         Msg::Unwatch(id) => jobs.retain(|(i, _)| *i != id),
     }
+    true
 }
 
 impl Job {
+    /// When this job next has something to do; None when it never will
+    /// (health pings off), so an idle supervisor does not wake for it.
+    fn due(&self) -> Option<Instant> {
+        match &self.duty {
+            Duty::Ping(_) if self.w.cfg.ping_fail_limit == 0 => None,
+            Duty::Ping(_) => Some(self.next),
+            Duty::Refresh { last, .. } if self.kicked => Some(self.next.min(*last + REFRESH_GAP)),
+            Duty::Refresh { .. } => Some(self.next),
+        }
+    }
+
     fn step(&mut self) {
         let now = Instant::now();
         let cfg = Arc::clone(&self.w.cfg);
