@@ -537,7 +537,7 @@ impl Worker {
                 c.paused = true;
                 return false;
             }
-            match resp::parse_request(&c.rbuf, &mut self.args, &self.limits) {
+            match c.parser.parse(&c.rbuf, &mut self.args, &self.limits) {
                 Ok(None) => return true,
                 Ok(Some(n)) => {
                     let frame = c.rbuf.split_to(n).freeze();
