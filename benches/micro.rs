@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-request hot path: the RESP request parser, the
-//! reply scanner, the command table, the key hashes and the routers.
+//! reply scanner (small frames, and 1M-element ones arriving in 64 KiB reads),
+//! the command table, the key hashes and the routers.
 //!
 //! `cargo bench` prints one line per case: the median ns/op over several
 //! samples, plus the fastest and slowest sample. `cargo bench -- NAME` runs
@@ -184,6 +185,55 @@ fn main() {
     r.run("scan_reply array of 10 bulks", 1, || {
         black_box(resp::scan_reply(black_box(&array10)).ok());
     });
+
+    // --- frames arriving in many reads ---
+    // A read loop hands the parser the buffer grown by one read at a time; a
+    // parser that rescanned from byte 0 would cost O(reads x bytes) here, so
+    // a regression shows as a per-element time hundreds of times larger.
+    const BIG: usize = 1_000_000;
+    const READ: usize = 64 * 1024;
+    let mut big_reply = format!("*{BIG}\r\n").into_bytes();
+    for i in 0..BIG {
+        big_reply.extend_from_slice(format!("$7\r\n{i:07}\r\n").as_bytes());
+    }
+    r.run(
+        "ReplyScanner 1M-element array in 64 KiB reads (per element)",
+        BIG as u64,
+        || {
+            let mut s = resp::ReplyScanner::new();
+            let mut end = 0;
+            let got = loop {
+                end = (end + READ).min(big_reply.len());
+                match s.scan(black_box(&big_reply[..end])) {
+                    Ok(None) if end < big_reply.len() => {}
+                    other => break other,
+                }
+            };
+            assert_eq!(got, Ok(Some(big_reply.len())));
+        },
+    );
+    let mut big_req = format!("*{}\r\n$5\r\nRPUSH\r\n$4\r\nlist\r\n", BIG + 2).into_bytes();
+    big_req.extend_from_slice(
+        &big_reply[big_reply.iter().position(|&b| b == b'\n').unwrap_or(0) + 1..],
+    );
+    let mut big_args: Vec<Range<usize>> = Vec::new();
+    r.run(
+        "RequestParser 1M-element RPUSH in 64 KiB reads (per element)",
+        BIG as u64,
+        || {
+            let mut p = resp::RequestParser::default();
+            let mut end = 0;
+            let got = loop {
+                end = (end + READ).min(big_req.len());
+                match p.parse(black_box(&big_req[..end]), &mut big_args, &limits) {
+                    Ok(None) if end < big_req.len() => {}
+                    other => break other,
+                }
+            };
+            assert_eq!(got, Ok(Some(big_req.len())));
+            assert_eq!(big_args.len(), BIG + 2);
+        },
+    );
 
     // --- command table ---
     r.run("command::lookup GET", 1, || {

@@ -9,6 +9,8 @@ use bytes::{Bytes, BytesMut};
 use mio::Token;
 use mio::net::TcpStream;
 
+use crate::resp::ReplyScanner;
+
 /// Where a reply goes.
 #[derive(Clone, Copy, Debug)]
 pub enum ReplyTo {
@@ -55,6 +57,8 @@ pub struct Backend {
     pub wq: VecDeque<Bytes>,
     pub inflight: VecDeque<Pending>,
     pub rbuf: BytesMut,
+    /// How far the reply at the front of `rbuf` has been scanned.
+    pub scanner: ReplyScanner,
     /// When the write queue last made progress (or became non-empty).
     pub write_since: Instant,
     pub dirty: bool,
@@ -80,6 +84,7 @@ impl Backend {
             wq: VecDeque::new(),
             inflight: VecDeque::new(),
             rbuf: BytesMut::new(),
+            scanner: ReplyScanner::new(),
             write_since: now,
             dirty: false,
         }

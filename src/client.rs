@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 
 use crate::multikey::Gather;
+use crate::resp::RequestParser;
 
 pub enum Slot {
     Waiting,
@@ -25,6 +26,8 @@ pub struct Client {
     /// Unique per worker, for logs and CLIENT ID.
     pub id: u64,
     pub rbuf: BytesMut,
+    /// How far the request at the front of `rbuf` has been parsed.
+    pub parser: RequestParser,
     slots: VecDeque<Slot>,
     /// The sequence number of `slots[0]`.
     first_seq: u64,
@@ -55,6 +58,7 @@ impl Client {
             peer,
             id,
             rbuf: BytesMut::new(),
+            parser: RequestParser::default(),
             slots: VecDeque::new(),
             first_seq: 0,
             out: VecDeque::new(),

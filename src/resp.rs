@@ -73,19 +73,52 @@ impl std::error::Error for ProtoError {}
 /// The longest header line (`*123\r\n`, `$45\r\n`) worth waiting for.
 const MAX_HEADER_LINE: usize = 32;
 
-/// Where the first line of `buf` ends: the index of its `\r`, with `\n` after it.
-/// `Ok(None)` while the line is incomplete.
-fn find_crlf(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, ProtoError> {
-    let hay = &buf[from.min(buf.len())..];
+/// A frame's argument vector bigger than this is not kept by an idle
+/// parser: one huge request must not pin its memory on a connection.
+const KEEP_ARGS: usize = 4096;
+
+/// The end of a line being looked for.
+enum Line {
+    /// The index of its `\r` (a `\n` follows).
+    End(usize),
+    /// Not in yet: no `\r` before this index, where the search resumes.
+    Partial(usize),
+}
+
+/// Looks for the `\r\n` ending the line whose content starts at `start`,
+/// resuming at `from` (anything before it is known to hold no `\r`). A line
+/// longer than `max` is `BigCount`; a `\r` followed by anything but `\n`,
+/// `BadReplyLine`. Adds the bytes it looked at to `examined`.
+fn find_line(
+    buf: &[u8],
+    start: usize,
+    from: usize,
+    max: usize,
+    examined: &mut u64,
+) -> Result<Line, ProtoError> {
+    let from = from.max(start).min(buf.len());
+    // Nothing past max + 1 bytes of content can change the answer: a line
+    // that long is refused whether its `\r` is in or not.
+    let limit = start.saturating_add(max).saturating_add(1).min(buf.len());
+    let hay = &buf[from..limit.max(from)];
     match hay.iter().position(|&b| b == b'\r') {
-        Some(i) if i > max => Err(ProtoError::BigCount),
-        Some(i) => match hay.get(i + 1) {
-            Some(b'\n') => Ok(Some(from + i)),
-            Some(_) => Err(ProtoError::BadReplyLine),
-            None => Ok(None),
-        },
-        None if hay.len() > max => Err(ProtoError::BigCount),
-        None => Ok(None),
+        Some(i) => {
+            *examined += i as u64 + 1;
+            let cr = from + i;
+            match buf.get(cr + 1) {
+                Some(b'\n') => Ok(Line::End(cr)),
+                Some(_) => Err(ProtoError::BadReplyLine),
+                None => Ok(Line::Partial(cr)),
+            }
+        }
+        None => {
+            *examined += hay.len() as u64;
+            if buf.len() - start > max {
+                Err(ProtoError::BigCount)
+            } else {
+                Ok(Line::Partial(from + hay.len()))
+            }
+        }
     }
 }
 
@@ -121,87 +154,235 @@ pub fn parse_int(s: &[u8]) -> Option<i64> {
 /// `args` (argument 0 is the command name). An empty `args` means a frame to
 /// skip (`*0`, `*-1`, or a blank inline line), as Redis skips them.
 /// `Ok(None)`: the frame is not complete yet.
+///
+/// Starts from byte 0 each time; a connection's read loop uses a
+/// [`RequestParser`], which resumes.
 pub fn parse_request(
     buf: &[u8],
     args: &mut Vec<Range<usize>>,
     limits: &Limits,
 ) -> Result<Option<usize>, ProtoError> {
     args.clear();
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, args, limits),
-        Some(_) => parse_inline(buf, args, limits),
+    ReqState::default().parse(buf, args, limits)
+}
+
+/// A request parser that resumes where the last call stopped, so a frame
+/// arriving in many reads is scanned once, not once per read.
+///
+/// Each call is given the same buffer, grown at the end; the caller cuts it
+/// at the front only by a frame `parse` returned (which resets the parser),
+/// so the offsets kept here stay valid. Anything else done to the buffer
+/// (clearing it after an error) needs `reset`.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    st: ReqState,
+    /// The ranges of the arguments found so far in the frame under way.
+    args: Vec<Range<usize>>,
+}
+
+impl RequestParser {
+    /// Like [`parse_request`], resuming. On a complete frame its arguments
+    /// are in `args` (swapped in, so neither side copies them).
+    pub fn parse(
+        &mut self,
+        buf: &[u8],
+        args: &mut Vec<Range<usize>>,
+        limits: &Limits,
+    ) -> Result<Option<usize>, ProtoError> {
+        let r = self.st.parse(buf, &mut self.args, limits);
+        match r {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                args.clear();
+                std::mem::swap(args, &mut self.args);
+                self.next_frame();
+            }
+            Err(_) => {
+                args.clear();
+                self.next_frame();
+            }
+        }
+        r
+    }
+
+    /// Forgets the frame under way (its buffer was cleared).
+    pub fn reset(&mut self) {
+        self.next_frame();
+    }
+
+    /// True between frames: nothing of a frame has been scanned.
+    pub fn is_idle(&self) -> bool {
+        self.st.is_idle()
+    }
+
+    /// The bytes looked at so far, over every frame: with resumption, about
+    /// the size of the stream's headers, however it was cut into reads.
+    pub fn examined(&self) -> u64 {
+        self.st.examined
+    }
+
+    fn next_frame(&mut self) {
+        let examined = self.st.examined;
+        self.st = ReqState {
+            examined,
+            ..ReqState::default()
+        };
+        self.args.clear();
+        if self.args.capacity() > KEEP_ARGS {
+            self.args = Vec::new();
+        }
     }
 }
 
-fn parse_multibulk(
-    buf: &[u8],
-    args: &mut Vec<Range<usize>>,
-    limits: &Limits,
-) -> Result<Option<usize>, ProtoError> {
-    let Some(cr) = find_crlf(buf, 1, MAX_HEADER_LINE).map_err(|_| ProtoError::BigCount)? else {
-        return Ok(None);
-    };
-    let count = parse_int(&buf[1..cr]).ok_or(ProtoError::MultibulkLength)?;
-    if count > i64::try_from(limits.max_args).unwrap_or(i64::MAX) {
-        return Err(ProtoError::MultibulkLength);
+/// The progress of a request frame. All zero: nothing scanned yet.
+#[derive(Clone, Copy, Debug, Default)]
+struct ReqState {
+    /// Multibulk: where the next argument's `$` header starts, once the
+    /// count is read (0 before).
+    pos: usize,
+    /// Multibulk: arguments still expected after the ones in `args`.
+    left: u64,
+    /// Multibulk: the data of the argument whose header is read and whose
+    /// data is not all in (start, end).
+    bulk: Option<(usize, usize)>,
+    /// Where the search for the current line's end resumes.
+    line_from: usize,
+    examined: u64,
+}
+
+impl ReqState {
+    fn is_idle(&self) -> bool {
+        self.pos == 0 && self.line_from == 0
     }
-    let mut pos = cr + 2;
-    if count <= 0 {
-        return Ok(Some(pos));
-    }
-    for _ in 0..count {
-        match buf.get(pos) {
-            None => return Ok(None),
-            Some(b'$') => {}
-            Some(&other) => return Err(ProtoError::ExpectedDollar(other)),
+
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        args: &mut Vec<Range<usize>>,
+        limits: &Limits,
+    ) -> Result<Option<usize>, ProtoError> {
+        match buf.first() {
+            None => Ok(None),
+            Some(b'*') => self.multibulk(buf, args, limits),
+            Some(_) => self.inline(buf, args, limits),
         }
-        let Some(cr) =
-            find_crlf(buf, pos + 1, MAX_HEADER_LINE).map_err(|_| ProtoError::BigCount)?
-        else {
+    }
+
+    fn multibulk(
+        &mut self,
+        buf: &[u8],
+        args: &mut Vec<Range<usize>>,
+        limits: &Limits,
+    ) -> Result<Option<usize>, ProtoError> {
+        if self.pos == 0 {
+            let cr = match find_line(buf, 1, self.line_from, MAX_HEADER_LINE, &mut self.examined)
+                .map_err(|_| ProtoError::BigCount)?
+            {
+                Line::End(cr) => cr,
+                Line::Partial(at) => {
+                    self.line_from = at;
+                    return Ok(None);
+                }
+            };
+            self.line_from = 0;
+            let count = parse_int(&buf[1..cr]).ok_or(ProtoError::MultibulkLength)?;
+            if count > i64::try_from(limits.max_args).unwrap_or(i64::MAX) {
+                return Err(ProtoError::MultibulkLength);
+            }
+            if count <= 0 {
+                return Ok(Some(cr + 2));
+            }
+            self.pos = cr + 2;
+            self.left = count as u64;
+        }
+        while self.left > 0 {
+            let (start, end) = match self.bulk {
+                Some(b) => b,
+                None => {
+                    let pos = self.pos;
+                    match buf.get(pos) {
+                        None => return Ok(None),
+                        Some(b'$') => {}
+                        Some(&other) => return Err(ProtoError::ExpectedDollar(other)),
+                    }
+                    let cr = match find_line(
+                        buf,
+                        pos + 1,
+                        self.line_from,
+                        MAX_HEADER_LINE,
+                        &mut self.examined,
+                    )
+                    .map_err(|_| ProtoError::BigCount)?
+                    {
+                        Line::End(cr) => cr,
+                        Line::Partial(at) => {
+                            self.line_from = at;
+                            return Ok(None);
+                        }
+                    };
+                    self.line_from = 0;
+                    let len = parse_int(&buf[pos + 1..cr]).ok_or(ProtoError::BulkLength)?;
+                    if len < 0 || len as u64 > u64::try_from(limits.max_bulk).unwrap_or(u64::MAX) {
+                        return Err(ProtoError::BulkLength);
+                    }
+                    let start = cr + 2;
+                    (start, start + len as usize)
+                }
+            };
+            if buf.len() < end + 2 {
+                self.bulk = Some((start, end));
+                return Ok(None);
+            }
+            self.bulk = None;
+            self.examined += 2;
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ProtoError::MissingCrlf);
+            }
+            args.push(start..end);
+            self.pos = end + 2;
+            self.left -= 1;
+        }
+        Ok(Some(self.pos))
+    }
+
+    /// Inline commands, as telnet sends them: words split on blanks, with
+    /// Redis's double and single quotes. Quoted words with escapes are not
+    /// representable as ranges of the input, so they are refused rather
+    /// than misread.
+    fn inline(
+        &mut self,
+        buf: &[u8],
+        args: &mut Vec<Range<usize>>,
+        limits: &Limits,
+    ) -> Result<Option<usize>, ProtoError> {
+        // Only the search for the newline resumes: the words are split once,
+        // when the whole line is in.
+        let window = buf.len().min(limits.max_inline.saturating_add(1));
+        let from = self.line_from.min(window);
+        let Some(i) = buf[from..window].iter().position(|&b| b == b'\n') else {
+            self.examined += (window - from) as u64;
+            self.line_from = window;
+            if buf.len() > limits.max_inline {
+                return Err(ProtoError::BigInline);
+            }
             return Ok(None);
         };
-        let len = parse_int(&buf[pos + 1..cr]).ok_or(ProtoError::BulkLength)?;
-        if len < 0 || len as u64 > u64::try_from(limits.max_bulk).unwrap_or(u64::MAX) {
-            return Err(ProtoError::BulkLength);
-        }
-        let start = cr + 2;
-        let end = start + len as usize;
-        if buf.len() < end + 2 {
-            return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtoError::MissingCrlf);
-        }
-        args.push(start..end);
-        pos = end + 2;
+        self.examined += i as u64 + 1;
+        let nl = from + i;
+        let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
+        self.examined += line_end as u64;
+        split_inline(&buf[..line_end], args)?;
+        Ok(Some(nl + 1))
     }
-    Ok(Some(pos))
 }
 
-/// Inline commands, as telnet sends them: words split on blanks, with Redis's
-/// double and single quotes. Quoted words with escapes are not representable
-/// as ranges of the input, so they are refused rather than misread.
-fn parse_inline(
-    buf: &[u8],
-    args: &mut Vec<Range<usize>>,
-    limits: &Limits,
-) -> Result<Option<usize>, ProtoError> {
-    let Some(nl) = buf
-        .iter()
-        .take(limits.max_inline.saturating_add(1))
-        .position(|&b| b == b'\n')
-    else {
-        if buf.len() > limits.max_inline {
-            return Err(ProtoError::BigInline);
-        }
-        return Ok(None);
-    };
-    let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
-        nl - 1
-    } else {
-        nl
-    };
+/// Splits an inline line into words.
+fn split_inline(line: &[u8], args: &mut Vec<Range<usize>>) -> Result<(), ProtoError> {
+    let line_end = line.len();
     // Redis's sdssplitargs: blanks (isspace, so vertical tab too) are skipped
     // before a word; a bare word ends at space, tab, CR or LF. Forms
     // whose words Redis would build differently from a slice of the line
@@ -212,22 +393,22 @@ fn parse_inline(
     let ends_word = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let mut i = 0;
     while i < line_end {
-        let b = buf[i];
+        let b = line[i];
         if skip(b) {
             i += 1;
             continue;
         }
         if b == b'"' || b == b'\'' {
-            let close = buf[i + 1..line_end]
+            let close = line[i + 1..line_end]
                 .iter()
                 .position(|&c| c == b)
                 .ok_or(ProtoError::UnbalancedQuotes)?;
             let inner = i + 1..i + 1 + close;
-            if buf[inner.clone()].contains(&b'\\') {
+            if line[inner.clone()].contains(&b'\\') {
                 return Err(ProtoError::UnbalancedQuotes);
             }
             let after = inner.end + 1;
-            if after < line_end && !ends_word(buf[after]) {
+            if after < line_end && !ends_word(line[after]) {
                 return Err(ProtoError::UnbalancedQuotes);
             }
             args.push(inner);
@@ -235,70 +416,158 @@ fn parse_inline(
             continue;
         }
         let start = i;
-        while i < line_end && !ends_word(buf[i]) {
-            if buf[i] == b'"' || buf[i] == b'\'' {
+        while i < line_end && !ends_word(line[i]) {
+            if line[i] == b'"' || line[i] == b'\'' {
                 return Err(ProtoError::UnbalancedQuotes);
             }
             i += 1;
         }
         args.push(start..i);
     }
-    Ok(Some(nl + 1))
+    Ok(())
 }
 
 /// Scans one complete reply (any type, nested to any depth) at the start of
 /// `buf` and returns its length. Iterative, so a deep nesting cannot overflow
 /// the stack. Understands RESP3 types too, in case a backend sends them.
+///
+/// Starts from byte 0 each time; a connection's read loop uses a
+/// [`ReplyScanner`], which resumes.
 pub fn scan_reply(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
-    let mut pos = 0;
-    let mut pending: u64 = 1;
-    while pending > 0 {
-        let Some(&ty) = buf.get(pos) else {
-            return Ok(None);
-        };
-        let Some(cr) = find_crlf(buf, pos + 1, usize::MAX)? else {
-            return Ok(None);
-        };
-        let line = &buf[pos + 1..cr];
-        pos = cr + 2;
-        pending -= 1;
-        match ty {
-            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {}
-            b'$' | b'!' | b'=' => {
-                let len = parse_int(line).ok_or(ProtoError::BadReplyLine)?;
-                if len >= 0 {
-                    let end = pos + len as usize;
-                    if buf.len() < end + 2 {
-                        return Ok(None);
-                    }
-                    if &buf[end..end + 2] != b"\r\n" {
-                        return Err(ProtoError::MissingCrlf);
-                    }
-                    pos = end + 2;
-                }
-            }
-            b'*' | b'~' | b'>' | b'%' | b'|' => {
-                let n = parse_int(line).ok_or(ProtoError::BadReplyLine)?;
-                // A declared count no stream could hold is an error, not an
-                // overflowing counter that would end a frame in the wrong place.
-                let more = match (ty, u64::try_from(n)) {
-                    (b'%', Ok(n)) => n.checked_mul(2),
-                    // An attribute map, even an empty one, precedes the value
-                    // it annotates.
-                    (b'|', Ok(n)) => n.checked_mul(2).and_then(|x| x.checked_add(1)),
-                    (b'|', Err(_)) => None,
-                    (_, Ok(n)) => Some(n),
-                    // -1: a null aggregate.
-                    (_, Err(_)) => Some(0),
-                };
-                pending = more
-                    .and_then(|m| pending.checked_add(m))
-                    .ok_or(ProtoError::BadReplyLine)?;
-            }
-            other => return Err(ProtoError::BadReplyType(other)),
+    ReplyScanner::new().scan(buf)
+}
+
+/// A reply scanner that resumes where the last call stopped, so a reply
+/// arriving in many reads is scanned once, not once per read. Nesting is
+/// one counter (the elements still expected at any depth), so the state is
+/// a few words whatever the reply.
+///
+/// Each call is given the same buffer, grown at the end; the caller cuts it
+/// at the front only by a reply `scan` returned (which resets the scanner).
+/// Anything else done to the buffer needs `reset`.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplyScanner {
+    /// Where the next element's type byte is (or, with `bulk`, where the
+    /// data of the current one starts).
+    pos: usize,
+    /// Elements still to scan, the one at `pos` included.
+    pending: u64,
+    /// The end of the data of the bulk whose header is read, when the data
+    /// and its CRLF are not all in yet.
+    bulk: Option<usize>,
+    /// Where the search for the current line's end resumes.
+    line_from: usize,
+    examined: u64,
+}
+
+impl Default for ReplyScanner {
+    fn default() -> Self {
+        ReplyScanner::new()
+    }
+}
+
+impl ReplyScanner {
+    pub const fn new() -> ReplyScanner {
+        ReplyScanner {
+            pos: 0,
+            pending: 1,
+            bulk: None,
+            line_from: 0,
+            examined: 0,
         }
     }
-    Ok(Some(pos))
+
+    /// Like [`scan_reply`], resuming.
+    pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtoError> {
+        let r = self.resume(buf);
+        if !matches!(r, Ok(None)) {
+            self.reset();
+        }
+        r
+    }
+
+    /// Forgets the reply under way (its buffer was cleared).
+    pub fn reset(&mut self) {
+        *self = ReplyScanner {
+            examined: self.examined,
+            ..ReplyScanner::new()
+        };
+    }
+
+    /// True between replies: nothing of a reply has been scanned.
+    pub fn is_idle(&self) -> bool {
+        self.pos == 0 && self.line_from == 0
+    }
+
+    /// The bytes looked at so far, over every reply: with resumption, about
+    /// the size of the stream's lines (bulk data is skipped, not read),
+    /// however it was cut into reads.
+    pub fn examined(&self) -> u64 {
+        self.examined
+    }
+
+    fn resume(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtoError> {
+        loop {
+            if let Some(end) = self.bulk {
+                if buf.len() < end + 2 {
+                    return Ok(None);
+                }
+                self.bulk = None;
+                self.examined += 2;
+                if &buf[end..end + 2] != b"\r\n" {
+                    return Err(ProtoError::MissingCrlf);
+                }
+                self.pos = end + 2;
+            }
+            if self.pending == 0 {
+                return Ok(Some(self.pos));
+            }
+            let pos = self.pos;
+            let Some(&ty) = buf.get(pos) else {
+                return Ok(None);
+            };
+            let cr = match find_line(buf, pos + 1, self.line_from, usize::MAX, &mut self.examined)?
+            {
+                Line::End(cr) => cr,
+                Line::Partial(at) => {
+                    self.line_from = at;
+                    return Ok(None);
+                }
+            };
+            self.line_from = 0;
+            let line = &buf[pos + 1..cr];
+            self.pos = cr + 2;
+            self.pending -= 1;
+            match ty {
+                b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {}
+                b'$' | b'!' | b'=' => {
+                    let len = parse_int(line).ok_or(ProtoError::BadReplyLine)?;
+                    if len >= 0 {
+                        self.bulk = Some(self.pos + len as usize);
+                    }
+                }
+                b'*' | b'~' | b'>' | b'%' | b'|' => {
+                    let n = parse_int(line).ok_or(ProtoError::BadReplyLine)?;
+                    // A declared count no stream could hold is an error, not an
+                    // overflowing counter that would end a frame in the wrong place.
+                    let more = match (ty, u64::try_from(n)) {
+                        (b'%', Ok(n)) => n.checked_mul(2),
+                        // An attribute map, even an empty one, precedes the value
+                        // it annotates.
+                        (b'|', Ok(n)) => n.checked_mul(2).and_then(|x| x.checked_add(1)),
+                        (b'|', Err(_)) => None,
+                        (_, Ok(n)) => Some(n),
+                        // -1: a null aggregate.
+                        (_, Err(_)) => Some(0),
+                    };
+                    self.pending = more
+                        .and_then(|m| self.pending.checked_add(m))
+                        .ok_or(ProtoError::BadReplyLine)?;
+                }
+                other => return Err(ProtoError::BadReplyType(other)),
+            }
+        }
+    }
 }
 
 /// The elements of a complete array reply, as ranges of `reply`.
@@ -601,6 +870,151 @@ mod tests {
             &command(&[b"GET", b"k"])[..],
             b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
         );
+    }
+
+    /// Feeds `stream` to `step` in reads of `piece` bytes, as a read loop
+    /// does; every read but the last must leave the frame incomplete.
+    fn in_pieces<T: PartialEq + fmt::Debug>(
+        stream: &[u8],
+        piece: usize,
+        mut step: impl FnMut(&[u8]) -> Result<Option<T>, ProtoError>,
+    ) -> Result<Option<T>, ProtoError> {
+        let mut end = 0;
+        loop {
+            end = (end + piece).min(stream.len());
+            let got = step(&stream[..end]);
+            if end == stream.len() {
+                return got;
+            }
+            assert_eq!(got, Ok(None), "complete after {end} of {}", stream.len());
+        }
+    }
+
+    /// aster issue 11, defect 14: each read restarted the scan at byte 0, so
+    /// a frame in k reads cost O(k x bytes). Resuming, the bytes looked at
+    /// stay within a small multiple of the frame, however it is cut.
+    #[test]
+    fn large_frames_in_many_reads_are_scanned_once() {
+        const N: usize = 1_000_000;
+        const PIECE: usize = 64 * 1024;
+        let mut req = format!("*{}\r\n$5\r\nRPUSH\r\n$4\r\nlist\r\n", N + 2).into_bytes();
+        for i in 0..N {
+            req.extend_from_slice(format!("${}\r\n{i}\r\n", i.to_string().len()).as_bytes());
+        }
+        let mut p = RequestParser::default();
+        let mut args = Vec::new();
+        let limits = Limits::default();
+        let got = in_pieces(&req, PIECE, |b| p.parse(b, &mut args, &limits));
+        assert_eq!(got, Ok(Some(req.len())));
+        assert_eq!(args.len(), N + 2);
+        assert_eq!(&req[args[1].clone()], b"list");
+        assert_eq!(&req[args[N + 1].clone()], b"999999");
+        assert!(p.is_idle());
+        let looked = p.examined();
+        assert!(
+            looked < 3 * req.len() as u64,
+            "RPUSH of {N} in {PIECE}-byte reads: looked at {looked} bytes of {}",
+            req.len()
+        );
+
+        // A reply of every shape a large one takes: a long array of bulks,
+        // nested aggregates, and a long line, each cut across many reads.
+        let mut reply = format!("*{N}\r\n").into_bytes();
+        for i in 0..N {
+            match i % 4 {
+                0 => reply
+                    .extend_from_slice(format!("${}\r\n{i}\r\n", i.to_string().len()).as_bytes()),
+                1 => reply.extend_from_slice(format!(":{i}\r\n").as_bytes()),
+                2 => reply.extend_from_slice(b"*2\r\n%1\r\n+k\r\n$-1\r\n~0\r\n"),
+                _ => reply.extend_from_slice(b"$3\r\nabc\r\n"),
+            }
+        }
+        let long_line = [&b"+"[..], &vec![b'x'; 16 * PIECE], b"\r\n"].concat();
+        let mut s = ReplyScanner::new();
+        for frame in [&reply[..], &long_line] {
+            let before = s.examined();
+            assert_eq!(
+                in_pieces(frame, PIECE, |b| s.scan(b)),
+                Ok(Some(frame.len()))
+            );
+            assert!(s.is_idle());
+            let looked = s.examined() - before;
+            assert!(
+                looked < 3 * frame.len() as u64,
+                "reply of {} in {PIECE}-byte reads: looked at {looked} bytes",
+                frame.len()
+            );
+        }
+    }
+
+    /// What a resuming parser makes of a stream cut anywhere is what the
+    /// whole stream gives, errors included.
+    #[test]
+    fn resuming_at_every_cut_agrees_with_the_whole() {
+        let small = Limits {
+            max_bulk: 8,
+            max_args: 3,
+            max_inline: 12,
+        };
+        let requests: &[&[u8]] = &[
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nh\r\nlo\r\n",
+            b"*0\r\n",
+            b"*-1\r\n",
+            b"SET  a  \"b c\"\r\n",
+            b"\r\n",
+            b"*1\r\n$3\r\nfooXY",
+            b"*4\r\n$1\r\na\r\n",
+            b"*1\r\n$9\r\n",
+            b"*1\r\n+foo\r\n",
+            b"*12345678901234567890123456789012345\r\n",
+            b"*1\r\n$1\rX",
+            b"a very long inline line\r\n",
+        ];
+        for limits in [Limits::default(), small] {
+            for r in requests {
+                let mut whole_args = Vec::new();
+                let whole = parse_request(r, &mut whole_args, &limits);
+                for cut in 0..=r.len() {
+                    let mut p = RequestParser::default();
+                    let mut args = Vec::new();
+                    let first = p.parse(&r[..cut], &mut args, &limits);
+                    let got = match first {
+                        Ok(None) => p.parse(r, &mut args, &limits),
+                        done => done,
+                    };
+                    let ctx = format!("{:?} cut at {cut}, {limits:?}", String::from_utf8_lossy(r));
+                    match (&first, &whole) {
+                        // A prefix may already see the frame's error.
+                        (Err(_), _) => assert_eq!(first, whole, "{ctx}"),
+                        _ => {
+                            assert_eq!(got, whole, "{ctx}");
+                            if let Ok(Some(_)) = whole {
+                                assert_eq!(args, whole_args, "{ctx}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let replies: &[&[u8]] = &[
+            b"*2\r\n$1\r\na\r\n*2\r\n:1\r\n$-1\r\n",
+            b"|1\r\n+a\r\n:1\r\n%1\r\n=5\r\ntxt:x\r\n~1\r\n_\r\n",
+            b"+a long status line\r\n",
+            b"$3\r\nfooXX",
+            b"*1\r\n?\r\n",
+            b"+ab\rc\r\n",
+        ];
+        for r in replies {
+            let whole = scan_reply(r);
+            for cut in 0..=r.len() {
+                let mut s = ReplyScanner::new();
+                let got = match s.scan(&r[..cut]) {
+                    Ok(None) => s.scan(r),
+                    done => done,
+                };
+                assert_eq!(got, whole, "{:?} cut at {cut}", String::from_utf8_lossy(r));
+            }
+        }
     }
 
     #[test]

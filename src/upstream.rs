@@ -213,7 +213,7 @@ impl Worker {
         let status = netio::read_into(&mut b.sock, &mut b.rbuf, READ_BUDGET, !closed);
         let mut broken = None;
         loop {
-            match resp::scan_reply(&b.rbuf) {
+            match b.scanner.scan(&b.rbuf) {
                 Ok(Some(n)) => {
                     let reply = b.rbuf.split_to(n).freeze();
                     match b.inflight.pop_front() {

@@ -701,7 +701,7 @@ impl Worker {
                 c.held = true;
                 return true;
             }
-            match resp::parse_request(&c.rbuf, &mut self.args, &self.limits) {
+            match c.parser.parse(&c.rbuf, &mut self.args, &self.limits) {
                 Ok(None) => return true,
                 Ok(Some(n)) => {
                     let frame = c.rbuf.split_to(n).freeze();

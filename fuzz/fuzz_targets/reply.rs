@@ -2,8 +2,9 @@
 //!
 //! Scans it reply after reply with `resp::scan_reply`, checks every frame
 //! lies within the input and is incomplete one byte short, and that the
-//! same stream fed in three reads gives the same frames and the same final
-//! error. Each frame goes through `resp::array_elements` (an array of n
+//! same stream fed in three reads to a resuming `resp::ReplyScanner` gives
+//! the same frames and the same final error. Each frame goes through
+//! `resp::array_elements` (an array of n
 //! gives n contiguous complete replies that end with the frame),
 //! `resp::int_reply` and `rpc::decode` (agreeing with the other two); the
 //! raw input goes through all three as well.
@@ -57,15 +58,18 @@ fn whole(data: &[u8]) -> (Vec<usize>, Result<usize, ProtoError>) {
     }
 }
 
+/// The proxy's read loop: append a read, take complete replies off the
+/// front with one resuming scanner, wait for more.
 fn in_reads(data: &[u8], reads: &[usize]) -> (Vec<usize>, Result<usize, ProtoError>) {
     let mut frames = Vec::new();
     let mut buf = Vec::new();
+    let mut scanner = resp::ReplyScanner::new();
     let mut at = 0;
     for &r in reads {
         buf.extend_from_slice(&data[at..at + r]);
         at += r;
         loop {
-            match resp::scan_reply(&buf) {
+            match scanner.scan(&buf) {
                 Ok(Some(n)) => {
                     frames.push(n);
                     buf.drain(..n);

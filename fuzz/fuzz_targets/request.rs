@@ -3,8 +3,9 @@
 //! Parses it request after request with `resp::parse_request` (under the
 //! default limits and under small ones), checks every frame lies within the
 //! input and is incomplete one byte short, and that the same stream fed in
-//! three reads gives the same frames and the same final error. Each frame
-//! then goes through the command table (`lookup_request`,
+//! three reads to a resuming `resp::RequestParser` gives the same frames and
+//! the same final error. Each frame then goes through the command table
+//! (`lookup_request`,
 //! `key_positions`), and split commands (MGET, MSET, DEL...) through
 //! `multikey::plan` and `Gather::fill`, with the merged reply checked
 //! against what a single Redis would answer.
@@ -83,9 +84,10 @@ fn whole(data: &[u8], limits: &Limits) -> (Frames, Result<usize, ProtoError>) {
 }
 
 /// The proxy's read loop: append a read, take complete frames off the
-/// front, wait for more.
+/// front with one resuming parser, wait for more.
 fn in_reads(data: &[u8], reads: &[usize], limits: &Limits) -> (Frames, Result<usize, ProtoError>) {
     let mut args: Vec<Range<usize>> = Vec::new();
+    let mut parser = resp::RequestParser::default();
     let mut frames = Vec::new();
     let mut buf = Vec::new();
     let mut at = 0;
@@ -93,7 +95,7 @@ fn in_reads(data: &[u8], reads: &[usize], limits: &Limits) -> (Frames, Result<us
         buf.extend_from_slice(&data[at..at + r]);
         at += r;
         loop {
-            match resp::parse_request(&buf, &mut args, limits) {
+            match parser.parse(&buf, &mut args, limits) {
                 Ok(Some(n)) => {
                     frames.push((n, args.iter().map(|r| buf[r.clone()].to_vec()).collect()));
                     buf.drain(..n);
