@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::resp;
+use crate::protocol::resp;
 
 /// A decoded reply.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use log::{debug, warn};
 
-use crate::stats::{self, Histogram, LATENCY_BUCKETS_US, Registry};
+use crate::observe::stats::{self, Histogram, LATENCY_BUCKETS_US, Registry};
 
 /// The most of a request read before answering: a GET line and headers.
 const MAX_REQUEST: usize = 8192;
@@ -106,7 +106,7 @@ pub fn render(registry: &Registry) -> String {
     let _ = writeln!(
         out,
         "aster_build_info{{version=\"{}\"}} 1",
-        crate::local::VERSION
+        crate::protocol::local::VERSION
     );
     header(
         &mut out,

@@ -6,8 +6,8 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::route::Backend;
-use crate::rpc::{self, Value};
+use crate::net::rpc::{self, Value};
+use crate::routing::table::Backend;
 
 pub const SLOT_COUNT: usize = 16384;
 const UNASSIGNED: u16 = u16::MAX;

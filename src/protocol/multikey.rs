@@ -3,8 +3,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::command::{Args, Split};
-use crate::resp;
+use crate::protocol::command::{Args, Split};
+use crate::protocol::resp;
 
 /// Waits for every part of a split command, then merges them into the reply
 /// the client would have had from a single Redis.

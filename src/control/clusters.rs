@@ -11,9 +11,9 @@ use std::sync::mpsc::Sender;
 use log::{error, info, warn};
 
 use crate::config::{ClusterConfig, Config};
-use crate::proxy::{Proxy, StartError};
-use crate::stats::Registry;
-use crate::supervisor::{Kick, Msg, Watched};
+use crate::control::proxy::{Proxy, StartError};
+use crate::control::supervisor::{Kick, Msg, Watched};
+use crate::observe::stats::Registry;
 
 pub struct Clusters {
     proxies: Vec<Proxy>,

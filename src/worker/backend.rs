@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use mio::Token;
 use mio::net::TcpStream;
 
-use crate::resp::ReplyScanner;
+use crate::protocol::resp::ReplyScanner;
 
 /// Where a reply goes.
 #[derive(Clone, Copy, Debug)]

@@ -3,6 +3,8 @@
 //! Every error names the file, the cluster (when there is one) and the key, so
 //! an operator can fix a bad file without reading the code.
 
+pub mod nutcracker;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -11,9 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::hash::HashKind;
-use crate::ketama::Distribution;
-use crate::resp::Limits;
+use crate::protocol::resp::Limits;
+use crate::routing::hash::HashKind;
+use crate::routing::ketama::Distribution;
 
 /// How a cluster's keys are placed on its servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,7 +317,7 @@ impl Config {
         let (format, why) = detect(path, &text);
         let parsed = match format {
             Format::Toml => Config::parse(path, &text),
-            Format::Nutcracker => crate::nutcracker::parse(path, &text),
+            Format::Nutcracker => crate::config::nutcracker::parse(path, &text),
         };
         // Only a syntax error can come from reading the file the wrong way;
         // say how it was read so a misdetection is obvious.
@@ -580,7 +582,7 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
     if cache_type == CacheType::Redis {
         let dist = Distribution::from_name(&rc.distribution).unwrap_or(Distribution::Ketama);
         let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
-        match crate::ketama::ring_size(dist, &weights) {
+        match crate::routing::ketama::ring_size(dist, &weights) {
             Some(n) if n <= MAX_RING_POINTS => {}
             size => {
                 let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();

@@ -5,9 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::command::{Args, Local};
 use crate::config::User;
-use crate::resp;
+use crate::protocol::command::{Args, Local};
+use crate::protocol::resp;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What HELLO and INFO report as the server version: clients gate features on
@@ -398,11 +398,17 @@ mod tests {
             &mut name
         )));
         let h = run(Local::Hello, vec![b"HELLO", b"2"], &mut name);
-        assert_eq!(crate::resp::scan_reply(&h).unwrap(), Some(h.len()));
+        assert_eq!(
+            crate::protocol::resp::scan_reply(&h).unwrap(),
+            Some(h.len())
+        );
         assert!(h.starts_with(b"*14\r\n"));
         let h3 = run(Local::Hello, vec![b"HELLO", b"3"], &mut name);
         assert!(h3.starts_with(b"%7\r\n"), "{h3:?}");
-        assert_eq!(crate::resp::scan_reply(&h3).unwrap(), Some(h3.len()));
+        assert_eq!(
+            crate::protocol::resp::scan_reply(&h3).unwrap(),
+            Some(h3.len())
+        );
         assert!(run(Local::Hello, vec![b"HELLO", b"4"], &mut name).starts_with(b"-NOPROTO"));
     }
 }

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 
-use crate::multikey::Gather;
-use crate::resp::RequestParser;
+use crate::protocol::multikey::Gather;
+use crate::protocol::resp::RequestParser;
 
 pub enum Slot {
     Waiting,

@@ -21,10 +21,10 @@ use log::{info, warn};
 use mio::Waker;
 
 use crate::config::{CacheType, ClusterConfig};
-use crate::route::{RouteHandle, RouteTable};
-use crate::rpc::{self, Value};
-use crate::slots;
-use crate::stats::ClusterStats;
+use crate::net::rpc::{self, Value};
+use crate::observe::stats::ClusterStats;
+use crate::routing::slots;
+use crate::routing::table::{RouteHandle, RouteTable};
 
 /// What the supervisor needs of one cluster.
 pub struct Watched {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, warn};
 
-use crate::slowlog::SlowLog;
+use crate::observe::slowlog::SlowLog;
 
 /// Upper bounds (µs) of the latency histogram's buckets; a last one counts
 /// everything slower.
@@ -299,7 +299,7 @@ pub fn render(clusters: &[Arc<ClusterStats>], started: Instant, source: &str) ->
     out.push_str("\"service\":\"nutcracker\", \"source\":");
     json_str(&mut out, source);
     out.push_str(", \"version\":");
-    json_str(&mut out, crate::local::VERSION);
+    json_str(&mut out, crate::protocol::local::VERSION);
     let _ = write!(
         out,
         ", \"uptime\":{}, \"timestamp\":{}, \"total_connections\":{total_conn}, \"curr_connections\":{curr_conn}",

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::resp;
+use crate::protocol::resp;
 
 /// Frames up to this size are kept whole.
 const COPY_WHOLE: usize = 4096;
@@ -90,10 +90,6 @@ impl SlowLog {
 
     pub fn len(&self) -> usize {
         self.lock().entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub fn reset(&self) {
@@ -198,7 +194,7 @@ mod tests {
         );
         assert_eq!(&log.get(1)[..4], b"*1\r\n");
         log.reset();
-        assert!(log.is_empty());
+        assert_eq!(log.len(), 0);
     }
 
     #[test]

@@ -13,10 +13,10 @@ use mio::{Poll, Waker};
 use socket2::{Domain, Socket, Type};
 
 use crate::config::{CacheType, ClusterConfig};
-use crate::route::{RouteHandle, RouteTable};
-use crate::slots::{self, TopologyError};
-use crate::stats::ClusterStats;
-use crate::supervisor::Kick;
+use crate::control::supervisor::Kick;
+use crate::observe::stats::ClusterStats;
+use crate::routing::slots::{self, TopologyError};
+use crate::routing::table::{RouteHandle, RouteTable};
 use std::time::Duration;
 
 /// How long each seed may take to answer CLUSTER SLOTS at start-up.

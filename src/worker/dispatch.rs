@@ -6,12 +6,12 @@ use std::ops::Range;
 use bytes::Bytes;
 use mio::Token;
 
-use crate::backend::ReplyTo;
-use crate::client::Slot;
-use crate::command::{self, Args, Command, KeyError, Kind, Local};
-use crate::local::{self, ClientInfo};
-use crate::multikey::{self, Plan};
-use crate::resp;
+use crate::protocol::command::{self, Args, Command, KeyError, Kind, Local};
+use crate::protocol::local::{self, ClientInfo};
+use crate::protocol::multikey::{self, Plan};
+use crate::protocol::resp;
+use crate::worker::backend::ReplyTo;
+use crate::worker::client::Slot;
 use crate::worker::{FrameArgs, Worker, client_of};
 
 /// Redis's reply to an unknown command, byte for byte: the name and then each
@@ -222,7 +222,7 @@ impl Worker {
 
     /// A replica of the key's shard that is not backing off, spread by
     /// `random`; `None` sends the read to the master.
-    fn pick_replica(&self, place: crate::route::Place, random: u32) -> Option<usize> {
+    fn pick_replica(&self, place: crate::routing::table::Place, random: u32) -> Option<usize> {
         let replicas = self.route.replicas(place);
         let n = replicas.len();
         (0..n)

@@ -12,11 +12,11 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use crate::backend::{Backend, Pending, ReplyTo, State};
 use crate::config::{CacheType, ClusterConfig};
-use crate::netio::{self, ReadStatus};
-use crate::resp;
-use crate::slots;
+use crate::net::sock::{self, ReadStatus};
+use crate::protocol::resp;
+use crate::routing::slots;
+use crate::worker::backend::{Backend, Pending, ReplyTo, State};
 use crate::worker::{
     ASKING, BACKOFF_MAX, BACKOFF_MIN, Conn, Fault, MAX_REDIRECTS, READ_BUDGET, Worker, backend_of,
     client_of, connect_outcome, split_token,
@@ -112,7 +112,7 @@ impl Worker {
                 match self.connect(si, resp3, ci) {
                     Ok(tok) => tok,
                     Err(e) => {
-                        let err = resp::error(&format!("ERR {}", netio::error_text(&e)));
+                        let err = resp::error(&format!("ERR {}", sock::error_text(&e)));
                         self.server_failed(si, err.clone());
                         if let Some(f) = fallback {
                             return self.send_to(f, client, req, to, redirects, None);
@@ -188,7 +188,7 @@ impl Worker {
                 }
                 Ok(false) => return,
                 Err(e) => {
-                    self.fail_backend(t, Fault::Error, &netio::error_text(&e));
+                    self.fail_backend(t, Fault::Error, &sock::error_text(&e));
                     return;
                 }
             }
@@ -210,7 +210,7 @@ impl Worker {
         let Some(b) = backend_of(&mut self.conns, t) else {
             return;
         };
-        let status = netio::read_into(&mut b.sock, &mut b.rbuf, READ_BUDGET, !closed);
+        let status = sock::read_into(&mut b.sock, &mut b.rbuf, READ_BUDGET, !closed);
         let mut broken = None;
         loop {
             match b.scanner.scan(&b.rbuf) {
@@ -274,7 +274,7 @@ impl Worker {
                 self.drop_backend(t);
             }
             ReadStatus::Eof => self.fail_backend(t, Fault::Eof, "Connection reset by peer"),
-            ReadStatus::Error(e) => self.fail_backend(t, Fault::Error, &netio::error_text(&e)),
+            ReadStatus::Error(e) => self.fail_backend(t, Fault::Error, &sock::error_text(&e)),
         }
     }
 

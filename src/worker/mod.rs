@@ -7,6 +7,12 @@
 //! and client touched in the turn once, so one vectored write carries many
 //! clients' requests. Then expire timeouts.
 
+mod admin;
+pub(crate) mod backend;
+pub(crate) mod client;
+mod dispatch;
+pub(crate) mod upstream;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -21,16 +27,16 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::backend::{Backend, Pending, ReplyTo, State};
-use crate::client::Client;
-use crate::command::Args;
 use crate::config::ClusterConfig;
-use crate::netio::{self, ReadStatus};
-use crate::resp::{self, Limits};
-use crate::route::{RouteHandle, RouteTable};
-use crate::stats::{ClusterStats, PoolStats, ServerStats, WorkerSnapshot};
-use crate::supervisor::Kick;
-use crate::upstream::init_commands;
+use crate::control::supervisor::Kick;
+use crate::net::sock::{self, ReadStatus};
+use crate::observe::stats::{ClusterStats, PoolStats, ServerStats, WorkerSnapshot};
+use crate::protocol::command::Args;
+use crate::protocol::resp::{self, Limits};
+use crate::routing::table::{RouteHandle, RouteTable};
+use crate::worker::backend::{Backend, Pending, ReplyTo, State};
+use crate::worker::client::Client;
+use crate::worker::upstream::init_commands;
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
@@ -633,7 +639,7 @@ impl Worker {
                 }
                 return;
             }
-            Some(c) => netio::read_into(&mut c.sock, &mut c.rbuf, READ_BUDGET, !closed),
+            Some(c) => sock::read_into(&mut c.sock, &mut c.rbuf, READ_BUDGET, !closed),
             None => return,
         };
         let running = self.client_parse(t);
@@ -716,7 +722,9 @@ impl Worker {
                 Err(e) => {
                     debug!("cluster {}: client {}: {e}", self.cfg.name, c.peer);
                     c.rbuf.clear();
-                    c.push(crate::client::Slot::Ready(resp::error(&format!("ERR {e}"))));
+                    c.push(crate::worker::client::Slot::Ready(resp::error(&format!(
+                        "ERR {e}"
+                    ))));
                     c.closing = true;
                     self.mark_client(t);
                     return false;
@@ -835,13 +843,13 @@ impl Worker {
             if b.state != State::Ready || self.servers.get(b.server).is_some_and(|s| s.holds(t)) {
                 continue;
             }
-            match netio::write_queue(&mut b.sock, &mut b.wq) {
+            match sock::write_queue(&mut b.sock, &mut b.wq) {
                 Ok(n) => {
                     if n > 0 {
                         b.write_since = self.now;
                     }
                 }
-                Err(e) => self.fail_backend(t, Fault::Error, &netio::error_text(&e)),
+                Err(e) => self.fail_backend(t, Fault::Error, &sock::error_text(&e)),
             }
         }
         self.dirty_backends.clear();
@@ -862,7 +870,7 @@ impl Worker {
                 self.close_client(t);
                 continue;
             }
-            match netio::write_queue(&mut c.sock, &mut c.out) {
+            match sock::write_queue(&mut c.sock, &mut c.out) {
                 Ok(n) => c.out_bytes -= n.min(c.out_bytes),
                 Err(e) => {
                     debug!("cluster {}: client {}: write: {e}", self.cfg.name, c.peer);

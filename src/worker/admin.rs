@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use crate::command::Args;
 use crate::config::CacheType;
-use crate::local::{REDIS_COMPAT_VERSION, VERSION};
-use crate::resp;
-use crate::stats;
+use crate::observe::stats;
+use crate::protocol::command::Args;
+use crate::protocol::local::{REDIS_COMPAT_VERSION, VERSION};
+use crate::protocol::resp;
 use crate::worker::Worker;
 
 impl Worker {
