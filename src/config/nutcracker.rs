@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{Error as _, MapAccess, Visitor};
 
-use crate::config::{self, Config, ConfigError, RawCluster, StatsConfig};
+use crate::config::raw::RawCluster;
+use crate::config::{self, Config, ConfigError, StatsConfig};
 
 /// nutcracker's stats defaults (`-s 22222 -a 0.0.0.0 -i 30000`).
 pub const STATS_PORT: u16 = 22222;
@@ -137,7 +138,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 return Err(invalid(key, "is past twemproxy's limit of 2147483647"));
             }
         }
-        let mut rc = RawCluster::new(name.clone(), p.listen.clone(), p.servers);
+        let mut rc = RawCluster {
+            name: name.clone(),
+            listen_addr: p.listen.clone(),
+            servers: p.servers,
+            ..RawCluster::default()
+        };
         rc.thread = threads;
         if let Some(h) = p.hash {
             rc.hash = h;

@@ -5,9 +5,29 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::User;
+use serde::Deserialize;
 use crate::protocol::command::{Args, Local};
 use crate::protocol::resp;
+
+/// A named user for `AUTH user pass` (the `users` config key).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for User {
+    /// Secrets never reach a log line, even through a Debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "User {{ username: {:?}, password: \"***\" }}",
+            self.username
+        )
+    }
+}
+
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What HELLO and INFO report as the server version: clients gate features on
