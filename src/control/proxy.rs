@@ -15,7 +15,8 @@ use socket2::{Domain, Socket, Type};
 use crate::config::{CacheType, ClusterConfig};
 use crate::control::supervisor::Kick;
 use crate::observe::stats::ClusterStats;
-use crate::routing::slots::{self, TopologyError};
+use crate::routing::slots;
+use crate::routing::topology::{self, TopologyError};
 use crate::routing::table::{RouteHandle, RouteTable};
 use std::time::Duration;
 
@@ -109,7 +110,7 @@ impl Proxy {
             CacheType::RedisCluster => {
                 let seeds: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.addr).collect();
                 let (servers, map) =
-                    slots::fetch(&seeds, SEED_TIMEOUT).map_err(|err| StartError::Topology {
+                    topology::fetch(&seeds, SEED_TIMEOUT).map_err(|err| StartError::Topology {
                         cluster: name.clone(),
                         err,
                     })?;

@@ -24,6 +24,7 @@ use crate::config::{CacheType, ClusterConfig};
 use crate::net::rpc::{self, Value};
 use crate::observe::stats::ClusterStats;
 use crate::routing::slots;
+use crate::routing::topology;
 use crate::routing::table::{RouteHandle, RouteTable};
 
 /// What the supervisor needs of one cluster.
@@ -264,7 +265,7 @@ impl Job {
                 nodes.push(*s);
             }
         }
-        match slots::fetch(&nodes, MAX_RPC_TIMEOUT) {
+        match topology::fetch(&nodes, MAX_RPC_TIMEOUT) {
             Ok((servers, map)) => {
                 if current.same_cluster_layout(&servers, &map) {
                     return false;

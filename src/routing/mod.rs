@@ -4,5 +4,7 @@
 
 pub mod hash;
 pub mod ketama;
+pub(crate) mod node;
 pub mod slots;
 pub(crate) mod table;
+pub(crate) mod topology;

@@ -4,7 +4,6 @@
 //! (a server ejected or back, a new slot map) and publishes it with one atomic
 //! pointer swap; workers compare the pointer once per loop turn.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -12,36 +11,28 @@ use arc_swap::ArcSwap;
 use crate::config::{ClusterConfig, ServerSpec};
 use crate::routing::hash::{HashKind, hash_tag_slice};
 use crate::routing::ketama::{Distribution, Ring, RingServer};
+use crate::routing::node::Node;
 use crate::routing::slots::{self, SlotMap};
 
 /// The shared pointer a cluster's workers read their table through.
 pub type RouteHandle = Arc<ArcSwap<RouteTable>>;
 
-/// One backend a table can route to. Workers key their connections by `addr`,
-/// so a table may reorder or replace servers without dropping connections.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backend {
-    pub addr: SocketAddr,
-    /// For logs and stats: the alias, or `host:port`.
-    pub name: String,
-}
-
 pub struct RouteTable {
     /// The cluster's configuration this table was built from: workers adopt
     /// it with the table, so a reload reaches them through the same swap.
     pub cfg: Arc<ClusterConfig>,
-    pub servers: Vec<Backend>,
+    pub servers: Vec<Node>,
     placement: Placement,
 }
 
 enum Placement {
     /// twemproxy-style placement over plain Redis servers.
-    Shard(Shard),
+    Hashed(HashRing),
     /// Redis Cluster: CRC16 slots, each owned by a master and its replicas.
     Cluster(SlotMap),
 }
 
-struct Shard {
+struct HashRing {
     ring: Ring,
     hash: HashKind,
     tag: Option<[u8; 2]>,
@@ -72,8 +63,8 @@ impl RouteTable {
             .collect();
         RouteTable {
             cfg: Arc::clone(cfg),
-            servers: cfg.servers.iter().map(backend_of).collect(),
-            placement: Placement::Shard(Shard {
+            servers: cfg.servers.iter().map(node_of).collect(),
+            placement: Placement::Hashed(HashRing {
                 ring: Ring::build(cfg.distribution, &ring_servers),
                 hash: cfg.hash,
                 tag: cfg.hash_tag,
@@ -83,7 +74,7 @@ impl RouteTable {
     }
 
     /// A cluster table, as learned from CLUSTER SLOTS.
-    pub fn cluster(cfg: Arc<ClusterConfig>, servers: Vec<Backend>, map: SlotMap) -> RouteTable {
+    pub fn cluster(cfg: Arc<ClusterConfig>, servers: Vec<Node>, map: SlotMap) -> RouteTable {
         RouteTable {
             cfg,
             servers,
@@ -101,7 +92,7 @@ impl RouteTable {
     #[inline]
     pub fn place(&self, key: &[u8], random: u32) -> Option<Place> {
         match &self.placement {
-            Placement::Shard(s) => {
+            Placement::Hashed(s) => {
                 let h = if s.random {
                     random
                 } else {
@@ -128,7 +119,7 @@ impl RouteTable {
     pub fn master_of(&self, group: u64) -> Option<usize> {
         match &self.placement {
             Placement::Cluster(map) => map.shard(u16::try_from(group).ok()?).map(|s| s.master),
-            Placement::Shard(_) => None,
+            Placement::Hashed(_) => None,
         }
     }
 
@@ -139,7 +130,7 @@ impl RouteTable {
                 .shard(place.group as u16)
                 .map(|s| s.replicas.as_slice())
                 .unwrap_or(&[]),
-            Placement::Shard(_) => &[],
+            Placement::Hashed(_) => &[],
         }
     }
 
@@ -149,21 +140,21 @@ impl RouteTable {
             Placement::Cluster(map) => {
                 Some(RouteTable::cluster(cfg, self.servers.clone(), map.clone()))
             }
-            Placement::Shard(_) => None,
+            Placement::Hashed(_) => None,
         }
     }
 
     /// Same servers and same placement: publishing it would change nothing.
-    pub fn same_cluster_layout(&self, servers: &[Backend], map: &SlotMap) -> bool {
+    pub fn same_cluster_layout(&self, servers: &[Node], map: &SlotMap) -> bool {
         match &self.placement {
             Placement::Cluster(m) => self.servers == servers && m == map,
-            Placement::Shard(_) => false,
+            Placement::Hashed(_) => false,
         }
     }
 }
 
-fn backend_of(s: &ServerSpec) -> Backend {
-    Backend {
+fn node_of(s: &ServerSpec) -> Node {
+    Node {
         addr: s.addr,
         name: s.name.clone(),
     }
