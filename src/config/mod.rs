@@ -8,17 +8,16 @@ pub(crate) mod raw;
 mod validate;
 
 pub(crate) use crate::protocol::local::User;
-pub(crate) use validate::{MAX_INT, MIN_PING_INTERVAL_MS, stats_interval};
-pub(crate) use validate::validate;
 use raw::{RawCluster, RawFile};
 use validate::parse_listen;
+pub(crate) use validate::validate;
+pub(crate) use validate::{MAX_INT, MIN_PING_INTERVAL_MS, stats_interval};
 
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
 
 use crate::protocol::resp::Limits;
 use crate::routing::hash::HashKind;

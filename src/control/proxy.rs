@@ -16,8 +16,8 @@ use crate::config::{CacheType, ClusterConfig};
 use crate::control::supervisor::Kick;
 use crate::observe::stats::ClusterStats;
 use crate::routing::slots;
-use crate::routing::topology::{self, TopologyError};
 use crate::routing::table::{RouteHandle, RouteTable};
+use crate::routing::topology::{self, TopologyError};
 use std::time::Duration;
 
 /// How long each seed may take to answer CLUSTER SLOTS at start-up.

@@ -24,8 +24,8 @@ use crate::config::{CacheType, ClusterConfig};
 use crate::net::rpc::{self, Value};
 use crate::observe::stats::ClusterStats;
 use crate::routing::slots;
-use crate::routing::topology;
 use crate::routing::table::{RouteHandle, RouteTable};
+use crate::routing::topology;
 
 /// What the supervisor needs of one cluster.
 pub struct Watched {

@@ -5,9 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
-use serde::Deserialize;
 use crate::protocol::command::{Args, Local};
 use crate::protocol::resp;
+use serde::Deserialize;
 
 /// A named user for `AUTH user pass` (the `users` config key).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -27,7 +27,6 @@ impl std::fmt::Debug for User {
         )
     }
 }
-
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What HELLO and INFO report as the server version: clients gate features on

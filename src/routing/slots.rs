@@ -1,8 +1,6 @@
 //! Redis Cluster: key slots, the slot map, and learning it from the nodes
 //! with CLUSTER SLOTS.
 
-
-
 pub const SLOT_COUNT: usize = 16384;
 pub(crate) const UNASSIGNED: u16 = u16::MAX;
 

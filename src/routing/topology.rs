@@ -137,7 +137,6 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host} resolves to no address"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
