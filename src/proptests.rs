@@ -144,7 +144,7 @@ const NUMBERS: &[&str] = &[
 /// the table's source so that the generated requests cover every entry
 /// without reaching into the command module's private items.
 fn table_names() -> Vec<&'static str> {
-    let src = include_str!("protocol/command.rs");
+    let src = include_str!("protocol/command/table.rs");
     let mut names = Vec::new();
     for (i, _) in src.match_indices("(\"") {
         let rest = &src[i + 2..];
