@@ -1,19 +1,28 @@
-//! A backend connection: requests queued for writing, and the requests
-//! awaiting replies, in the order the server will answer them.
+//! A backend connection: the requests queued for writing, the requests
+//! awaiting replies in the order the server will answer them, and the
+//! scanner that cuts replies out of what it reads. It pairs each reply with
+//! its request itself (`take_reply`), as pelikan's client session does.
 
 use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use mio::Token;
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 
-use crate::protocol::resp::ReplyScanner;
+use crate::net::sock::{self, ReadStatus};
+use crate::protocol::resp::{self, ReplyScanner};
+use crate::worker::error::BackendError;
+use crate::worker::server::ServerId;
+
+/// Bytes read from one socket per wake-up before others get a turn.
+pub(crate) const READ_BUDGET: usize = 256 * 1024;
 
 /// Where a reply goes.
 #[derive(Clone, Copy, Debug)]
-pub enum ReplyTo {
+pub(crate) enum ReplyTo {
     /// Slot `seq` (part `part` of a split command) of the client at `token`.
     Client { token: Token, seq: u64, part: u32 },
     /// A command the proxy sent for itself on connect (AUTH, SELECT,
@@ -23,95 +32,158 @@ pub enum ReplyTo {
     Discard,
 }
 
-pub struct Pending {
-    pub to: ReplyTo,
+pub(crate) struct Pending {
+    pub(crate) to: ReplyTo,
     /// When the request was queued: the read timeout counts from here.
-    pub at: Instant,
+    pub(crate) at: Instant,
     /// The request itself (a shared slice, not a copy), kept to resend it
-    /// after a cluster redirect.
-    pub req: Bytes,
+    /// after a cluster redirect or on the master.
+    pub(crate) req: Bytes,
     /// How many redirects this request has followed.
-    pub redirects: u8,
-    /// A read sent to a replica: the master's server entry, where it is
-    /// retried if this connection fails.
-    pub fallback: Option<usize>,
+    pub(crate) redirects: u8,
+    /// A read sent to a replica: the master, where it is retried if this
+    /// connection fails.
+    pub(crate) fallback: Option<ServerId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+enum State {
     Connecting,
     Ready,
 }
 
-pub struct Backend {
-    pub sock: TcpStream,
-    pub addr: SocketAddr,
-    /// Index of the worker's server entry this connection belongs to.
-    pub server: usize,
+pub(crate) struct BackendConn {
+    sock: TcpStream,
+    addr: SocketAddr,
+    server: ServerId,
     /// Whether it sent HELLO 3 on connect: it serves RESP3 clients only.
-    pub resp3: bool,
-    /// Which of the server's `server_connections` (of its protocol) this is.
-    pub conn_idx: usize,
-    pub state: State,
-    pub started: Instant,
-    pub wq: VecDeque<Bytes>,
-    pub inflight: VecDeque<Pending>,
-    pub rbuf: BytesMut,
+    resp3: bool,
+    /// Which of the server's slots (of its protocol) it was opened for.
+    slot: usize,
+    state: State,
+    started: Instant,
+    wq: VecDeque<Bytes>,
+    inflight: VecDeque<Pending>,
+    rbuf: BytesMut,
     /// How far the reply at the front of `rbuf` has been scanned.
-    pub scanner: ReplyScanner,
+    scanner: ReplyScanner,
     /// When the write queue last made progress (or became non-empty).
-    pub write_since: Instant,
-    pub dirty: bool,
+    write_since: Instant,
+    /// On the worker's list of connections to write this turn.
+    dirty: bool,
+    /// The deadline its timer entry is armed for.
+    armed: Option<Instant>,
 }
 
-impl Backend {
-    pub fn new(
-        sock: TcpStream,
+/// What a connection holds, for the stats: (unsent requests, their bytes,
+/// requests sent and awaiting replies, their bytes).
+pub(crate) struct Queues {
+    pub(crate) unsent: u64,
+    pub(crate) unsent_bytes: u64,
+    pub(crate) outstanding: u64,
+    pub(crate) outstanding_bytes: u64,
+}
+
+impl BackendConn {
+    /// Starts a non-blocking connect.
+    pub(crate) fn connect(
         addr: SocketAddr,
-        server: usize,
+        server: ServerId,
         resp3: bool,
-        conn_idx: usize,
+        slot: usize,
         now: Instant,
-    ) -> Backend {
-        Backend {
-            sock,
+    ) -> io::Result<BackendConn> {
+        Ok(BackendConn {
+            sock: TcpStream::connect(addr)?,
             addr,
             server,
             resp3,
-            conn_idx,
+            slot,
             state: State::Connecting,
             started: now,
             wq: VecDeque::new(),
             inflight: VecDeque::new(),
             rbuf: BytesMut::new(),
-            scanner: ReplyScanner::new(),
+            scanner: ReplyScanner::default(),
             write_since: now,
             dirty: false,
+            armed: None,
+        })
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, t: Token) -> io::Result<()> {
+        registry.register(&mut self.sock, t, Interest::READABLE | Interest::WRITABLE)
+    }
+
+    pub(crate) fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.sock);
+    }
+
+    pub(crate) fn sock(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn server(&self) -> ServerId {
+        self.server
+    }
+
+    pub(crate) fn resp3(&self) -> bool {
+        self.resp3
+    }
+
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.state == State::Ready
+    }
+
+    /// Whether a non-blocking connect finished: `Ok(false)` while in progress.
+    pub(crate) fn finish_connect(&mut self) -> Result<bool, BackendError> {
+        if self.state == State::Ready {
+            return Ok(true);
         }
+        let done = connect_outcome(&self.sock).map_err(|e| BackendError::connect(&e))?;
+        if done {
+            self.state = State::Ready;
+        }
+        Ok(done)
+    }
+
+    /// Marks it for writing this turn; false if it already was.
+    pub(crate) fn mark(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    pub(crate) fn unmark(&mut self) {
+        self.dirty = false;
+    }
+
+    pub(crate) fn has_unsent(&self) -> bool {
+        !self.wq.is_empty()
     }
 
     /// Nothing queued and nothing awaiting a reply.
-    pub fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         self.inflight.is_empty() && self.wq.is_empty()
     }
 
-    /// Server `si` is being forgotten: reads here no longer fall back to it.
-    pub fn forget_fallback(&mut self, si: usize) {
-        for p in &mut self.inflight {
-            if p.fallback == Some(si) {
-                p.fallback = None;
-            }
-        }
-    }
-
-    pub fn enqueue(
+    /// Queues a request. Returns true when the connection was idle: it has a
+    /// deadline now and its timer must be armed.
+    pub(crate) fn enqueue(
         &mut self,
         req: Bytes,
         to: ReplyTo,
         redirects: u8,
-        fallback: Option<usize>,
+        fallback: Option<ServerId>,
         now: Instant,
-    ) {
+    ) -> bool {
+        let was_idle = self.idle();
         if self.wq.is_empty() {
             self.write_since = now;
         }
@@ -123,5 +195,135 @@ impl Backend {
             redirects,
             fallback,
         });
+        was_idle
+    }
+
+    pub(crate) fn read(&mut self, closed: bool) -> ReadStatus {
+        sock::read_into(&mut self.sock, &mut self.rbuf, READ_BUDGET, !closed)
+    }
+
+    /// The next complete reply read, with the request it answers. A reply to
+    /// a command sent on connect is checked here: an error fails the
+    /// connection, and a success is consumed.
+    pub(crate) fn take_reply(&mut self) -> Result<Option<(Pending, Bytes)>, BackendError> {
+        loop {
+            let n = match self.scanner.scan(&self.rbuf) {
+                Ok(Some(n)) => n,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(BackendError::Protocol(e.to_string())),
+            };
+            let reply = self.rbuf.split_to(n).freeze();
+            let Some(p) = self.inflight.pop_front() else {
+                return Err(BackendError::Protocol(
+                    "Protocol error: unexpected reply from the server".into(),
+                ));
+            };
+            match p.to {
+                ReplyTo::Init if resp::is_error(&reply) => {
+                    let text = reply.get(1..reply.len().saturating_sub(2)).unwrap_or(&[]);
+                    return Err(BackendError::InitRejected(
+                        String::from_utf8_lossy(text).into_owned(),
+                    ));
+                }
+                ReplyTo::Init => continue,
+                _ => return Ok(Some((p, reply))),
+            }
+        }
+    }
+
+    /// Writes what is queued, until done or the socket is full.
+    pub(crate) fn write(&mut self, now: Instant) -> Result<(), BackendError> {
+        match sock::write_queue(&mut self.sock, &mut self.wq) {
+            Ok(n) => {
+                if n > 0 {
+                    self.write_since = now;
+                }
+                Ok(())
+            }
+            Err(e) => Err(BackendError::io(&e)),
+        }
+    }
+
+    /// When it times out: the connect, the oldest request's reply, or write
+    /// progress. `held`: its writes wait for older connections to drain, so
+    /// their slowness is not its own (their deadlines bound the wait).
+    pub(crate) fn deadline(
+        &self,
+        read_timeout: Option<Duration>,
+        write_timeout: Option<Duration>,
+        held: bool,
+    ) -> Option<Instant> {
+        if self.state == State::Connecting {
+            return write_timeout.map(|w| self.started + w);
+        }
+        let read = read_timeout.and_then(|r| self.inflight.front().map(|p| p.at + r));
+        let write = write_timeout
+            .and_then(|w| (!self.wq.is_empty() && !held).then(|| self.write_since + w));
+        match (read, write) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Records the deadline its timer entry is armed for; false when an
+    /// entry at or before `at` is armed already.
+    pub(crate) fn arm(&mut self, at: Instant) -> bool {
+        if self.armed.is_some_and(|a| a <= at) {
+            return false;
+        }
+        self.armed = Some(at);
+        true
+    }
+
+    /// A timer entry for `at` came due: whether it is this connection's
+    /// current one (others were superseded). It is disarmed either way.
+    pub(crate) fn fire(&mut self, at: Instant) -> bool {
+        if self.armed != Some(at) {
+            return false;
+        }
+        self.armed = None;
+        true
+    }
+
+    /// The requests it carried, for the caller to answer: the connection is
+    /// being closed.
+    pub(crate) fn into_inflight(self) -> VecDeque<Pending> {
+        self.inflight
+    }
+
+    pub(crate) fn queues(&self) -> Queues {
+        let unsent = self.wq.len();
+        Queues {
+            unsent: unsent as u64,
+            unsent_bytes: self.wq.iter().map(|x| x.len() as u64).sum(),
+            outstanding: self.inflight.len().saturating_sub(unsent) as u64,
+            outstanding_bytes: self
+                .inflight
+                .iter()
+                .skip(unsent)
+                .map(|p| p.req.len() as u64)
+                .sum(),
+        }
+    }
+
+    /// Server `si` is being forgotten: reads here no longer fall back to it.
+    pub(crate) fn forget_fallback(&mut self, si: ServerId) {
+        for p in &mut self.inflight {
+            if p.fallback == Some(si) {
+                p.fallback = None;
+            }
+        }
+    }
+}
+
+/// Whether a non-blocking connect finished: `Ok(false)` while in progress.
+fn connect_outcome(sock: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    match sock.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
     }
 }

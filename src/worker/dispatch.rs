@@ -7,12 +7,14 @@ use bytes::Bytes;
 use mio::Token;
 
 use crate::protocol::command::{self, Args, Command, KeyError, Kind, Local};
-use crate::protocol::local::{self, ClientInfo};
+use crate::protocol::local;
 use crate::protocol::multikey::{self, Plan};
 use crate::protocol::resp;
+use crate::worker::FrameArgs;
+use crate::worker::admin;
 use crate::worker::backend::ReplyTo;
 use crate::worker::client::Slot;
-use crate::worker::{FrameArgs, Worker, client_of};
+use crate::worker::upstream::{Ctx, Upstream};
 
 /// Redis's reply to an unknown command, byte for byte: the name and then each
 /// argument quoted and followed by a space, printed as C strings (a NUL ends
@@ -45,8 +47,17 @@ fn wrong_arity(cmd: &Command) -> Bytes {
     ))
 }
 
-impl Worker {
-    pub(crate) fn dispatch(&mut self, t: Token, frame: Bytes, ranges: &[Range<usize>]) {
+/// One request's handling: it borrows the worker's connections, view and
+/// counters (`ctx`) and its backend side (`up`) for the time it takes.
+pub(crate) struct Dispatch<'c, 'a> {
+    pub(crate) ctx: &'c mut Ctx<'a>,
+    pub(crate) up: &'c mut Upstream,
+}
+
+impl Dispatch<'_, '_> {
+    /// Answers the request locally, refuses it, or routes it (whole, or
+    /// split per backend) to the servers owning its keys.
+    pub(crate) fn request(&mut self, t: Token, frame: Bytes, ranges: &[Range<usize>]) {
         let args = FrameArgs {
             buf: &frame,
             ranges,
@@ -54,12 +65,12 @@ impl Worker {
         let Some(cmd) = command::lookup_request(&args) else {
             return self.reply(t, unknown_command(&args));
         };
-        if self.needs_auth()
+        if self.ctx.view.needs_auth()
             && !matches!(
                 cmd.kind,
                 Kind::Local(Local::Auth | Local::Hello | Local::Quit)
             )
-            && client_of(&mut self.conns, t).is_some_and(|c| !c.authed)
+            && self.ctx.conns.client(t).is_some_and(|c| !c.authed())
         {
             return self.reply(t, resp::error(local::NOAUTH));
         }
@@ -68,30 +79,33 @@ impl Worker {
         }
         match cmd.kind {
             Kind::Local(Local::Info) => {
-                let resp3 = client_of(&mut self.conns, t).is_some_and(|c| c.resp3);
-                let reply = self.info(&args, resp3);
+                let resp3 = self.ctx.conns.client(t).is_some_and(|c| c.resp3());
+                let (up, now) = (&*self.up, self.ctx.now);
+                let usable = |i| up.usable(now, i);
+                let reply = admin::info(
+                    self.ctx.view,
+                    self.ctx.counters.shared(),
+                    usable,
+                    &args,
+                    resp3,
+                );
                 self.reply(t, reply);
             }
             Kind::Local(Local::Slowlog) => {
-                let reply = self.slowlog(&args);
+                let reply = admin::slowlog(self.ctx.counters.shared(), &args);
                 self.reply(t, reply);
             }
             Kind::Local(l) => {
-                let Some(c) = client_of(&mut self.conns, t) else {
+                let Some(c) = self.ctx.conns.client(t) else {
                     return;
                 };
-                let info = ClientInfo {
-                    id: c.id,
-                    name: &mut c.name,
-                    authed: &mut c.authed,
-                    resp3: &mut c.resp3,
-                    password: self.cfg.password.as_deref(),
-                    users: &self.cfg.users,
-                };
-                let ans = local::answer(l, &args, info);
+                let cfg = self.ctx.view.cfg();
+                let ans = local::answer(l, &args, c.session(cfg.password.as_deref(), &cfg.users));
                 c.push(Slot::Ready(ans.reply));
-                c.closing |= ans.close;
-                self.mark_client(t);
+                if ans.close {
+                    c.close_after_reply();
+                }
+                self.ctx.conns.mark_client(t);
             }
             Kind::Unsupported(why) => {
                 let msg = format!(
@@ -118,10 +132,10 @@ impl Worker {
                 if positions.count() == 0 {
                     return self.reply(t, wrong_arity(cmd));
                 }
-                let random = self.random();
-                let to_replica = cmd.readonly && self.cfg.read_from_slave;
+                let random = self.ctx.view.random();
+                let to_replica = cmd.readonly && self.ctx.view.cfg().read_from_slave;
                 let plan = multikey::plan(split, &args, |k| {
-                    let p = self.route.place(k, random)?;
+                    let p = self.ctx.view.route().place(k, random)?;
                     let replica = to_replica.then(|| self.pick_replica(p, random)).flatten();
                     Some((p.group, replica.unwrap_or(p.server)))
                 });
@@ -133,11 +147,11 @@ impl Worker {
                         self.forward(t, server, fallback, req);
                     }
                     Ok(Plan::Parts(parts, gather)) => {
-                        let Some(c) = client_of(&mut self.conns, t) else {
+                        let Some(c) = self.ctx.conns.client(t) else {
                             return;
                         };
                         let seq = c.push(Slot::Gather(Box::new(gather)));
-                        self.count_fragments(parts.len());
+                        self.ctx.counters.pool.fragments += parts.len() as u64;
                         for (i, part) in parts.into_iter().enumerate() {
                             let to = ReplyTo::Client {
                                 token: t,
@@ -145,7 +159,8 @@ impl Worker {
                                 part: i as u32,
                             };
                             let fallback = self.fallback(part.group, part.server);
-                            self.send(part.server, fallback, t, part.req, to);
+                            self.up
+                                .send(self.ctx, part.server, fallback, t, part.req, to);
                         }
                     }
                 }
@@ -175,14 +190,14 @@ impl Worker {
             );
             return self.reply(t, resp::error(&msg));
         };
-        let random = self.random();
-        let Some(place) = self.route.place(args.get(first), random) else {
+        let random = self.ctx.view.random();
+        let Some(place) = self.ctx.view.route().place(args.get(first), random) else {
             return self.no_server(t);
         };
         for k in positions.iter().skip(1) {
-            let other = self.route.place(args.get(k), random);
+            let other = self.ctx.view.route().place(args.get(k), random);
             if other.map(|p| p.group) != Some(place.group) {
-                let msg = if self.route.is_cluster() {
+                let msg = if self.ctx.view.route().is_cluster() {
                     "CROSSSLOT Keys in request don't hash to the same slot".to_owned()
                 } else {
                     format!(
@@ -194,7 +209,7 @@ impl Worker {
             }
         }
         let mut server = place.server;
-        if cmd.readonly && self.cfg.read_from_slave {
+        if cmd.readonly && self.ctx.view.cfg().read_from_slave {
             server = self.pick_replica(place, random).unwrap_or(server);
         }
         let req = as_multibulk(frame, args);
@@ -206,8 +221,8 @@ impl Worker {
     /// a key: sent to the master of the empty key's shard, so the client gets
     /// Redis's own reply.
     fn forward_invalid(&mut self, t: Token, frame: &Bytes, args: &FrameArgs<'_>) {
-        let random = self.random();
-        let Some(place) = self.route.place(b"", random) else {
+        let random = self.ctx.view.random();
+        let Some(place) = self.ctx.view.route().place(b"", random) else {
             return self.no_server(t);
         };
         let req = as_multibulk(frame, args);
@@ -217,21 +232,25 @@ impl Worker {
     /// For a read sent to a replica: its master, to retry the read on if the
     /// replica's connection fails. Writes and master reads have none.
     fn fallback(&self, group: u64, server: usize) -> Option<usize> {
-        self.route.master_of(group).filter(|&m| m != server)
+        self.ctx
+            .view
+            .route()
+            .master_of(group)
+            .filter(|&m| m != server)
     }
 
     /// A replica of the key's shard that is not backing off, spread by
     /// `random`; `None` sends the read to the master.
     fn pick_replica(&self, place: crate::routing::table::Place, random: u32) -> Option<usize> {
-        let replicas = self.route.replicas(place);
+        let replicas = self.ctx.view.route().replicas(place);
         let n = replicas.len();
         (0..n)
             .map(|i| replicas[(random as usize + i) % n])
-            .find(|&r| self.usable(r))
+            .find(|&r| self.up.usable(self.ctx.now, r))
     }
 
     fn no_server(&mut self, t: Token) {
-        let msg = if self.route.is_cluster() {
+        let msg = if self.ctx.view.route().is_cluster() {
             "CLUSTERDOWN Hash slot not served"
         } else {
             "ERR no server is available for this key"
@@ -239,12 +258,8 @@ impl Worker {
         self.reply(t, resp::error(msg));
     }
 
-    fn needs_auth(&self) -> bool {
-        self.cfg.password.is_some() || !self.cfg.users.is_empty()
-    }
-
     fn forward(&mut self, t: Token, server: usize, fallback: Option<usize>, req: Bytes) {
-        let Some(c) = client_of(&mut self.conns, t) else {
+        let Some(c) = self.ctx.conns.client(t) else {
             return;
         };
         let seq = c.push(Slot::Waiting);
@@ -253,14 +268,11 @@ impl Worker {
             seq,
             part: 0,
         };
-        self.send(server, fallback, t, req, to);
+        self.up.send(self.ctx, server, fallback, t, req, to);
     }
 
-    pub(crate) fn reply(&mut self, t: Token, reply: Bytes) {
-        if let Some(c) = client_of(&mut self.conns, t) {
-            c.push(Slot::Ready(reply));
-            self.mark_client(t);
-        }
+    fn reply(&mut self, t: Token, reply: Bytes) {
+        self.ctx.conns.reply(t, reply);
     }
 }
 
