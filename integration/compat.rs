@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,9 +14,10 @@ use serde_json::Value;
 
 use crate::harness::{
     Client, Nutcracker, POOL_COUNTERS, Proxy, RedisServer, Reply, SERVER_COUNTERS, START_TIMEOUT,
-    TempDir, accepts, args, assert_shape, encode_str, free_port, holder, key_set, keys_per_server,
-    num, output_text, pid_alive, pids_with_arg, poll_until, read_lossy, redis_cli, run_proxy_bin,
-    server_sum, signal, signal_quiet, stats_doc, wait_stats,
+    TempDir, accepts, args, assert_shape, encode_str, free_port, holder, key_set,
+    keys_not_read_back, keys_per_server, num, output_text, pid_alive, pids_with_arg, poll_until,
+    read_lossy, redis_cli, run_nutcracker, run_proxy_bin, server_sum, signal, signal_quiet,
+    stats_doc, wait_stats,
 };
 
 // ---------------------------------------------------------------------------
@@ -37,6 +37,30 @@ fn pool_yml(name: &str, port: u16, keys: &[&str], servers: &[String]) -> String 
         s += &format!("   - {sv}\n");
     }
     s
+}
+
+/// One pool `name` on a fresh port with `server` as its only server:
+/// (port, YAML).
+fn single_pool(name: &str, server: &RedisServer) -> (u16, String) {
+    let port = free_port();
+    let yml = pool_yml(name, port, &["redis: true"], &server_lines(&[server], &[]));
+    (port, yml)
+}
+
+/// Pool "alpha" of the stats tests: ketama over fnv1a_64 on `servers`,
+/// named one, two, three.
+fn stats_pool(port: u16, servers: &[&RedisServer]) -> String {
+    pool_yml(
+        "alpha",
+        port,
+        &[
+            "hash: fnv1a_64",
+            "distribution: ketama",
+            "redis: true",
+            "timeout: 2000",
+        ],
+        &server_lines(servers, &["one", "two", "three"]),
+    )
 }
 
 /// "127.0.0.1:PORT:1 NAME" lines (NAME omitted when empty).
@@ -127,19 +151,10 @@ fn two_pool_nutcracker_yml_runs_unchanged_with_the_same_placement() {
     fs::write(&yml_path, &yml).expect("write yml");
 
     // -t: valid for aster, and for nutcracker itself.
-    let out = run_proxy_bin(&["-t", "-c", path_str(&yml_path)]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "aster -t: {}\n{yml}",
-        output_text(&out)
-    );
+    assert_accepted(&["-t", "-c", path_str(&yml_path)], &yml);
     let have_nutcracker = nutcracker_available();
     if have_nutcracker {
-        let out = Command::new("nutcracker")
-            .args(["-t", "-c", path_str(&yml_path)])
-            .output()
-            .expect("run nutcracker -t");
+        let out = run_nutcracker(&["-t", "-c", path_str(&yml_path)]);
         assert!(
             out.status.success(),
             "nutcracker -t: {}\n{yml}",
@@ -191,14 +206,7 @@ fn two_pool_nutcracker_yml_runs_unchanged_with_the_same_placement() {
     // Now aster on the very same file and ports.
     let aster = Proxy::start_yml_file(&yml_path, &[]);
     for (port, keys) in [(alpha, &alpha_keys), (beta, &beta_keys)] {
-        let gets: Vec<Vec<String>> = keys.iter().map(|k| args(&["GET", k])).collect();
-        let replies = Client::connect(port).pipeline(&gets);
-        let missed: Vec<&String> = keys
-            .iter()
-            .zip(&replies)
-            .filter(|(k, r)| **r != Reply::bulk(k))
-            .map(|(k, _)| k)
-            .collect();
+        let missed = keys_not_read_back(port, keys);
         assert!(
             missed.is_empty(),
             "port {port}: {} of {} keys written through nutcracker not found through aster, e.g. {:?}",
@@ -270,10 +278,7 @@ fn help_version_and_describe_stats() {
     }
     // Line for line what nutcracker -D prints (it writes to stderr).
     if nutcracker_available() {
-        let nd = Command::new("nutcracker")
-            .arg("-D")
-            .output()
-            .expect("nutcracker -D");
+        let nd = run_nutcracker(&["-D"]);
         let nd = output_text(&nd);
         let from = nd.find("pool stats:").expect("nutcracker -D: pool stats");
         for line in nd[from..].lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -299,6 +304,17 @@ fn bad_yml(gamma_keys: &[&str]) -> String {
         "{good}{}",
         pool_yml("gamma", free_port(), &keys, &["127.0.0.1:6380:1".into()])
     )
+}
+
+/// Runs `aster-proxy FLAGS...` (a `-t` check) and asserts it exits 0.
+fn assert_accepted(flags: &[&str], yml: &str) {
+    let out = run_proxy_bin(flags);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "aster {flags:?}: {}\n{yml}",
+        output_text(&out)
+    );
 }
 
 /// Runs aster on `yml` with `flags` (stats on port 1: it must never get that
@@ -328,10 +344,7 @@ fn bad_yml_unknown_flag_and_memcached_pools_are_refused() {
     if nutcracker_available() {
         let path = dir.join("bad.yml");
         fs::write(&path, &yml).expect("write");
-        let out = Command::new("nutcracker")
-            .args(["-t", "-c", path_str(&path)])
-            .output()
-            .expect("nutcracker -t");
+        let out = run_nutcracker(&["-t", "-c", path_str(&path)]);
         assert!(
             !out.status.success(),
             "nutcracker itself should refuse the unknown key: {}",
@@ -347,13 +360,7 @@ fn bad_yml_unknown_flag_and_memcached_pools_are_refused() {
     );
     let path = dir.join("good.yml");
     fs::write(&path, &good).expect("write");
-    let out = run_proxy_bin(&["-t", "--config", path_str(&path)]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "--config: {}",
-        output_text(&out)
-    );
+    assert_accepted(&["-t", "--config", path_str(&path)], &good);
 
     // Bad values of known keys: exit 1, naming the pool and the key.
     for (line, key) in [
@@ -408,8 +415,7 @@ fn unknown_key_error_names_the_pool() {
 #[test]
 fn pid_file_written_and_removed_on_sigterm() {
     let server = RedisServer::start();
-    let port = free_port();
-    let yml = pool_yml("p", port, &["redis: true"], &server_lines(&[&server], &[]));
+    let (port, yml) = single_pool("p", &server);
     let dir = TempDir::new("compat-pid");
     let pid_file = dir.join("aster.pid");
     let mut aster = Proxy::start_yml(&yml, &["-p", path_str(&pid_file)]);
@@ -469,8 +475,7 @@ impl Drop for DaemonGuard {
 #[test]
 fn daemonize_returns_at_once_and_the_daemon_serves() {
     let server = RedisServer::start();
-    let port = free_port();
-    let yml = pool_yml("d", port, &["redis: true"], &server_lines(&[&server], &[]));
+    let (port, yml) = single_pool("d", &server);
     let dir = TempDir::new("compat-daemon");
     let config = dir.join("nutcracker.yml");
     fs::write(&config, &yml).expect("write yml");
@@ -598,17 +603,7 @@ fn stats_document_has_every_field_and_counts_the_traffic() {
     let (port, port2) = (free_port(), free_port());
     let yml = format!(
         "{}{}",
-        pool_yml(
-            "alpha",
-            port,
-            &[
-                "hash: fnv1a_64",
-                "distribution: ketama",
-                "redis: true",
-                "timeout: 2000"
-            ],
-            &server_lines(&refs, &names),
-        ),
+        stats_pool(port, &refs),
         pool_yml(
             "idle",
             port2,
@@ -812,19 +807,7 @@ fn stats_counters_match_nutcracker_for_the_same_traffic() {
     let backends: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
     let refs: Vec<&RedisServer> = backends.iter().collect();
     let names = ["one", "two", "three"];
-    let yml = |port| {
-        pool_yml(
-            "alpha",
-            port,
-            &[
-                "hash: fnv1a_64",
-                "distribution: ketama",
-                "redis: true",
-                "timeout: 2000",
-            ],
-            &server_lines(&refs, &names),
-        )
-    };
+    let yml = |port| stats_pool(port, &refs);
     let (ap, np) = (free_port(), free_port());
     let aster = Proxy::start_yml(&yml(ap), &[]);
     let nut = Nutcracker::start_yml(&yml(np));
@@ -920,13 +903,7 @@ fn timed_out_request_shows_in_stats_without_further_traffic() {
 #[test]
 fn signals_move_the_log_level_and_reopen_the_log() {
     let server = RedisServer::start();
-    let port = free_port();
-    let yml = pool_yml(
-        "sig",
-        port,
-        &["redis: true"],
-        &server_lines(&[&server], &[]),
-    );
+    let (port, yml) = single_pool("sig", &server);
     let dir = TempDir::new("compat-signals");
     let log = dir.join("aster.log");
     // Default level (nutcracker's 5: notice, aster's info).

@@ -108,30 +108,28 @@ impl Metrics {
         Metrics::parse(body)
     }
 
-    /// The value of `name` whose labels include every pair of `want`.
-    pub fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-        self.samples
-            .iter()
-            .find(|s| {
-                s.name == name
-                    && want
-                        .iter()
-                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.value)
+    /// The samples of `name` whose labels include every pair of `want`.
+    pub fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        want: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a Sample> {
+        self.samples.iter().filter(move |s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
     }
 
+    /// The value of the first sample `matching`.
+    pub fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        self.matching(name, want).next().map(|s| s.value)
+    }
+
+    /// The sum of every sample `matching`.
     pub fn sum(&self, name: &str, want: &[(&str, &str)]) -> f64 {
-        self.samples
-            .iter()
-            .filter(|s| {
-                s.name == name
-                    && want
-                        .iter()
-                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.value)
-            .sum()
+        self.matching(name, want).map(|s| s.value).sum()
     }
 
     /// Checks `# TYPE` and at least one sample for a family.

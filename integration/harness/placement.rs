@@ -4,7 +4,7 @@
 
 use std::borrow::Borrow;
 
-use super::client::{Client, Reply};
+use super::client::{Client, Reply, args};
 use super::redis::RedisServer;
 
 /// Indexes of the servers that hold `key`.
@@ -76,4 +76,16 @@ pub fn key_per_server(
 /// bytes hash close together and land on one server.)
 pub fn keys_with(server: &RedisServer, suffix: &str) -> usize {
     server.keys().iter().filter(|k| k.ends_with(suffix)).count()
+}
+
+/// Of `keys`, each written with itself as its value, those that a pipelined
+/// GET through the proxy on `port` does not read back.
+pub fn keys_not_read_back(port: u16, keys: &[String]) -> Vec<&String> {
+    let gets: Vec<Vec<String>> = keys.iter().map(|k| args(&["GET", k])).collect();
+    let replies = Client::connect(port).pipeline(&gets);
+    keys.iter()
+        .zip(&replies)
+        .filter(|(k, r)| **r != Reply::bulk(k))
+        .map(|(k, _)| k)
+        .collect()
 }
