@@ -6,12 +6,10 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cluster_harness::RedisCluster;
-use crate::harness::{Proxy, Shards, TempDir, encode_str, poll_until, wait_timeout};
+use crate::harness::{Proxy, RedisCluster, Shards, encode_str, fd_count, poll_until, run_python};
 
 /// Writes `count` GETs of `key` in one go, without reading anything, then
 /// reads every reply and checks each is `expect`. A proxy that stops reading
@@ -139,30 +137,18 @@ print("ALL OK")
 "#;
 
 fn redis_py_pipelines(port: u16) {
-    let dir = TempDir::new("py-pipeline");
-    let script = dir.join("pipeline.py");
-    fs::write(&script, REDIS_PY_PIPELINE).expect("write script");
-    let (out_path, err_path) = (dir.join("out"), dir.join("err"));
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .arg(port.to_string())
-        .arg("100000")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).expect("out"))
-        .stderr(fs::File::create(&err_path).expect("err"))
-        .spawn()
-        .expect("python3 runs (scripts/test.sh installs redis-py)");
-    let status = wait_timeout(&mut child, Duration::from_secs(120));
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let out = fs::read_to_string(&out_path).unwrap_or_default();
-    let err = fs::read_to_string(&err_path).unwrap_or_default();
+    let run = run_python(
+        REDIS_PY_PIPELINE,
+        &[&port.to_string(), "100000"],
+        Duration::from_secs(120),
+    );
     assert!(
-        status.is_some_and(|s| s.success()) && out.contains("ALL OK"),
+        run.passed("ALL OK"),
         "redis-py pipelines of 100k commands through the proxy on {port} \
-         ({status:?}):\nstdout:\n{out}\nstderr:\n{err}"
+         ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        run.status,
+        run.stdout,
+        run.stderr
     );
 }
 
@@ -185,10 +171,6 @@ fn redis_py_pipelines_of_100k_commands_cluster_mode() {
     }
 }
 
-fn open_fds(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
 /// Clients that write a pipeline and vanish (a reset, not a close) with
 /// every reply still owed: the proxy drops what it owed them, keeps serving
 /// others, and holds no descriptor or connection for them afterwards.
@@ -200,7 +182,7 @@ fn clients_that_vanish_with_replies_owed_leave_nothing_behind() {
     let mut other = s.client();
     other.cmd_bytes(&[b"SET", b"vanish", VALUE]);
     let pid = s.proxy.pid();
-    let fds_before = open_fds(pid);
+    let fds_before = fd_count(pid);
     let one = encode_str(&["GET", "vanish"]);
     let batch: Vec<u8> = one
         .iter()
@@ -223,12 +205,12 @@ fn clients_that_vanish_with_replies_owed_leave_nothing_behind() {
         );
     }
     let settled = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        (open_fds(pid) <= fds_before).then_some(())
+        (fd_count(pid) <= fds_before).then_some(())
     });
     assert!(
         settled.is_some(),
         "descriptors: {fds_before} before, {} after 20 vanished clients",
-        open_fds(pid)
+        fd_count(pid)
     );
     let info = other.cmd(&["INFO", "clients"]);
     assert!(

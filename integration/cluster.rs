@@ -9,11 +9,11 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cluster_harness::{CmdStat, RedisCluster, Role, key_slot, proxy_conf_for};
 use crate::harness::{
     Client, Proxy, RedisServer, Reply, TempDir, args, free_port, poll_until, run_proxy_bin,
     wait_timeout,
 };
+use crate::harness::{CmdStat, RedisCluster, Role, key_slot, proxy_conf_for};
 
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 /// What the supervisor logs (at info) when it publishes a new slot table.
@@ -431,7 +431,7 @@ fn half_migrated_slot_is_served_through_ask() {
         "the source keeps only the key not migrated"
     );
     assert_eq!(
-        crate::cluster_harness::cmds(rc.port(to), &[&["ASKING"], &["GET", "{ask}a"]]),
+        crate::harness::cmds(rc.port(to), &[&["ASKING"], &["GET", "{ask}a"]]),
         vec![Reply::ok(), Reply::bulk("A2")],
         "the value written through the proxy is on the importing node"
     );

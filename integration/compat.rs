@@ -5,60 +5,26 @@
 //! backends (skipped, with a note, when nutcracker is not installed).
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
-use std::io::Read;
-use std::net::TcpStream;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::harness::{
-    Client, RedisServer, Reply, TempDir, accepts, args, free_port, poll_until, proxy_bin,
-    redis_cli, run_proxy_bin, signal, tail, wait_timeout,
+    Client, Nutcracker, POOL_COUNTERS, Proxy, RedisServer, Reply, SERVER_COUNTERS, START_TIMEOUT,
+    TempDir, accepts, args, assert_shape, encode_str, free_port, holder, key_set,
+    keys_not_read_back, keys_per_server, num, output_text, pid_alive, pids_with_arg, poll_until,
+    read_lossy, redis_cli, run_nutcracker, run_proxy_bin, server_sum, signal, signal_quiet,
+    stats_doc, wait_stats,
 };
 
 // ---------------------------------------------------------------------------
-// Helpers: YAML, aster on a .yml, nutcracker on a .yml, the stats document
+// Helpers: nutcracker.yml pools
 // ---------------------------------------------------------------------------
 
-const START: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
-
-const TOP_FIELDS: [&str; 7] = [
-    "service",
-    "source",
-    "version",
-    "uptime",
-    "timestamp",
-    "total_connections",
-    "curr_connections",
-];
-const POOL_COUNTERS: [&str; 6] = [
-    "client_eof",
-    "client_err",
-    "client_connections",
-    "server_ejects",
-    "forward_error",
-    "fragments",
-];
-const SERVER_COUNTERS: [&str; 13] = [
-    "server_eof",
-    "server_err",
-    "server_timedout",
-    "server_connections",
-    "server_ejected_at",
-    "requests",
-    "request_bytes",
-    "responses",
-    "response_bytes",
-    "in_queue",
-    "in_queue_bytes",
-    "out_queue",
-    "out_queue_bytes",
-];
 
 /// One pool of a nutcracker.yml: `keys` are raw `key: value` lines.
 fn pool_yml(name: &str, port: u16, keys: &[&str], servers: &[String]) -> String {
@@ -71,6 +37,30 @@ fn pool_yml(name: &str, port: u16, keys: &[&str], servers: &[String]) -> String 
         s += &format!("   - {sv}\n");
     }
     s
+}
+
+/// One pool `name` on a fresh port with `server` as its only server:
+/// (port, YAML).
+fn single_pool(name: &str, server: &RedisServer) -> (u16, String) {
+    let port = free_port();
+    let yml = pool_yml(name, port, &["redis: true"], &server_lines(&[server], &[]));
+    (port, yml)
+}
+
+/// Pool "alpha" of the stats tests: ketama over fnv1a_64 on `servers`,
+/// named one, two, three.
+fn stats_pool(port: u16, servers: &[&RedisServer]) -> String {
+    pool_yml(
+        "alpha",
+        port,
+        &[
+            "hash: fnv1a_64",
+            "distribution: ketama",
+            "redis: true",
+            "timeout: 2000",
+        ],
+        &server_lines(servers, &["one", "two", "three"]),
+    )
 }
 
 /// "127.0.0.1:PORT:1 NAME" lines (NAME omitted when empty).
@@ -86,392 +76,21 @@ fn server_lines(servers: &[&RedisServer], names: &[&str]) -> Vec<String> {
 }
 
 fn nutcracker_available() -> bool {
-    let ok = Command::new("nutcracker")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let ok = Nutcracker::available();
     if !ok {
         eprintln!("nutcracker not installed: skipping the side-by-side part of this test");
     }
     ok
 }
 
-/// stdout and stderr together.
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-fn read_lossy(p: &Path) -> String {
-    fs::read(p)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-/// Waits until every port accepts, panicking (with `log`) if the child exits
-/// or `START` passes.
-fn wait_ports(child: &mut Child, ports: &[u16], what: &str, log: &Path) {
-    for &port in ports {
-        let ok = poll_until(START, Duration::from_millis(10), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "{what} exited during startup ({status}):\n{}",
-                    tail(log, 40)
-                );
-            }
-            accepts(port).then_some(())
-        });
-        assert!(
-            ok.is_some(),
-            "{what} did not accept on {port}:\n{}",
-            tail(log, 40)
-        );
-    }
-}
-
-/// `aster-proxy -c FILE.yml -s STATS -a 127.0.0.1 -i 100 EXTRA...`; stdout and
-/// stderr go to a file. Stopped (SIGTERM, then SIGKILL) on drop.
-struct Aster {
-    child: Option<Child>,
-    stats: u16,
-    stderr: PathBuf,
-    _dir: TempDir,
-}
-
-impl Aster {
-    /// Writes `yml` to a fresh `nutcracker.yml` and starts on it.
-    fn start(yml: &str, ports: &[u16], extra: &[&str]) -> Aster {
-        let dir = TempDir::new("compat-yml");
-        let config = dir.join("nutcracker.yml");
-        fs::write(&config, yml).expect("write yml");
-        Aster::start_file(dir, &config, ports, extra)
-    }
-
-    /// Starts on an existing file; `dir` holds the stderr log.
-    fn start_file(dir: TempDir, config: &Path, ports: &[u16], extra: &[&str]) -> Aster {
-        let stats = free_port();
-        let stderr = dir.join("aster.stderr.log");
-        let f = File::create(&stderr).expect("create stderr log");
-        let child = Command::new(proxy_bin())
-            .arg("-c")
-            .arg(config)
-            .args(["-s", &stats.to_string(), "-a", "127.0.0.1", "-i", "100"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("clone"))
-            .stderr(f)
-            .spawn()
-            .expect("spawn aster-proxy");
-        let mut a = Aster {
-            child: Some(child),
-            stats,
-            stderr,
-            _dir: dir,
-        };
-        let mut all = ports.to_vec();
-        all.push(stats);
-        let child = a.child.as_mut().expect("child");
-        wait_ports(child, &all, "aster-proxy", &a.stderr);
-        a
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    fn stats(&self) -> Value {
-        stats_doc(self.stats)
-    }
-
-    fn stderr(&self) -> String {
-        read_lossy(&self.stderr)
-    }
-
-    /// SIGTERM and wait up to `grace`.
-    fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        signal(child.id(), "TERM");
-        let st = wait_timeout(child, grace);
-        if st.is_some() {
-            self.child = None;
-        }
-        st
-    }
-}
-
-impl Drop for Aster {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!(
-                "---- aster-proxy stderr (last 80 lines) ----\n{}\n----",
-                tail(&self.stderr, 80)
-            );
-        }
-        if let Some(mut child) = self.child.take() {
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .stderr(Stdio::null())
-                    .status();
-                if wait_timeout(&mut child, Duration::from_secs(2)).is_some() {
-                    return;
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The real `nutcracker -c FILE -s STATS -a 127.0.0.1 -i 100 -o LOG`.
-struct Nutcracker {
-    child: Option<Child>,
-    stats: u16,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Nutcracker {
-    fn start(yml: &str, ports: &[u16]) -> Nutcracker {
-        let dir = TempDir::new("compat-nut");
-        let config = dir.join("nutcracker.yml");
-        fs::write(&config, yml).expect("write yml");
-        Nutcracker::start_file(dir, &config, ports)
-    }
-
-    fn start_file(dir: TempDir, config: &Path, ports: &[u16]) -> Nutcracker {
-        let stats = free_port();
-        let log = dir.join("nutcracker.log");
-        let child = Command::new("nutcracker")
-            .arg("-c")
-            .arg(config)
-            .arg("-o")
-            .arg(&log)
-            .args(["-s", &stats.to_string(), "-a", "127.0.0.1", "-i", "100"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nutcracker");
-        let mut n = Nutcracker {
-            child: Some(child),
-            stats,
-            log,
-            _dir: dir,
-        };
-        let mut all = ports.to_vec();
-        all.push(stats);
-        let child = n.child.as_mut().expect("child");
-        wait_ports(child, &all, "nutcracker", &n.log);
-        n
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Nutcracker {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!(
-                "---- nutcracker log (last 40 lines) ----\n{}\n----",
-                tail(&self.log, 40)
-            );
-        }
-        self.stop();
-    }
-}
-
-/// One stats document: reads until the server closes (a read timeout is a
-/// failure: the document must be followed by a close), then parses it.
-fn stats_doc(port: u16) -> Value {
-    let mut s = TcpStream::connect(("127.0.0.1", port))
-        .unwrap_or_else(|e| panic!("connect to stats port {port}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap_or_else(|e| {
-        panic!("stats port {port}: no close after the document ({e}); got {body:?}")
-    });
-    serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("stats port {port}: not JSON ({e}): {body:?}"))
-}
-
-/// Polls the stats port until `cond` holds (5 s at most), returning the
-/// document; panics with the last one otherwise.
-fn wait_stats(port: u16, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    let got = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
-        let d = stats_doc(port);
-        if cond(&d) {
-            Some(d)
-        } else {
-            last = d;
-            None
-        }
-    });
-    got.unwrap_or_else(|| panic!("stats never showed {what}; last document:\n{last:#}"))
-}
-
-/// A counter as u64 (panics if missing or not a number).
-fn num(doc: &Value, path: &[&str]) -> u64 {
-    let mut v = doc;
-    for p in path {
-        v = v
-            .get(p)
-            .unwrap_or_else(|| panic!("stats: no {path:?} in {doc:#}"));
-    }
-    v.as_u64()
-        .unwrap_or_else(|| panic!("stats: {path:?} is not a number: {v}"))
-}
-
-/// The sum of one server counter over every server of a pool.
-fn server_sum(doc: &Value, pool: &str, counter: &str) -> u64 {
-    doc[pool]
-        .as_object()
-        .unwrap_or_else(|| panic!("stats: no pool {pool} in {doc:#}"))
-        .iter()
-        .filter(|(_, v)| v.is_object())
-        .map(|(name, _)| num(doc, &[pool, name, counter]))
-        .sum()
-}
-
-/// The keys of a JSON object, sorted.
-fn key_set(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-/// Checks the document's shape: the top-level fields, and for each pool every
-/// pool counter plus exactly the given servers, each with every server counter.
-fn assert_shape(doc: &Value, pools: &[(&str, Vec<String>)]) {
-    for f in TOP_FIELDS {
-        assert!(doc.get(f).is_some(), "stats: no top-level {f}: {doc:#}");
-    }
-    assert_eq!(doc["service"], "nutcracker", "{doc:#}");
-    for f in ["source", "version"] {
-        assert!(
-            doc[f].as_str().is_some_and(|s| !s.is_empty()),
-            "stats: {f} should be a non-empty string: {doc:#}"
-        );
-    }
-    for f in [
-        "uptime",
-        "timestamp",
-        "total_connections",
-        "curr_connections",
-    ] {
-        num(doc, &[f]);
-    }
-    let mut expect_top: BTreeSet<String> = TOP_FIELDS.iter().map(|s| s.to_string()).collect();
-    for (pool, servers) in pools {
-        expect_top.insert(pool.to_string());
-        let mut expect: BTreeSet<String> = POOL_COUNTERS.iter().map(|s| s.to_string()).collect();
-        expect.extend(servers.iter().cloned());
-        assert_eq!(key_set(&doc[pool]), expect, "stats: members of pool {pool}");
-        for c in POOL_COUNTERS {
-            num(doc, &[pool, c]);
-        }
-        for s in servers {
-            assert_eq!(
-                key_set(&doc[pool][s]),
-                SERVER_COUNTERS.iter().map(|s| s.to_string()).collect(),
-                "stats: members of server {s} of pool {pool}"
-            );
-            for c in SERVER_COUNTERS {
-                num(doc, &[pool, s, c]);
-            }
-        }
-    }
-    assert_eq!(key_set(doc), expect_top, "stats: top-level members");
-}
-
-/// The index of the one backend that holds `key` (checked directly).
-fn holder(servers: &[&RedisServer], key: &str) -> usize {
-    let h: Vec<usize> = servers
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.client().cmd(&["EXISTS", key]) == Reply::Int(1))
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(h.len(), 1, "{key} should be on exactly one backend: {h:?}");
-    h[0]
-}
-
-/// Writes `prefix0`, `prefix1`, ... through `c` until each backend holds
-/// `per` of them; returns them by backend index (they stay written, value = key).
-fn keys_per_server(
-    c: &mut Client,
-    servers: &[&RedisServer],
-    prefix: &str,
-    per: usize,
-) -> Vec<Vec<String>> {
-    keys_per_server_counted(c, servers, prefix, per).0
-}
-
-/// Like `keys_per_server`, also returning how many SETs it sent.
-fn keys_per_server_counted(
-    c: &mut Client,
-    servers: &[&RedisServer],
-    prefix: &str,
-    per: usize,
-) -> (Vec<Vec<String>>, u64) {
-    let mut found: Vec<Vec<String>> = vec![Vec::new(); servers.len()];
-    for i in 0..2000 {
-        if found.iter().all(|f| f.len() >= per) {
-            return (found, i);
-        }
-        let key = format!("{prefix}{i}");
-        assert_eq!(c.cmd(&["SET", &key, &key]), Reply::ok(), "SET {key}");
-        let at = holder(servers, &key);
-        if found[at].len() < per {
-            found[at].push(key);
-        }
-    }
-    panic!("keys {prefix}*: not every backend got {per}: {found:?}");
 }
 
 fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// True while `pid` exists and is not a zombie.
-fn pid_alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(") ")
-                .and_then(|(_, rest)| rest.chars().next());
-            state != Some('Z') && state != Some('X')
-        }
-        Err(_) => false,
-    }
-}
-
-/// Sends `sig` to `pid`, ignoring failures (the process may be gone).
-fn kill_quiet(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([format!("-{sig}"), pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 // ---------------------------------------------------------------------------
@@ -532,20 +151,15 @@ fn two_pool_nutcracker_yml_runs_unchanged_with_the_same_placement() {
     fs::write(&yml_path, &yml).expect("write yml");
 
     // -t: valid for aster, and for nutcracker itself.
-    let out = run_proxy_bin(&["-t", "-c", path_str(&yml_path)]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "aster -t: {}\n{yml}",
-        text(&out)
-    );
+    assert_accepted(&["-t", "-c", path_str(&yml_path)], &yml);
     let have_nutcracker = nutcracker_available();
     if have_nutcracker {
-        let out = Command::new("nutcracker")
-            .args(["-t", "-c", path_str(&yml_path)])
-            .output()
-            .expect("run nutcracker -t");
-        assert!(out.status.success(), "nutcracker -t: {}\n{yml}", text(&out));
+        let out = run_nutcracker(&["-t", "-c", path_str(&yml_path)]);
+        assert!(
+            out.status.success(),
+            "nutcracker -t: {}\n{yml}",
+            output_text(&out)
+        );
     }
 
     // 120 keys per pool, some sharing hash tags.
@@ -560,7 +174,7 @@ fn two_pool_nutcracker_yml_runs_unchanged_with_the_same_placement() {
 
     let mut nut_doc = None;
     if have_nutcracker {
-        let mut nut = Nutcracker::start_file(TempDir::new("compat-nut"), &yml_path, &[alpha, beta]);
+        let mut nut = Nutcracker::start_file(&yml_path);
         for (port, keys) in [(alpha, &alpha_keys), (beta, &beta_keys)] {
             let sets: Vec<Vec<String>> = keys.iter().map(|k| args(&["SET", k, k])).collect();
             let replies = Client::connect(port).pipeline(&sets);
@@ -569,13 +183,13 @@ fn two_pool_nutcracker_yml_runs_unchanged_with_the_same_placement() {
                 "SET through nutcracker on {port}: {replies:?}"
             );
         }
-        nut_doc = Some(wait_stats(nut.stats, "nutcracker's requests", |d| {
+        nut_doc = Some(wait_stats(nut.stats_port(), "nutcracker's requests", |d| {
             server_sum(d, "alpha", "requests") >= 120 && server_sum(d, "beta", "requests") >= 120
         }));
         nut.stop();
     } else {
         // Without the reference, write directly where aster puts them.
-        let a = Aster::start_file(TempDir::new("compat-seed"), &yml_path, &[alpha, beta], &[]);
+        let a = Proxy::start_yml_file(&yml_path, &[]);
         for (port, keys) in [(alpha, &alpha_keys), (beta, &beta_keys)] {
             let sets: Vec<Vec<String>> = keys.iter().map(|k| args(&["SET", k, k])).collect();
             Client::connect(port).pipeline(&sets);
@@ -590,16 +204,9 @@ fn two_pool_nutcracker_yml_runs_unchanged_with_the_same_placement() {
     );
 
     // Now aster on the very same file and ports.
-    let aster = Aster::start_file(TempDir::new("compat-aster"), &yml_path, &[alpha, beta], &[]);
+    let aster = Proxy::start_yml_file(&yml_path, &[]);
     for (port, keys) in [(alpha, &alpha_keys), (beta, &beta_keys)] {
-        let gets: Vec<Vec<String>> = keys.iter().map(|k| args(&["GET", k])).collect();
-        let replies = Client::connect(port).pipeline(&gets);
-        let missed: Vec<&String> = keys
-            .iter()
-            .zip(&replies)
-            .filter(|(k, r)| **r != Reply::bulk(k))
-            .map(|(k, _)| k)
-            .collect();
+        let missed = keys_not_read_back(port, keys);
         assert!(
             missed.is_empty(),
             "port {port}: {} of {} keys written through nutcracker not found through aster, e.g. {:?}",
@@ -642,7 +249,7 @@ fn two_pool_nutcracker_yml_runs_unchanged_with_the_same_placement() {
 #[test]
 fn help_version_and_describe_stats() {
     let out = run_proxy_bin(&["-h"]);
-    let help = text(&out);
+    let help = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "-h: {help}");
     for f in [
         "-h", "-V", "-t", "-d", "-D", "-v", "-o", "-c", "-s", "-a", "-i", "-p", "-m",
@@ -653,7 +260,7 @@ fn help_version_and_describe_stats() {
         );
     }
     let out = run_proxy_bin(&["-V"]);
-    assert_eq!(out.status.code(), Some(0), "-V: {}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "-V: {}", output_text(&out));
     let v = String::from_utf8_lossy(&out.stdout);
     assert!(
         v.starts_with("aster-proxy ") && v.trim().len() > "aster-proxy ".len(),
@@ -662,7 +269,7 @@ fn help_version_and_describe_stats() {
 
     let out = run_proxy_bin(&["-D"]);
     let desc = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "-D: {}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "-D: {}", output_text(&out));
     for c in POOL_COUNTERS.iter().chain(&SERVER_COUNTERS) {
         assert!(
             desc.lines().any(|l| l.split_whitespace().next() == Some(c)),
@@ -671,11 +278,8 @@ fn help_version_and_describe_stats() {
     }
     // Line for line what nutcracker -D prints (it writes to stderr).
     if nutcracker_available() {
-        let nd = Command::new("nutcracker")
-            .arg("-D")
-            .output()
-            .expect("nutcracker -D");
-        let nd = text(&nd);
+        let nd = run_nutcracker(&["-D"]);
+        let nd = output_text(&nd);
         let from = nd.find("pool stats:").expect("nutcracker -D: pool stats");
         for line in nd[from..].lines().map(str::trim).filter(|l| !l.is_empty()) {
             assert!(
@@ -702,6 +306,17 @@ fn bad_yml(gamma_keys: &[&str]) -> String {
     )
 }
 
+/// Runs `aster-proxy FLAGS...` (a `-t` check) and asserts it exits 0.
+fn assert_accepted(flags: &[&str], yml: &str) {
+    let out = run_proxy_bin(flags);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "aster {flags:?}: {}\n{yml}",
+        output_text(&out)
+    );
+}
+
 /// Runs aster on `yml` with `flags` (stats on port 1: it must never get that
 /// far) and returns (exit code, stdout + stderr).
 fn run_on_yml(dir: &TempDir, yml: &str, flags: &[&str]) -> (Option<i32>, String) {
@@ -710,7 +325,7 @@ fn run_on_yml(dir: &TempDir, yml: &str, flags: &[&str]) -> (Option<i32>, String)
     let mut a: Vec<&str> = flags.to_vec();
     a.extend(["-c", path_str(&path), "-s", "1", "-a", "127.0.0.1"]);
     let out = run_proxy_bin(&a);
-    (out.status.code(), text(&out))
+    (out.status.code(), output_text(&out))
 }
 
 #[test]
@@ -729,14 +344,11 @@ fn bad_yml_unknown_flag_and_memcached_pools_are_refused() {
     if nutcracker_available() {
         let path = dir.join("bad.yml");
         fs::write(&path, &yml).expect("write");
-        let out = Command::new("nutcracker")
-            .args(["-t", "-c", path_str(&path)])
-            .output()
-            .expect("nutcracker -t");
+        let out = run_nutcracker(&["-t", "-c", path_str(&path)]);
         assert!(
             !out.status.success(),
             "nutcracker itself should refuse the unknown key: {}",
-            text(&out)
+            output_text(&out)
         );
     }
     // --config is -c's long form.
@@ -748,8 +360,7 @@ fn bad_yml_unknown_flag_and_memcached_pools_are_refused() {
     );
     let path = dir.join("good.yml");
     fs::write(&path, &good).expect("write");
-    let out = run_proxy_bin(&["-t", "--config", path_str(&path)]);
-    assert_eq!(out.status.code(), Some(0), "--config: {}", text(&out));
+    assert_accepted(&["-t", "--config", path_str(&path)], &good);
 
     // Bad values of known keys: exit 1, naming the pool and the key.
     for (line, key) in [
@@ -785,7 +396,7 @@ fn bad_yml_unknown_flag_and_memcached_pools_are_refused() {
 
     for bad in [&["-x"][..], &["--no-such-flag"][..], &["-v"][..]] {
         let out = run_proxy_bin(bad);
-        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", output_text(&out));
     }
 }
 
@@ -804,11 +415,10 @@ fn unknown_key_error_names_the_pool() {
 #[test]
 fn pid_file_written_and_removed_on_sigterm() {
     let server = RedisServer::start();
-    let port = free_port();
-    let yml = pool_yml("p", port, &["redis: true"], &server_lines(&[&server], &[]));
+    let (port, yml) = single_pool("p", &server);
     let dir = TempDir::new("compat-pid");
     let pid_file = dir.join("aster.pid");
-    let mut aster = Aster::start(&yml, &[port], &["-p", path_str(&pid_file)]);
+    let mut aster = Proxy::start_yml(&yml, &["-p", path_str(&pid_file)]);
     let written = fs::read_to_string(&pid_file).expect("pid file after start");
     assert_eq!(written.trim(), aster.pid().to_string(), "pid file content");
     assert_eq!(
@@ -847,22 +457,6 @@ impl DaemonGuard {
     }
 }
 
-/// Live processes whose command line contains `needle` as one argument.
-fn pids_with_arg(needle: &str) -> Vec<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| c.split(|&b| b == 0).any(|a| a == needle.as_bytes()))
-                .unwrap_or(false)
-        })
-        .filter(|&pid| pid != std::process::id() && pid_alive(pid))
-        .collect()
-}
-
 impl Drop for DaemonGuard {
     fn drop(&mut self) {
         let pid = poll_until(Duration::from_secs(2), POLL, || self.pid());
@@ -872,7 +466,7 @@ impl Drop for DaemonGuard {
         };
         for pid in pids {
             if pid_alive(pid) {
-                kill_quiet(pid, "KILL");
+                signal_quiet(pid, "KILL");
             }
         }
     }
@@ -881,8 +475,7 @@ impl Drop for DaemonGuard {
 #[test]
 fn daemonize_returns_at_once_and_the_daemon_serves() {
     let server = RedisServer::start();
-    let port = free_port();
-    let yml = pool_yml("d", port, &["redis: true"], &server_lines(&[&server], &[]));
+    let (port, yml) = single_pool("d", &server);
     let dir = TempDir::new("compat-daemon");
     let config = dir.join("nutcracker.yml");
     fs::write(&config, &yml).expect("write yml");
@@ -911,14 +504,14 @@ fn daemonize_returns_at_once_and_the_daemon_serves() {
         "100",
     ]);
     let took = t0.elapsed();
-    assert_eq!(out.status.code(), Some(0), "-d: {}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "-d: {}", output_text(&out));
     assert!(took < Duration::from_secs(3), "-d took {took:?} to return");
 
-    let pid = poll_until(START, POLL, || guard.pid())
+    let pid = poll_until(START_TIMEOUT, POLL, || guard.pid())
         .unwrap_or_else(|| panic!("no pid file from the daemon; log:\n{}", read_lossy(&log)));
     assert!(pid_alive(pid), "daemon {pid} not running");
     assert!(
-        poll_until(START, POLL, || accepts(port).then_some(())).is_some(),
+        poll_until(START_TIMEOUT, POLL, || accepts(port).then_some(())).is_some(),
         "daemon does not listen on {port}; log:\n{}",
         read_lossy(&log)
     );
@@ -936,7 +529,7 @@ fn daemonize_returns_at_once_and_the_daemon_serves() {
     num(&stats_doc(stats), &["d", "client_connections"]);
     drop(c);
 
-    kill_quiet(pid, "TERM");
+    signal_quiet(pid, "TERM");
     let gone = poll_until(Duration::from_secs(8), POLL, || {
         (!pid_alive(pid) && !pid_file.exists()).then_some(())
     });
@@ -964,11 +557,7 @@ fn output_mbuf_and_verbosity_flags() {
             &server_lines(&[&server], &[]),
         );
         let log = dir.join(&format!("aster-{level}.log"));
-        let a = Aster::start(
-            &yml,
-            &[port],
-            &["-o", path_str(&log), "-m", "16384", "-v", level],
-        );
+        let a = Proxy::start_yml(&yml, &["-o", path_str(&log), "-m", "16384", "-v", level]);
         let mut c = Client::connect(port);
         assert_eq!(c.cmd(&["SET", "lk", "lv"]), Reply::ok(), "-m 16384 serves");
         assert_eq!(c.cmd(&["GET", "lk"]), Reply::bulk("lv"));
@@ -995,9 +584,9 @@ fn output_mbuf_and_verbosity_flags() {
     );
     for a in &proxies {
         assert!(
-            !a.stderr().contains("starting"),
+            !a.log().contains("starting"),
             "with -o the log should not go to stderr: {}",
-            a.stderr()
+            a.log()
         );
     }
 }
@@ -1014,17 +603,7 @@ fn stats_document_has_every_field_and_counts_the_traffic() {
     let (port, port2) = (free_port(), free_port());
     let yml = format!(
         "{}{}",
-        pool_yml(
-            "alpha",
-            port,
-            &[
-                "hash: fnv1a_64",
-                "distribution: ketama",
-                "redis: true",
-                "timeout: 2000"
-            ],
-            &server_lines(&refs, &names),
-        ),
+        stats_pool(port, &refs),
         pool_yml(
             "idle",
             port2,
@@ -1033,7 +612,7 @@ fn stats_document_has_every_field_and_counts_the_traffic() {
         ),
     );
     let t0 = now_micros();
-    let aster = Aster::start(&yml, &[port, port2], &[]);
+    let aster = Proxy::start_yml(&yml, &[]);
     let server_names: Vec<String> = names.map(String::from).to_vec();
     let idle_names = vec![refs[0].addr()];
 
@@ -1062,20 +641,20 @@ fn stats_document_has_every_field_and_counts_the_traffic() {
     let mut req_bytes = 0u64;
     let mut resp_bytes = 0u64;
     // (Every SET here reaches a backend: counted in `sent`.)
-    let (per, setup) = keys_per_server_counted(&mut a, &refs, "st:", 2);
+    let (per, setup) = keys_per_server(&mut a, &refs, "st:", 2, true);
     sent += setup;
     let mut keys: Vec<String> = per.iter().flatten().cloned().collect();
     keys.extend((0..30).map(|i| format!("more:{i}")));
     for k in &keys {
         let cmd = ["SET", k.as_str(), k.as_str()];
-        req_bytes += crate::harness::encode_str(&cmd).len() as u64;
+        req_bytes += encode_str(&cmd).len() as u64;
         assert_eq!(a.cmd(&cmd), Reply::ok());
         resp_bytes += 5;
         sent += 1;
     }
     for k in &keys {
         let cmd = ["GET", k.as_str()];
-        req_bytes += crate::harness::encode_str(&cmd).len() as u64;
+        req_bytes += encode_str(&cmd).len() as u64;
         assert_eq!(a.cmd(&cmd), Reply::bulk(k));
         resp_bytes += format!("${}\r\n{k}\r\n", k.len()).len() as u64;
         sent += 1;
@@ -1097,12 +676,16 @@ fn stats_document_has_every_field_and_counts_the_traffic() {
     assert_eq!(c.cmd(&["PING"]), Reply::status("PONG"));
 
     // Everything sent has been answered: the document must have caught up.
-    let doc = wait_stats(aster.stats, "the traffic and two open clients", |d| {
-        num(d, &["curr_connections"]) == 2
-            && num(d, &["alpha", "client_eof"]) >= 1
-            && server_sum(d, "alpha", "responses") >= sent
-            && num(d, &["alpha", "fragments"]) > 0
-    });
+    let doc = wait_stats(
+        aster.stats_port(),
+        "the traffic and two open clients",
+        |d| {
+            num(d, &["curr_connections"]) == 2
+                && num(d, &["alpha", "client_eof"]) >= 1
+                && server_sum(d, "alpha", "responses") >= sent
+                && num(d, &["alpha", "fragments"]) > 0
+        },
+    );
     assert_shape(
         &doc,
         &[("alpha", server_names.clone()), ("idle", idle_names)],
@@ -1148,14 +731,14 @@ fn stats_document_has_every_field_and_counts_the_traffic() {
     for i in 0..10 {
         assert_eq!(a.cmd(&["INCR", &format!("n:{i}")]), Reply::Int(1));
     }
-    wait_stats(aster.stats, "requests growing by 10", |d| {
+    wait_stats(aster.stats_port(), "requests growing by 10", |d| {
         server_sum(d, "alpha", "requests") >= requests + 10
             && server_sum(d, "alpha", "response_bytes") > sb
     });
     // Closing a and c brings curr_connections back to 0.
     drop(a);
     drop(c);
-    let doc = wait_stats(aster.stats, "no client left", |d| {
+    let doc = wait_stats(aster.stats_port(), "no client left", |d| {
         num(d, &["curr_connections"]) == 0 && num(d, &["alpha", "client_eof"]) >= 3
     });
     assert_eq!(num(&doc, &["alpha", "client_connections"]), 0);
@@ -1180,7 +763,7 @@ fn killed_backend_is_ejected_and_shown_in_stats() {
             &server_lines(&refs, &["a", "b"]),
         )
     };
-    let aster = Aster::start(&yml, &[port], &[]);
+    let aster = Proxy::start_yml(&yml, &[]);
     let mut c = Client::connect(port);
     let keys: Vec<String> = (0..20).map(|i| format!("e:{i}")).collect();
     for k in &keys {
@@ -1189,7 +772,7 @@ fn killed_backend_is_ejected_and_shown_in_stats() {
     assert!(backends[1].dbsize() > 0, "no key on b before the kill");
     let before = now_micros();
     backends[1].kill();
-    let doc = wait_stats(aster.stats, "b ejected", |d| {
+    let doc = wait_stats(aster.stats_port(), "b ejected", |d| {
         num(d, &["ej", "server_ejects"]) >= 1 && num(d, &["ej", "b", "server_ejected_at"]) > 0
     });
     let at = num(&doc, &["ej", "b", "server_ejected_at"]);
@@ -1224,23 +807,11 @@ fn stats_counters_match_nutcracker_for_the_same_traffic() {
     let backends: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
     let refs: Vec<&RedisServer> = backends.iter().collect();
     let names = ["one", "two", "three"];
-    let yml = |port| {
-        pool_yml(
-            "alpha",
-            port,
-            &[
-                "hash: fnv1a_64",
-                "distribution: ketama",
-                "redis: true",
-                "timeout: 2000",
-            ],
-            &server_lines(&refs, &names),
-        )
-    };
+    let yml = |port| stats_pool(port, &refs);
     let (ap, np) = (free_port(), free_port());
-    let aster = Aster::start(&yml(ap), &[ap], &[]);
-    let nut = Nutcracker::start(&yml(np), &[np]);
-    let stats_ports = [aster.stats, nut.stats];
+    let aster = Proxy::start_yml(&yml(ap), &[]);
+    let nut = Nutcracker::start_yml(&yml(np));
+    let stats_ports = [aster.stats_port(), nut.stats_port()];
     let who = ["aster", "nutcracker"];
 
     // Identical SET/GET traffic through each: the same requests and bytes
@@ -1274,7 +845,7 @@ fn stats_counters_match_nutcracker_for_the_same_traffic() {
     }
 
     // A split MGET (one key per server) and a client that hangs up.
-    let per = keys_per_server(&mut clients[0], &refs, "frag:", 1);
+    let per = keys_per_server(&mut clients[0], &refs, "frag:", 1, true).0;
     let mget: Vec<&str> = std::iter::once("MGET")
         .chain(per.iter().map(|k| k[0].as_str()))
         .collect();
@@ -1296,7 +867,7 @@ fn stats_counters_match_nutcracker_for_the_same_traffic() {
     }
     // nutcracker 0.5.0 leaves fragments at 0 for a split MGET; aster counts
     // one per sub-request.
-    wait_stats(aster.stats, "fragments for the split MGET", |d| {
+    wait_stats(aster.stats_port(), "fragments for the split MGET", |d| {
         num(d, &["alpha", "fragments"]) >= 3
     });
 }
@@ -1311,7 +882,7 @@ fn timed_out_request_shows_in_stats_without_further_traffic() {
         &["redis: true", "timeout: 300"],
         &server_lines(&[&slow], &["s"]),
     );
-    let aster = Aster::start(&yml, &[port], &[]);
+    let aster = Proxy::start_yml(&yml, &[]);
     let mut c = Client::connect(port);
     assert_eq!(c.cmd(&["SET", "k", "v"]), Reply::ok());
     slow.pause();
@@ -1320,7 +891,7 @@ fn timed_out_request_shows_in_stats_without_further_traffic() {
         Reply::Error("ERR Connection timed out".into())
     );
     slow.resume();
-    wait_stats(aster.stats, "server_timedout >= 1", |d| {
+    wait_stats(aster.stats_port(), "server_timedout >= 1", |d| {
         num(d, &["slow", "s", "server_timedout"]) >= 1
     });
 }
@@ -1332,17 +903,11 @@ fn timed_out_request_shows_in_stats_without_further_traffic() {
 #[test]
 fn signals_move_the_log_level_and_reopen_the_log() {
     let server = RedisServer::start();
-    let port = free_port();
-    let yml = pool_yml(
-        "sig",
-        port,
-        &["redis: true"],
-        &server_lines(&[&server], &[]),
-    );
+    let (port, yml) = single_pool("sig", &server);
     let dir = TempDir::new("compat-signals");
     let log = dir.join("aster.log");
     // Default level (nutcracker's 5: notice, aster's info).
-    let aster = Aster::start(&yml, &[port], &["-o", path_str(&log)]);
+    let aster = Proxy::start_yml(&yml, &["-o", path_str(&log)]);
     let wait_log = |path: &Path, what: &str, f: &dyn Fn(&str) -> bool| {
         poll_until(Duration::from_secs(5), POLL, || {
             let t = read_lossy(path);
@@ -1405,9 +970,9 @@ fn signals_move_the_log_level_and_reopen_the_log() {
     // SIGINT: exit 0.
     let mut aster = aster;
     signal(aster.pid(), "INT");
-    let child = aster.child.as_mut().expect("running");
-    let status = wait_timeout(child, Duration::from_secs(8)).expect("exits on SIGINT");
-    aster.child = None;
+    let status = aster
+        .wait_exit(Duration::from_secs(8))
+        .expect("exits on SIGINT");
     assert!(status.success(), "SIGINT exit: {status}");
     assert!(
         read_lossy(&log).contains("got SIGINT"),
@@ -1442,12 +1007,12 @@ fn refused_and_timed_out_texts_match_nutcracker() {
         )
     };
     let (ad, as_) = (free_port(), free_port());
-    let aster = Aster::start(&yml_for(ad, as_), &[ad, as_], &[]);
+    let aster = Proxy::start_yml(&yml_for(ad, as_), &[]);
     let mut proxies = vec![("aster", ad, as_)];
     let mut _nut = None;
     if nutcracker_available() {
         let (nd, ns) = (free_port(), free_port());
-        _nut = Some(Nutcracker::start(&yml_for(nd, ns), &[nd, ns]));
+        _nut = Some(Nutcracker::start_yml(&yml_for(nd, ns)));
         proxies.push(("nutcracker", nd, ns));
     }
     // Both pools work, and every proxy holds a connection to each backend.
@@ -1532,7 +1097,7 @@ fn auth_and_db_texts_and_backend_setup() {
             &server_lines(&[&plain], &[])
         ),
     );
-    let _aster = Aster::start(&yml, &[p_auth, p_open, p_db], &[]);
+    let _aster = Proxy::start_yml(&yml, &[]);
 
     let noauth = Reply::Error("NOAUTH Authentication required.".into());
     let mut c = Client::connect(p_auth);
@@ -1607,7 +1172,7 @@ fn unsupported_command_gets_an_error_and_the_connection_stays() {
     let backends: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
     let refs: Vec<&RedisServer> = backends.iter().collect();
     let ap = free_port();
-    let _aster = Aster::start(&side_by_side_yml(ap, &refs), &[ap], &[]);
+    let _aster = Proxy::start_yml(&side_by_side_yml(ap, &refs), &[]);
     let mut c = Client::connect(ap);
     assert_eq!(c.cmd(&["SET", "u", "1"]), Reply::ok());
     let r = c.cmd(&["KEYS", "*"]);
@@ -1621,7 +1186,7 @@ fn unsupported_command_gets_an_error_and_the_connection_stays() {
 
     if nutcracker_available() {
         let np = free_port();
-        let _nut = Nutcracker::start(&side_by_side_yml(np, &refs), &[np]);
+        let _nut = Nutcracker::start_yml(&side_by_side_yml(np, &refs));
         let mut n = Client::connect(np);
         assert_eq!(n.cmd(&["GET", "u"]), Reply::bulk("1"));
         n.send_cmd(&["KEYS", "*"]);
@@ -1641,9 +1206,9 @@ fn exists_over_several_servers_is_summed() {
     let backends: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
     let refs: Vec<&RedisServer> = backends.iter().collect();
     let ap = free_port();
-    let _aster = Aster::start(&side_by_side_yml(ap, &refs), &[ap], &[]);
+    let _aster = Proxy::start_yml(&side_by_side_yml(ap, &refs), &[]);
     let mut c = Client::connect(ap);
-    let per = keys_per_server(&mut c, &refs, "ex:", 2);
+    let per = keys_per_server(&mut c, &refs, "ex:", 2, true).0;
     let (x0, x1) = (per[0][0].as_str(), per[0][1].as_str());
     let (y0, y1) = (per[1][0].as_str(), per[1][1].as_str());
     let cases: Vec<(Vec<&str>, i64)> = vec![
@@ -1660,7 +1225,7 @@ fn exists_over_several_servers_is_summed() {
     }
     if nutcracker_available() {
         let np = free_port();
-        let _nut = Nutcracker::start(&side_by_side_yml(np, &refs), &[np]);
+        let _nut = Nutcracker::start_yml(&side_by_side_yml(np, &refs));
         let mut n = Client::connect(np);
         let r = n.cmd(&["EXISTS", x0, y0, y1]);
         assert!(

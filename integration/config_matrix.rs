@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cluster_harness::RedisCluster;
+use crate::harness::RedisCluster;
 use crate::harness::{
     Client, RedisServer, Reply, TempDir, accepts, free_port, proxy_bin, run_proxy_bin, tail,
     wait_timeout,

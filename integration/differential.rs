@@ -10,8 +10,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cluster_harness::RedisCluster;
-use crate::harness::{ClusterConf, Proxy, RedisServer, Shards, encode, parse_reply};
+use crate::harness::{
+    ClusterConf, Proxy, RedisCluster, RedisServer, Rng, Shards, encode, parse_reply,
+};
 
 // ---------------------------------------------------------------------------
 // Raw connections and a seeded generator
@@ -94,30 +95,6 @@ fn show(b: &[u8]) -> String {
 fn show_cmd(args: &[Vec<u8>]) -> String {
     let v: Vec<String> = args.iter().map(|a| show(a)).collect();
     v.join(" ")
-}
-
-/// xorshift64*: deterministic for a seed, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn one_in(&mut self, n: usize) -> bool {
-        self.below(n) == 0
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

@@ -1,9 +1,10 @@
 //! Integration tests: the real binary against real redis-server processes.
 
-mod cluster_harness;
 mod harness;
 
+mod admin;
 mod bench;
+mod client_libraries;
 mod client_patterns;
 mod cluster;
 mod compat;
@@ -11,11 +12,13 @@ mod config_cli;
 mod config_matrix;
 mod differential;
 mod faults;
-mod operations;
+mod metrics;
 mod protocol;
 mod redis_mode;
 mod regressions;
 mod reliability;
+mod reload;
+mod scripts;
 mod twemproxy;
 
 use std::process::Command;

@@ -6,7 +6,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Client, Reply, Shards, args, encode_str, parse_all};
+use crate::harness::{Client, Reply, Rng, Shards, args, encode_str, parse_all};
 
 #[test]
 fn inline_commands_work() {
@@ -236,22 +236,6 @@ fn clients_vanishing_mid_pipeline_do_not_disturb_others() {
     }
     let mut fresh = s.client();
     assert_eq!(fresh.cmd(&["GET", "steady"]), Reply::bulk("21"));
-}
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 #[test]

@@ -112,7 +112,7 @@ fn a_read_timeout_is_answered_when_it_expires() {
 /// and over (CLIENT KILL) while many clients read through it.
 #[test]
 fn a_replica_failing_during_the_flush_does_not_stall_its_master() {
-    use crate::cluster_harness::RedisCluster;
+    use crate::harness::RedisCluster;
     use crate::harness::{Client, Proxy, Reply, encode_str};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,7 +167,7 @@ fn a_replica_failing_during_the_flush_does_not_stall_its_master() {
     for _ in 0..30 {
         thread::sleep(Duration::from_millis(60));
         for r in rc.replicas() {
-            let _ = crate::cluster_harness::try_cmd(
+            let _ = crate::harness::try_cmd(
                 rc.port(r),
                 &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
             );
@@ -199,14 +199,7 @@ fn reply_type(c: &mut crate::harness::Client, cmd: &[&str]) -> u8 {
 /// Rewrites the proxy's config and sends SIGHUP, then waits until every one
 /// of its `workers` logged that it runs the reloaded configuration.
 fn reload(proxy: &crate::harness::Proxy, toml: &str, workers: usize) {
-    const ADOPTED: &str = "runs the reloaded configuration";
-    let before = proxy.log().matches(ADOPTED).count();
-    std::fs::write(proxy.config_path(), toml).expect("rewrite config");
-    proxy.signal("HUP");
-    let ok = crate::harness::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        (proxy.log().matches(ADOPTED).count() >= before + workers).then_some(())
-    });
-    assert!(ok.is_some(), "workers did not adopt:\n{}", proxy.log());
+    proxy.reload(toml, "runs the reloaded configuration", workers);
 }
 
 /// A backend connection's protocol was implied by its index among the
@@ -297,7 +290,7 @@ fn stats_doc(port: u16) -> String {
 /// leave the worker's server list (and so the stats) once it is idle.
 #[test]
 fn a_node_that_leaves_the_cluster_leaves_the_stats() {
-    use crate::cluster_harness::RedisCluster;
+    use crate::harness::RedisCluster;
     use crate::harness::{Proxy, free_port, poll_until};
     let rc = RedisCluster::start(3, 1);
     let sport = free_port().to_string();

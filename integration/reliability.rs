@@ -15,8 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    Client, ClusterConf, Proxy, RedisServer, Reply, Shards, TempDir, config_toml, encode,
-    encode_str, parse_all, poll_until,
+    Client, ClusterConf, Proxy, RedisServer, Reply, Rng, Shards, TempDir, config_toml, encode,
+    encode_str, fd_count, parse_all, poll_until,
 };
 
 // ---------------------------------------------------------------------------
@@ -42,13 +42,6 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 
 fn rss_mb(pid: u32) -> u64 {
     status_kb(pid, "VmRSS") / 1024
-}
-
-/// Open file descriptors of a process.
-fn fd_count(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"))
-        .count()
 }
 
 /// The soft RLIMIT_NOFILE of this test process (children inherit it).
@@ -132,18 +125,6 @@ fn assert_protocol_error(port: u16, bytes: &[u8], what: &str) -> String {
         "{what}: the connection should be closed after the protocol error"
     );
     text
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 /// A deterministic byte pattern of `len` bytes (every byte value occurs).

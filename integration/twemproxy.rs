@@ -1,7 +1,9 @@
 //! Key routing must match twemproxy (nutcracker) for the same pool config:
 //! keys written through nutcracker are found through aster.
 
-use crate::harness::{ClusterConf, Nutcracker, Proxy, RedisServer, Reply, args};
+use crate::harness::{
+    ClusterConf, Nutcracker, Proxy, RedisServer, Reply, args, keys_not_read_back,
+};
 
 const HASHES: [&str; 12] = [
     "one_at_a_time",
@@ -49,14 +51,7 @@ fn check_same_routing(servers: &[RedisServer], conf: &ClusterConf) {
         keys.len() as i64,
         "{label}: keys written through nutcracker"
     );
-    let gets: Vec<Vec<String>> = keys.iter().map(|k| args(&["GET", k])).collect();
-    let replies = aster.client().pipeline(&gets);
-    let missed: Vec<&String> = keys
-        .iter()
-        .zip(&replies)
-        .filter(|(k, r)| **r != Reply::bulk(k))
-        .map(|(k, _)| k)
-        .collect();
+    let missed = keys_not_read_back(aster.port(), &keys);
     assert!(
         missed.is_empty(),
         "{label}: {} of {} keys routed differently from twemproxy, e.g. {:?}",

@@ -1,48 +1,41 @@
-//! A real Redis Cluster for the `redis_cluster` tests: `redis-server` nodes
-//! with `--cluster-enabled yes`, joined by `redis-cli --cluster create`, and
-//! helpers to inspect them (roles, slot owners, command stats) and to disturb
-//! them (kill a node, fail over, move a slot).
+//! A real Redis Cluster: `redis-server` nodes with `--cluster-enabled yes`,
+//! joined by `redis-cli --cluster create`, helpers to inspect them (roles,
+//! slot owners, command stats) and to disturb them (kill a node, fail over,
+//! move a slot), and key slots computed independently of the proxy's code.
 //!
-//! Every node is owned by the `RedisCluster` value: its `Drop` kills and reaps
-//! every node and removes their directories, also when a test panics.
+//! Lifecycle: `RedisCluster::start` starts every node (each a `RedisServer`)
+//! and returns once the cluster is healthy; the value owns the nodes, and its
+//! `Drop` kills and reaps every node (printing their logs' tails when a test
+//! panics) and removes their directories.
 //!
 //! Ports: a node listens on `port` and on its cluster bus `port + 10000`. Both
-//! are taken from below `harness::free_port`'s range (which starts at 15000)
-//! and below the kernel's ephemeral range, so neither collides with the other
-//! tests' servers and proxies, nor with the local end of an outgoing
-//! connection (a bus bind would fail with EADDRINUSE). A port is never handed
-//! out twice in one test process; a node that still fails to bind is retried
-//! on another port.
-
-// Each test uses a different subset of the helpers.
-#![allow(dead_code)]
+//! are taken from below `free_port`'s range (which starts at 15000) and below
+//! the kernel's ephemeral range, so neither collides with the other tests'
+//! servers and proxies, nor with the local end of an outgoing connection (a
+//! bus bind would fail with EADDRINUSE). A node that still fails to bind is
+//! retried on another port.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::fs::File;
+use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{
-    ClusterConf, Reply, TempDir, encode_str, parse_reply, poll_until, tail, wait_timeout,
-};
+use super::client::{Client, Reply, try_cmd};
+use super::info::info_fields;
+use super::ports::{MIN_PORT, PortPool, TempDir, bindable, ephemeral_low, local_addr, poll_until};
+use super::process::{tail, wait_timeout};
+use super::proxy::ClusterConf;
+use super::redis::{RedisServer, redis_cli};
 
 /// Cluster bus ports are the node port plus this.
 const BUS_OFFSET: u16 = 10000;
 /// Lowest node port handed out (bus 13000).
 const NODE_PORT_MIN: u16 = 3000;
-/// One past the highest node port (bus below 15000, where `free_port` starts).
-const NODE_PORT_END: u16 = 5000;
-/// How long a node gets to answer PING, and the cluster to become healthy.
-const NODE_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// One past the highest node port (bus below `MIN_PORT`, where `free_port` starts).
+const NODE_PORT_END: u16 = MIN_PORT - BUS_OFFSET;
+/// How long the cluster gets to become healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Read timeout of the fixture's own direct connections.
-const DIRECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub const SLOT_COUNT: u16 = 16384;
 
@@ -78,15 +71,7 @@ pub fn key_slot(key: &str) -> u16 {
 // Ports
 // ---------------------------------------------------------------------------
 
-static USED_NODE_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-static NEXT_NODE_PORT: AtomicUsize = AtomicUsize::new(0);
-
-fn ephemeral_low() -> u16 {
-    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768)
-}
+static NODE_PORTS: PortPool = PortPool::new();
 
 /// A node port whose bus port is free too; never the same twice per process.
 fn node_port() -> u16 {
@@ -97,77 +82,20 @@ fn node_port() -> u16 {
         NODE_PORT_END + BUS_OFFSET,
         ephemeral_low()
     );
-    let span = usize::from(NODE_PORT_END - NODE_PORT_MIN);
-    if NEXT_NODE_PORT.load(Ordering::Relaxed) == 0 {
-        // A per-process starting point, so two test runs rarely probe the
-        // same ports.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as usize)
-            .unwrap_or(0);
-        let seed = (std::process::id() as usize).wrapping_mul(7919) ^ nanos;
-        let _ = NEXT_NODE_PORT.compare_exchange(
-            0,
-            seed % span + 1,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-    }
-    for _ in 0..span {
-        let n = NEXT_NODE_PORT.fetch_add(1, Ordering::Relaxed);
-        let port = NODE_PORT_MIN + (n % span) as u16;
-        let mut used = USED_NODE_PORTS.lock().unwrap_or_else(|e| e.into_inner());
-        if used.contains(&port) {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", port)).is_err()
-            || TcpListener::bind(("127.0.0.1", port + BUS_OFFSET)).is_err()
-        {
-            continue;
-        }
-        used.insert(port);
-        return port;
-    }
-    panic!("no free cluster node port in {NODE_PORT_MIN}..{NODE_PORT_END}");
+    NODE_PORTS
+        .take(NODE_PORT_MIN, NODE_PORT_END, |p| {
+            bindable(p) && bindable(p + BUS_OFFSET)
+        })
+        .unwrap_or_else(|| panic!("no free cluster node port in {NODE_PORT_MIN}..{NODE_PORT_END}"))
 }
 
 // ---------------------------------------------------------------------------
 // Direct connections
 // ---------------------------------------------------------------------------
 
-/// One command on a fresh connection to 127.0.0.1:`port`.
-pub fn try_cmd(port: u16, args: &[&str]) -> io::Result<Reply> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), DIRECT_TIMEOUT)?;
-    s.set_read_timeout(Some(DIRECT_TIMEOUT))?;
-    s.set_write_timeout(Some(DIRECT_TIMEOUT))?;
-    s.write_all(&encode_str(args))?;
-    let mut buf = Vec::new();
-    loop {
-        match parse_reply(&buf) {
-            Ok(Some((r, _))) => return Ok(r),
-            Ok(None) => {}
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-        }
-        let mut chunk = [0u8; 64 * 1024];
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Like `try_cmd`, panicking on I/O errors.
-pub fn cmd(port: u16, args: &[&str]) -> Reply {
-    try_cmd(port, args).unwrap_or_else(|e| panic!("{args:?} on node {port}: {e}"))
-}
-
 /// Several commands on one connection (e.g. ASKING then GET).
 pub fn cmds(port: u16, list: &[&[&str]]) -> Vec<Reply> {
-    let mut c = crate::harness::Client::connect(port);
+    let mut c = Client::connect(port);
     list.iter().map(|a| c.cmd(a)).collect()
 }
 
@@ -177,16 +105,6 @@ fn text_of(r: &Reply) -> String {
         Reply::Status(s) | Reply::Error(s) => s.clone(),
         other => format!("{other:?}"),
     }
-}
-
-/// The `key:value` fields of an INFO section.
-fn info_fields(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.trim_end_matches('\r').split_once(':')?;
-            Some((k.to_string(), v.to_string()))
-        })
-        .collect()
 }
 
 /// One `cmdstat_*` line of INFO commandstats.
@@ -250,74 +168,21 @@ fn parse_cluster_slots(r: &Reply) -> Option<Vec<SlotRange>> {
 // Nodes
 // ---------------------------------------------------------------------------
 
-struct Node {
-    port: u16,
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Node {
-    fn log(&self) -> PathBuf {
-        self.dir.join("redis.log")
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn_node(port: u16, dir: &Path) -> Result<Child, String> {
-    let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let log_path = dir.join("redis.log");
-    let log = File::create(&log_path).map_err(|e| e.to_string())?;
-    let log2 = log.try_clone().map_err(|e| e.to_string())?;
-    let p = port.to_string();
-    Command::new("redis-server")
-        .args(["--port", &p, "--bind", "127.0.0.1"])
-        .args(["--cluster-enabled", "yes"])
-        .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-        .args(["--cluster-node-timeout", "1000"])
-        .args(["--save", "", "--appendonly", "no"])
-        // Replicas sync at once, not after the default 5 s diskless delay.
-        .args(["--repl-diskless-sync-delay", "0"])
-        .arg("--dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .spawn()
-        .map_err(|e| format!("spawn redis-server: {e}"))
-}
-
-/// Polls a freshly spawned node until it answers PING; Err if it exits.
-fn await_node(child: &mut Child, port: u16, log: &Path) -> Result<(), String> {
-    let deadline = Instant::now() + NODE_START_TIMEOUT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "redis-server on port {port} exited ({status}):\n{}",
-                tail(log, 20)
-            ));
-        }
-        if let Ok(Reply::Status(s)) = try_cmd(port, &["PING"])
-            && s == "PONG"
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "redis-server on port {port} not ready:\n{}",
-                tail(log, 20)
-            ));
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+/// A cluster node: a `redis-server` with cluster mode on, its `nodes.conf`
+/// in its own directory.
+fn start_node() -> RedisServer {
+    RedisServer::start_on(
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "1000",
+            // Replicas sync at once, not after the default 5 s diskless delay.
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+        node_port,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -327,7 +192,7 @@ fn await_node(child: &mut Child, port: u16, log: &Path) -> Result<(), String> {
 /// A running Redis Cluster on 127.0.0.1. Nodes are addressed by index
 /// (creation order); roles change with failovers, so ask `role`/`masters`.
 pub struct RedisCluster {
-    nodes: Vec<Node>,
+    nodes: Vec<RedisServer>,
     masters: usize,
     replicas_per_master: usize,
     dir: TempDir,
@@ -347,32 +212,9 @@ impl RedisCluster {
             replicas_per_master,
             dir,
         };
-        for i in 0..masters * (1 + replicas_per_master) {
-            let node_dir = cluster.dir.join(&format!("node{i}"));
-            let mut last_err = String::new();
-            for _ in 0..5 {
-                let port = node_port();
-                let started = spawn_node(port, &node_dir).and_then(|mut child| {
-                    await_node(&mut child, port, &node_dir.join("redis.log")).map(|()| child)
-                });
-                match started {
-                    Ok(child) => {
-                        cluster.nodes.push(Node {
-                            port,
-                            child: Some(child),
-                            dir: node_dir.clone(),
-                        });
-                        break;
-                    }
-                    Err(e) => last_err = e,
-                }
-            }
-            assert_eq!(
-                cluster.nodes.len(),
-                i + 1,
-                "cluster node {i} did not start: {last_err}"
-            );
-        }
+        cluster.nodes = (0..masters * (1 + replicas_per_master))
+            .map(|_| start_node())
+            .collect();
         cluster.create();
         cluster.wait_linked(READY_TIMEOUT);
         // CLUSTER SLOTS lists a replica only once its replication offset is
@@ -386,7 +228,7 @@ impl RedisCluster {
     }
 
     fn create(&self) {
-        let addrs: Vec<String> = self.nodes.iter().map(|n| addr(n.port)).collect();
+        let addrs: Vec<String> = self.nodes.iter().map(|n| local_addr(n.port())).collect();
         let out_path = self.dir.join("create.log");
         let out = File::create(&out_path).expect("create.log");
         let mut child = Command::new("redis-cli")
@@ -467,26 +309,27 @@ impl RedisCluster {
 
     fn readiness(&self) -> Result<(), String> {
         let mut first: Option<Vec<SlotRange>> = None;
-        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
-            let info = text_of(&try_cmd(n.port, &["CLUSTER", "INFO"]).map_err(|e| e.to_string())?);
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            let info =
+                text_of(&try_cmd(n.port(), &["CLUSTER", "INFO"]).map_err(|e| e.to_string())?);
             if !info.contains("cluster_state:ok") {
-                return Err(format!("node {} is not cluster_state:ok", n.port));
+                return Err(format!("node {} is not cluster_state:ok", n.port()));
             }
-            let slots = try_cmd(n.port, &["CLUSTER", "SLOTS"]).map_err(|e| e.to_string())?;
+            let slots = try_cmd(n.port(), &["CLUSTER", "SLOTS"]).map_err(|e| e.to_string())?;
             let ranges = parse_cluster_slots(&slots)
-                .ok_or_else(|| format!("node {}: bad CLUSTER SLOTS {slots:?}", n.port))?;
+                .ok_or_else(|| format!("node {}: bad CLUSTER SLOTS {slots:?}", n.port()))?;
             let covered: usize = ranges
                 .iter()
                 .map(|r| usize::from(r.end - r.start) + 1)
                 .sum();
             if covered != usize::from(SLOT_COUNT) {
-                return Err(format!("node {} covers {covered} slots", n.port));
+                return Err(format!("node {} covers {covered} slots", n.port()));
             }
             if let Some(r) = ranges
                 .iter()
                 .find(|r| r.replicas.len() < self.replicas_per_master)
             {
-                return Err(format!("node {}: range {r:?} lacks replicas", n.port));
+                return Err(format!("node {}: range {r:?} lacks replicas", n.port()));
             }
             match &first {
                 None => first = Some(ranges),
@@ -495,11 +338,11 @@ impl RedisCluster {
                 }
                 Some(_) => {}
             }
-            let repl = self.info_on(n.port, "replication")?;
+            let repl = self.info_on(n.port(), "replication")?;
             if repl.get("role").map(String::as_str) == Some("slave")
                 && repl.get("master_link_status").map(String::as_str) != Some("up")
             {
-                return Err(format!("replica {} is not linked to its master", n.port));
+                return Err(format!("replica {} is not linked to its master", n.port()));
             }
         }
         Ok(())
@@ -520,38 +363,38 @@ impl RedisCluster {
     }
 
     pub fn port(&self, node: usize) -> u16 {
-        self.nodes[node].port
+        self.nodes[node].port()
     }
 
     pub fn ports(&self) -> Vec<u16> {
-        self.nodes.iter().map(|n| n.port).collect()
+        self.nodes.iter().map(|n| n.port()).collect()
     }
 
     /// "127.0.0.1:PORT" of a node.
     pub fn addr(&self, node: usize) -> String {
-        addr(self.port(node))
+        local_addr(self.port(node))
     }
 
     /// The node listening on `port`.
     pub fn node_of_port(&self, port: u16) -> usize {
         self.nodes
             .iter()
-            .position(|n| n.port == port)
+            .position(|n| n.port() == port)
             .unwrap_or_else(|| panic!("no cluster node on port {port}"))
     }
 
     pub fn is_alive(&self, node: usize) -> bool {
-        self.nodes[node].child.is_some()
+        self.nodes[node].is_running()
     }
 
     /// One command on a node, directly.
     pub fn cmd(&self, node: usize, args: &[&str]) -> Reply {
-        cmd(self.port(node), args)
+        super::client::cmd(self.port(node), args)
     }
 
     /// `redis-cli -p PORT args...` on a node (raw output).
     pub fn cli(&self, node: usize, args: &[&str]) -> String {
-        crate::harness::redis_cli(self.port(node), args)
+        redis_cli(self.port(node), args)
     }
 
     /// CLUSTER MYID.
@@ -603,8 +446,8 @@ impl RedisCluster {
 
     /// CLUSTER SLOTS as the first live node answering sees it.
     pub fn slot_ranges(&self) -> Vec<SlotRange> {
-        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
-            if let Ok(r) = try_cmd(n.port, &["CLUSTER", "SLOTS"])
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            if let Ok(r) = try_cmd(n.port(), &["CLUSTER", "SLOTS"])
                 && let Some(ranges) = parse_cluster_slots(&r)
             {
                 return ranges;
@@ -738,9 +581,9 @@ impl RedisCluster {
         let agreed = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
             self.nodes
                 .iter()
-                .filter(|n| n.child.is_some())
+                .filter(|n| n.is_running())
                 .all(|n| {
-                    try_cmd(n.port, &["CLUSTER", "SLOTS"])
+                    try_cmd(n.port(), &["CLUSTER", "SLOTS"])
                         .ok()
                         .and_then(|r| parse_cluster_slots(&r))
                         .is_some_and(|ranges| {
@@ -862,24 +705,20 @@ pub fn proxy_conf_for(seeds: Vec<String>, extra: &[(&str, &str)]) -> ClusterConf
     conf
 }
 
-fn addr(port: u16) -> String {
-    format!("127.0.0.1:{port}")
-}
-
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         if thread::panicking() {
             for n in &self.nodes {
                 eprintln!(
                     "---- cluster node {} log (last 10 lines) ----\n{}",
-                    n.port,
-                    tail(&n.log(), 10)
+                    n.port(),
+                    n.log_tail(10)
                 );
             }
         }
         for n in &mut self.nodes {
             n.kill();
         }
-        // `dir` (a TempDir) removes every node's directory when dropped.
+        // Each node's own TempDir goes with it.
     }
 }
