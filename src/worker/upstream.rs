@@ -319,12 +319,8 @@ impl Upstream {
                     ctx.counters.touch();
                     self.fail(ctx, t, BackendError::Timeout);
                 }
-                Some(d) => {
-                    if b.arm(d) {
-                        self.timers.arm(d, t);
-                    }
-                }
-                None => {}
+                Some(d) if b.arm(d) => self.timers.arm(d, t),
+                _ => {}
             }
         }
     }
