@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde::de::{Error as _, MapAccess, Visitor};
 
 use crate::config::raw::RawCluster;
-use crate::config::{self, Config, ConfigError, StatsConfig};
+use crate::config::types::{Config, ConfigError, StatsConfig};
+use crate::config::validate::{self, MAX_INT, MIN_PING_INTERVAL_MS};
 
 /// nutcracker's stats defaults (`-s 22222 -a 0.0.0.0 -i 30000`).
 pub const STATS_PORT: u16 = 22222;
@@ -134,7 +135,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             ),
             ("client_connections", p.client_connections.map(|c| c as u64)),
         ] {
-            if v.is_some_and(|v| v > config::MAX_INT) {
+            if v.is_some_and(|v| v > MAX_INT) {
                 return Err(invalid(key, "is past twemproxy's limit of 2147483647"));
             }
         }
@@ -169,10 +170,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         rc.ping_interval = p
             .server_retry_timeout
             .unwrap_or(30_000)
-            .clamp(config::MIN_PING_INTERVAL_MS, MAX_PING_INTERVAL_MS);
+            .clamp(MIN_PING_INTERVAL_MS, MAX_PING_INTERVAL_MS);
         rc.max_clients = p.client_connections.unwrap_or(0);
         rc.tcpkeepalive = p.tcpkeepalive.unwrap_or(false);
-        clusters.push(config::validate(path, rc)?);
+        clusters.push(validate::validate(path, rc)?);
     }
     let stats = StatsConfig {
         listen_addr: format!("{STATS_ADDR}:{STATS_PORT}")

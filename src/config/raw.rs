@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::config::User;
+use crate::protocol::local::User;
 use crate::protocol::resp::Limits;
 
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::raw::RawCluster;
-use crate::config::{CacheType, ClusterConfig, ConfigError, ServerSpec};
+use crate::config::types::{CacheType, ClusterConfig, ConfigError, ServerSpec};
 use crate::protocol::resp::Limits;
 use crate::routing::hash::HashKind;
 use crate::routing::ketama::Distribution;

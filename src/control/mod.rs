@@ -5,6 +5,5 @@
 pub mod app;
 pub(crate) mod cli;
 pub(crate) mod clusters;
-pub(crate) mod fatal;
 pub(crate) mod proxy;
 pub(crate) mod supervisor;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use log::LevelFilter;
 use simplelog::{ConfigBuilder, WriteLogger};
 
-use crate::control::fatal;
+use crate::observe::fatal;
 
 /// The log file, shared with the signal loop so SIGHUP can reopen it after
 /// logrotate moved it away.

@@ -10,11 +10,28 @@ use crate::protocol::command::{self, Args, Command, KeyError, Kind, Local};
 use crate::protocol::local;
 use crate::protocol::multikey::{self, Plan};
 use crate::protocol::resp;
-use crate::worker::FrameArgs;
 use crate::worker::admin;
 use crate::worker::backend::ReplyTo;
 use crate::worker::client::Slot;
 use crate::worker::upstream::{Ctx, Upstream};
+
+/// A request's arguments as ranges of its frame: no copy, no allocation.
+struct FrameArgs<'a> {
+    buf: &'a [u8],
+    ranges: &'a [Range<usize>],
+}
+
+impl Args for FrameArgs<'_> {
+    fn len(&self) -> usize {
+        self.ranges.len()
+    }
+    fn get(&self, i: usize) -> &[u8] {
+        self.ranges
+            .get(i)
+            .and_then(|r| self.buf.get(r.clone()))
+            .unwrap_or(&[])
+    }
+}
 
 /// Redis's reply to an unknown command, byte for byte: the name and then each
 /// argument quoted and followed by a space, printed as C strings (a NUL ends

@@ -25,6 +25,7 @@ mod dispatch;
 mod error;
 mod server;
 mod timers;
+mod tune;
 mod upstream;
 mod view;
 
@@ -35,20 +36,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::ClusterConfig;
 use crate::control::supervisor::Kick;
 use crate::net::sock::ReadStatus;
 use crate::observe::stats::ClusterStats;
-use crate::protocol::command::Args;
 use crate::protocol::resp;
 use crate::routing::table::RouteHandle;
 use crate::worker::client::{Client, Next};
 use crate::worker::conns::{Conn, Conns};
 use crate::worker::counters::Counters;
 use crate::worker::dispatch::Dispatch;
+use crate::worker::tune::tune;
 use crate::worker::upstream::{Ctx, Upstream, needs_reopen};
 use crate::worker::view::{Refresh, View};
 
@@ -58,24 +59,6 @@ pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 /// How long a shutting-down worker waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
-
-/// A request's arguments as ranges of its frame: no copy, no allocation.
-pub(crate) struct FrameArgs<'a> {
-    pub(crate) buf: &'a [u8],
-    pub(crate) ranges: &'a [Range<usize>],
-}
-
-impl Args for FrameArgs<'_> {
-    fn len(&self) -> usize {
-        self.ranges.len()
-    }
-    fn get(&self, i: usize) -> &[u8] {
-        self.ranges
-            .get(i)
-            .and_then(|r| self.buf.get(r.clone()))
-            .unwrap_or(&[])
-    }
-}
 
 pub(crate) struct WorkerSetup {
     pub(crate) cfg: Arc<ClusterConfig>,
@@ -493,18 +476,5 @@ impl Worker {
             }
         };
         !self.conns.any_client_busy() || self.now >= deadline
-    }
-}
-
-/// Socket options every connection gets. Nagle's algorithm is off: a
-/// proxy's small replies would otherwise wait for the peer's delayed ACK.
-pub(crate) fn tune(cfg: &ClusterConfig, sock: &TcpStream) {
-    if let Err(e) = sock.set_nodelay(true) {
-        debug!("cluster {}: set nodelay: {e}", cfg.name);
-    }
-    if cfg.tcpkeepalive
-        && let Err(e) = socket2::SockRef::from(sock).set_keepalive(true)
-    {
-        debug!("cluster {}: set keepalive: {e}", cfg.name);
     }
 }

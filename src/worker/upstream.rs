@@ -27,7 +27,7 @@ use crate::worker::counters::Counters;
 use crate::worker::error::{BackendError, Fault};
 use crate::worker::server::{Server, ServerId};
 use crate::worker::timers::Timers;
-use crate::worker::tune;
+use crate::worker::tune::tune;
 use crate::worker::view::View;
 
 /// Redirects one request may follow before the client gets the last one.

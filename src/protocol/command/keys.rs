@@ -3,31 +3,7 @@
 
 use std::fmt;
 
-use super::Args;
-
-/// Where the keys of a [`Kind::Keyed`] command are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Keys {
-    /// Keys at first, first+step, ... up to last inclusive; last < 0 counts
-    /// from the end (-1 = last argument), as in Redis's key specs.
-    Range { first: u8, last: i8, step: u8 },
-    /// Argument `count` holds the number of keys, which follow it; `also` is
-    /// an extra fixed key position (ZUNIONSTORE's destination at 1, numkeys
-    /// at 2).
-    Counted { count: u8, also: Option<u8> },
-    /// XREAD / XREADGROUP: keys are the first half of the arguments after
-    /// the STREAMS token.
-    Streams,
-    /// SORT: key at 1, plus the destination after a `STORE` option. Options
-    /// are walked as SORT parses them so that a `BY`/`GET` pattern or a
-    /// `LIMIT` value spelled "store" is not mistaken for the option. Without
-    /// this, `SORT src STORE dst` would write `dst` on `src`'s backend.
-    Sort,
-    /// GEORADIUS / GEORADIUSBYMEMBER: key at 1, plus the destination after
-    /// a `STORE` or `STOREDIST` option (the last one wins, as in Redis).
-    /// `options` is the index of the first optional argument.
-    GeoStore { options: u8 },
-}
+use super::types::{Args, Keys};
 
 /// Where the keys of one request are: the optional `also` position plus
 /// the positions `first, first+step, ...` below `end`. Every position is

@@ -1,8 +1,7 @@
 //! The table itself: one line per command (arity, keys, readonly), and the
 //! reasons shown for refused ones.
 
-use super::keys::Keys;
-use super::{Command, Kind, Local, Split};
+use super::types::{Command, Keys, Kind, Local, Split};
 
 // Table construction helpers: one line per command keeps the table
 // reviewable against Redis's command docs.
