@@ -19,3 +19,5 @@ mod worker;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testing;

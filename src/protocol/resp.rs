@@ -275,16 +275,9 @@ impl ReqState {
         limits: &Limits,
     ) -> Result<Option<usize>, ProtoError> {
         if self.pos == 0 {
-            let cr = match find_line(buf, 1, self.line_from, MAX_HEADER_LINE, &mut self.examined)
-                .map_err(|_| ProtoError::BigCount)?
-            {
-                Line::End(cr) => cr,
-                Line::Partial(at) => {
-                    self.line_from = at;
-                    return Ok(None);
-                }
+            let Some(cr) = self.header_line(buf, 1)? else {
+                return Ok(None);
             };
-            self.line_from = 0;
             let count = parse_int(&buf[1..cr]).ok_or(ProtoError::MultibulkLength)?;
             if count > i64::try_from(limits.max_args).unwrap_or(i64::MAX) {
                 return Err(ProtoError::MultibulkLength);
@@ -305,22 +298,9 @@ impl ReqState {
                         Some(b'$') => {}
                         Some(&other) => return Err(ProtoError::ExpectedDollar(other)),
                     }
-                    let cr = match find_line(
-                        buf,
-                        pos + 1,
-                        self.line_from,
-                        MAX_HEADER_LINE,
-                        &mut self.examined,
-                    )
-                    .map_err(|_| ProtoError::BigCount)?
-                    {
-                        Line::End(cr) => cr,
-                        Line::Partial(at) => {
-                            self.line_from = at;
-                            return Ok(None);
-                        }
+                    let Some(cr) = self.header_line(buf, pos + 1)? else {
+                        return Ok(None);
                     };
-                    self.line_from = 0;
                     let len = parse_int(&buf[pos + 1..cr]).ok_or(ProtoError::BulkLength)?;
                     if len < 0 || len as u64 > u64::try_from(limits.max_bulk).unwrap_or(u64::MAX) {
                         return Err(ProtoError::BulkLength);
@@ -343,6 +323,30 @@ impl ReqState {
             self.left -= 1;
         }
         Ok(Some(self.pos))
+    }
+
+    /// The end (`\r`) of a count or length line whose text starts at
+    /// `from`, or `None` while it is incomplete: the search resumes where
+    /// it stopped on the next call.
+    fn header_line(&mut self, buf: &[u8], from: usize) -> Result<Option<usize>, ProtoError> {
+        let line = find_line(
+            buf,
+            from,
+            self.line_from,
+            MAX_HEADER_LINE,
+            &mut self.examined,
+        )
+        .map_err(|_| ProtoError::BigCount)?;
+        match line {
+            Line::End(cr) => {
+                self.line_from = 0;
+                Ok(Some(cr))
+            }
+            Line::Partial(at) => {
+                self.line_from = at;
+                Ok(None)
+            }
+        }
     }
 
     /// Inline commands, as telnet sends them: words split on blanks, with

@@ -327,3 +327,141 @@ fn connect_outcome(sock: &TcpStream) -> io::Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::RedisProc;
+    use mio::{Events, Poll};
+
+    /// Drives one connection until `done` says so (5 s at most).
+    fn drive(
+        poll: &mut Poll,
+        b: &mut BackendConn,
+        mut done: impl FnMut(&mut BackendConn) -> bool,
+    ) -> bool {
+        let mut events = Events::with_capacity(8);
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if done(b) {
+                return true;
+            }
+            let _ = poll.poll(&mut events, Some(Duration::from_millis(50)));
+        }
+        false
+    }
+
+    fn connected(addr: SocketAddr, poll: &mut Poll) -> BackendConn {
+        let mut b = BackendConn::connect(addr, ServerId(0), false, 0, Instant::now())
+            .expect("connect starts");
+        b.register(poll.registry(), Token(1)).expect("register");
+        assert!(drive(poll, &mut b, |b| b.finish_connect().unwrap_or(false)));
+        b
+    }
+
+    fn to(seq: u64) -> ReplyTo {
+        ReplyTo::Client {
+            token: Token(7),
+            seq,
+            part: 0,
+        }
+    }
+
+    #[test]
+    fn pairs_each_reply_with_its_request_and_consumes_init_replies() {
+        let redis = RedisProc::start(&[]);
+        let mut poll = Poll::new().expect("poll");
+        let mut b = connected(redis.addr(), &mut poll);
+        let now = Instant::now();
+        assert!(b.enqueue(
+            resp::command(&[b"SELECT", b"0"]),
+            ReplyTo::Init,
+            0,
+            None,
+            now
+        ));
+        for (seq, cmd) in [
+            &[&b"SET"[..], b"k", b"v"][..],
+            &[b"GET", b"k"],
+            &[b"NOSUCH"],
+            &[b"PING"],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert!(!b.enqueue(resp::command(cmd), to(seq as u64), 0, None, now));
+        }
+        b.write(now).expect("write");
+        let mut got = Vec::new();
+        let done = drive(&mut poll, &mut b, |b| {
+            let _ = b.read(false);
+            while let Ok(Some((p, reply))) = b.take_reply() {
+                let ReplyTo::Client { seq, .. } = p.to else {
+                    panic!("a reply to an init command was handed out");
+                };
+                got.push((seq, reply));
+            }
+            got.len() == 4
+        });
+        assert!(done, "replies: {got:?}");
+        assert_eq!(got[0], (0, Bytes::from_static(b"+OK\r\n")));
+        assert_eq!(got[1], (1, Bytes::from_static(b"$1\r\nv\r\n")));
+        assert!(got[2].1.starts_with(b"-ERR unknown command"), "{got:?}");
+        assert_eq!(got[3], (3, Bytes::from_static(b"+PONG\r\n")));
+        assert!(b.idle());
+    }
+
+    #[test]
+    fn an_init_command_the_server_refuses_fails_the_connection() {
+        let redis = RedisProc::start(&["--requirepass", "right"]);
+        let mut poll = Poll::new().expect("poll");
+        let mut b = connected(redis.addr(), &mut poll);
+        let now = Instant::now();
+        b.enqueue(
+            resp::command(&[b"AUTH", b"wrong"]),
+            ReplyTo::Init,
+            0,
+            None,
+            now,
+        );
+        b.enqueue(resp::command(&[b"PING"]), to(0), 0, None, now);
+        b.write(now).expect("write");
+        let mut outcome = None;
+        assert!(drive(&mut poll, &mut b, |b| {
+            let _ = b.read(false);
+            match b.take_reply() {
+                Ok(None) => false,
+                other => {
+                    outcome = Some(other.map(|r| r.map(|(_, reply)| reply)));
+                    true
+                }
+            }
+        }));
+        match outcome {
+            Some(Err(BackendError::InitRejected(text))) => {
+                assert!(text.starts_with("WRONGPASS"), "{text}")
+            }
+            other => panic!("expected the AUTH refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deadlines_follow_the_oldest_request_and_skip_held_writes() {
+        let redis = RedisProc::start(&[]);
+        let mut poll = Poll::new().expect("poll");
+        let mut b = connected(redis.addr(), &mut poll);
+        let (rt, wt) = (Duration::from_millis(100), Duration::from_millis(300));
+        assert_eq!(b.deadline(Some(rt), Some(wt), false), None, "idle: none");
+        let t0 = Instant::now();
+        assert!(b.enqueue(resp::command(&[b"PING"]), to(0), 0, None, t0));
+        let t1 = t0 + Duration::from_millis(50);
+        assert!(!b.enqueue(resp::command(&[b"PING"]), to(1), 0, None, t1));
+        assert_eq!(b.deadline(Some(rt), Some(wt), false), Some(t0 + rt));
+        assert_eq!(b.deadline(None, Some(wt), false), Some(t0 + wt));
+        assert_eq!(b.deadline(None, Some(wt), true), None, "held writes");
+        assert!(b.arm(t0 + rt));
+        assert!(!b.arm(t0 + wt), "a later deadline does not re-arm");
+        assert!(!b.fire(t0 + wt), "a superseded entry is stale");
+        assert!(b.fire(t0 + rt));
+    }
+}

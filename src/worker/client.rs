@@ -295,3 +295,90 @@ impl Client {
         self.dirty = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A client over a real loopback connection, and its peer's end.
+    fn pair() -> (Client, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (sock, addr) = l.accept().expect("accept");
+        sock.set_nonblocking(true).expect("nonblocking");
+        (Client::new(TcpStream::from_std(sock), addr, 1), peer)
+    }
+
+    fn read_all(c: &mut Client) {
+        for _ in 0..200 {
+            if matches!(c.read(true), ReadStatus::WouldBlock) && !c.rbuf.is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn requests_past_the_in_flight_bound_are_held_then_released() {
+        let (mut c, mut peer) = pair();
+        let n = MAX_PENDING + 10;
+        peer.write_all(&b"*1\r\n$4\r\nPING\r\n".repeat(n))
+            .expect("write");
+        read_all(&mut c);
+        let limits = Limits::default();
+        let mut args = Vec::new();
+        let mut seqs = Vec::new();
+        loop {
+            match c.next_request(&mut args, &limits) {
+                Ok(Next::Request(_)) => seqs.push(c.push(Slot::Waiting)),
+                Ok(Next::Wait) => break,
+                _ => panic!("unexpected"),
+            }
+        }
+        assert_eq!(seqs.len(), MAX_PENDING, "held at the bound");
+        assert!(!c.release(), "nothing answered yet");
+        for &s in &seqs[..MAX_PENDING / 2] {
+            c.fill(s, 0, Bytes::from_static(b"+PONG\r\n"));
+        }
+        assert!(!c.release(), "half answered is not below half");
+        c.fill(seqs[MAX_PENDING / 2], 0, Bytes::from_static(b"+PONG\r\n"));
+        assert!(c.release(), "below half of the bound");
+        let mut more = 0;
+        while let Ok(Next::Request(_)) = c.next_request(&mut args, &limits) {
+            c.push(Slot::Waiting);
+            more += 1;
+        }
+        assert_eq!(more, 10, "the held requests go on, none lost");
+    }
+
+    #[test]
+    fn eof_with_requests_held_waits_until_they_are_answered() {
+        let (mut c, mut peer) = pair();
+        peer.write_all(b"*1\r\n$4\r\nPING\r\n").expect("write");
+        peer.shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let mut eof = false;
+        for _ in 0..200 {
+            if matches!(c.read(true), ReadStatus::Eof) {
+                eof = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(eof);
+        assert!(
+            c.finished() || !c.rbuf.is_empty(),
+            "a request is still buffered"
+        );
+        let mut args = Vec::new();
+        let Ok(Next::Request(_)) = c.next_request(&mut args, &Limits::default()) else {
+            panic!("the request sent before the EOF is dispatched");
+        };
+        let seq = c.push(Slot::Waiting);
+        assert!(!c.finished(), "owed a reply");
+        c.fill(seq, 0, Bytes::from_static(b"+PONG\r\n"));
+        c.write().expect("write");
+        assert!(c.finished());
+    }
+}

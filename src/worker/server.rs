@@ -146,3 +146,48 @@ impl Server {
         self.backoff = BACKOFF_MIN;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_connections_hold_until_the_draining_ones_are_gone() {
+        let mut s = Server::new("127.0.0.1:1".parse().expect("addr"), "s", 1);
+        s.set_slot(false, 0, Some(Token(1)));
+        s.set_slot(true, 0, Some(Token(2)));
+        let old = s.detach_all(2);
+        assert_eq!(old, [Token(1), Token(2)]);
+        for t in old {
+            s.drain(t);
+        }
+        s.set_slot(false, 1, Some(Token(3)));
+        assert!(s.holds(Token(3)));
+        assert!(!s.holds(Token(1)), "a draining one writes on");
+        assert!(!s.forget(Token(1), false, 0), "one still draining");
+        assert!(s.holds(Token(3)));
+        assert!(s.forget(Token(2), true, 0), "the last one drained");
+        assert!(!s.holds(Token(3)));
+        assert_eq!(s.tokens().collect::<Vec<_>>(), [Token(3)]);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_a_connect_resets_it() {
+        let mut s = Server::new("127.0.0.1:1".parse().expect("addr"), "s", 1);
+        let now = Instant::now();
+        assert!(s.backing_off(now).is_none());
+        s.failed(now, Bytes::from_static(b"-ERR x\r\n"));
+        assert_eq!(s.backing_off(now).map(|b| &b[..]), Some(&b"-ERR x\r\n"[..]));
+        assert!(s.backing_off(now + BACKOFF_MIN).is_none());
+        for _ in 0..10 {
+            s.failed(now, Bytes::new());
+        }
+        assert!(
+            s.backing_off(now + BACKOFF_MAX - Duration::from_millis(1))
+                .is_some()
+        );
+        assert!(s.backing_off(now + BACKOFF_MAX).is_none());
+        s.connected();
+        assert!(s.backing_off(now).is_none());
+    }
+}
