@@ -139,7 +139,7 @@ impl Dispatch<'_, '_> {
                     );
                     return self.reply(t, resp::error(&msg));
                 }
-                self.dispatch_keyed(t, cmd, &frame, &args)
+                self.keyed(t, cmd, &frame, &args)
             }
             Kind::Split(split) => {
                 let positions = match cmd.key_positions(&args) {
@@ -186,7 +186,7 @@ impl Dispatch<'_, '_> {
     }
 
     /// A command sent whole to the one server that owns all of its keys.
-    fn dispatch_keyed(&mut self, t: Token, cmd: &Command, frame: &Bytes, args: &FrameArgs<'_>) {
+    fn keyed(&mut self, t: Token, cmd: &Command, frame: &Bytes, args: &FrameArgs<'_>) {
         let positions = match cmd.key_positions(args) {
             Ok(p) => p,
             Err(KeyError::WrongArity) => return self.reply(t, wrong_arity(cmd)),
