@@ -164,6 +164,12 @@ impl BackendConn {
         self.dirty = false;
     }
 
+    /// Its writes were held (older connections draining) and may go now:
+    /// the write timeout counts from here, not from when they were queued.
+    pub(crate) fn writes_resume(&mut self, now: Instant) {
+        self.write_since = now;
+    }
+
     pub(crate) fn has_unsent(&self) -> bool {
         !self.wq.is_empty()
     }
@@ -173,8 +179,9 @@ impl BackendConn {
         self.inflight.is_empty() && self.wq.is_empty()
     }
 
-    /// Queues a request. Returns true when the connection was idle: it has a
-    /// deadline now and its timer must be armed.
+    /// Queues a request. Returns true when nothing was queued before it: a
+    /// write deadline starts now (and a read deadline too, if it was idle),
+    /// which may be earlier than the one its timer is armed for.
     pub(crate) fn enqueue(
         &mut self,
         req: Bytes,
@@ -183,8 +190,8 @@ impl BackendConn {
         fallback: Option<ServerId>,
         now: Instant,
     ) -> bool {
-        let was_idle = self.idle();
-        if self.wq.is_empty() {
+        let was_empty = self.wq.is_empty();
+        if was_empty {
             self.write_since = now;
         }
         self.wq.push_back(req.clone());
@@ -195,7 +202,7 @@ impl BackendConn {
             redirects,
             fallback,
         });
-        was_idle
+        was_empty
     }
 
     pub(crate) fn read(&mut self, closed: bool) -> ReadStatus {

@@ -344,6 +344,9 @@ impl Upstream {
                     if let Some(s) = self.servers.get_mut(si.0) {
                         s.connected();
                     }
+                    // Armed for the connect timeout: the oldest request's
+                    // read deadline may come sooner.
+                    self.arm(ctx, t);
                 }
                 Ok(false) => return,
                 Err(e) => {
@@ -469,8 +472,13 @@ impl Upstream {
             // The newer connections held their writes for this one.
             let waiting: Vec<Token> = srv.tokens().collect();
             for w in waiting {
-                if ctx.conns.backend(w).is_some_and(|nb| nb.has_unsent()) {
+                if let Some(nb) = ctx.conns.backend(w)
+                    && nb.has_unsent()
+                {
+                    nb.writes_resume(ctx.now);
                     ctx.conns.mark_backend(w);
+                    // Its write deadline counts from now on.
+                    self.arm(ctx, w);
                 }
             }
         }
