@@ -1,36 +1,23 @@
 //! aster: a Redis proxy. twemproxy-compatible sharding over plain Redis
 //! servers, and a front for Redis Cluster that cluster-unaware clients can use.
 //!
-//! The binary (`src/main.rs`) is a thin shell over this library; the library
-//! form exists so benchmarks and fuzz targets can reach the parsers, the
-//! command table and the hashes.
+//! The binary (`src/main.rs`) is a thin shell over `control::app::main`. The
+//! library exports only what benchmarks and fuzz targets use: the protocol
+//! parsers and command table, the hashes and distributions, the slot
+//! functions and the supervisor's reply decoder. `docs/design.md` maps the
+//! folders.
 
-#![deny(rust_2018_idioms, unused_imports)]
+#![deny(rust_2018_idioms, unused_imports, dead_code)]
 
-pub mod admin;
-pub mod backend;
-pub mod client;
-pub mod clusters;
-pub mod command;
-pub mod config;
-pub mod dispatch;
-pub mod hash;
-pub mod ketama;
-pub mod local;
-pub mod metrics;
-pub mod multikey;
-pub mod netio;
-pub mod nutcracker;
-pub mod proxy;
-pub mod resp;
-pub mod route;
-pub mod rpc;
-pub mod slots;
-pub mod slowlog;
-pub mod stats;
-pub mod supervisor;
-pub mod upstream;
-pub mod worker;
+mod config;
+pub mod control;
+pub mod net;
+mod observe;
+pub mod protocol;
+pub mod routing;
+mod worker;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testing;

@@ -35,10 +35,10 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::command::{self, Kind, Split};
-use crate::multikey::{self, Plan};
-use crate::resp::{self, Limits, ProtoError};
-use crate::rpc::{self, Value};
+use crate::net::rpc::{self, Value};
+use crate::protocol::command::{self, Kind, Split};
+use crate::protocol::multikey::{self, Plan};
+use crate::protocol::resp::{self, Limits, ProtoError};
 
 // ---------------------------------------------------------------------------
 // PRNG and helpers
@@ -144,7 +144,7 @@ const NUMBERS: &[&str] = &[
 /// the table's source so that the generated requests cover every entry
 /// without reaching into the command module's private items.
 fn table_names() -> Vec<&'static str> {
-    let src = include_str!("command.rs");
+    let src = include_str!("protocol/command/table.rs");
     let mut names = Vec::new();
     for (i, _) in src.match_indices("(\"") {
         let rest = &src[i + 2..];

@@ -13,8 +13,8 @@
 
 use std::ops::Range;
 
-use aster_proxy::resp::{self, ProtoError};
-use aster_proxy::rpc::{self, Value};
+use aster_proxy::protocol::resp::{self, ProtoError};
+use aster_proxy::net::rpc::{self, Value};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -14,9 +14,9 @@
 
 use std::ops::Range;
 
-use aster_proxy::command::{self, Kind, Split};
-use aster_proxy::multikey::{self, Plan};
-use aster_proxy::resp::{self, Limits, ProtoError};
+use aster_proxy::protocol::command::{self, Kind, Split};
+use aster_proxy::protocol::multikey::{self, Plan};
+use aster_proxy::protocol::resp::{self, Limits, ProtoError};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 

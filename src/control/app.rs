@@ -1,0 +1,196 @@
+//! The process: flags, configuration, logging, then the supervisor, the
+//! clusters, the stats and metrics threads, and the signal loop until
+//! SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use log::{error, info};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook::iterator::Signals;
+
+use crate::config::Config;
+use crate::control::cli::{self, EXIT_CONFIG, EXIT_RUNTIME, EXIT_USAGE, Flags, Parsed};
+use crate::control::clusters::{self, Clusters};
+use crate::control::supervisor;
+use crate::observe::fatal;
+use crate::observe::log as logging;
+use crate::observe::{metrics, stats};
+use crate::protocol::local;
+
+/// The whole program; `main.rs` only calls this.
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match cli::parse_flags(&args) {
+        Parsed::Run(f) => f,
+        Parsed::Exit(code) => return code,
+    };
+    let mut config = match Config::load(&flags.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aster-proxy: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if flags.test_only {
+        println!(
+            "aster-proxy: configuration file {} is valid",
+            flags.config.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    if flags.daemonize {
+        return daemonize(&args);
+    }
+    cli::apply_stats_flags(&mut config, &flags);
+    if let Err(e) = logging::init_logging(flags.output.as_deref(), flags.level) {
+        eprintln!("aster-proxy: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if let Err(e) = fatal::install() {
+        eprintln!("aster-proxy: cannot install fatal signal handlers: {e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    if let Some(pid_file) = &flags.pid_file
+        && let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id()))
+    {
+        eprintln!(
+            "aster-proxy: cannot write pid file {}: {e}",
+            pid_file.display()
+        );
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    let result = run(config, flags.metrics, &flags);
+    if let Some(pid_file) = &flags.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("aster-proxy: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn run(
+    mut config: Config,
+    metrics_addr: Option<SocketAddr>,
+    flags: &Flags,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Uptimes count from here.
+    stats::started();
+    // Signals are blocked-and-queued from here, before any thread starts.
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU])?;
+    info!(
+        "aster-proxy {} starting with {} ({} cluster(s))",
+        local::VERSION,
+        config.path.display(),
+        config.clusters.len()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop_supervisor = tx.clone();
+    let supervisor = supervisor::spawn(rx)?;
+    let registry: stats::Registry = Arc::new(Mutex::new(Vec::new()));
+    let mut clusters = Clusters::new(tx, Arc::clone(&registry));
+    let started = clusters.start_all(&config);
+    if let Err(e) = started {
+        let _ = stop_supervisor.send(supervisor::Msg::Shutdown);
+        let _ = supervisor.join();
+        return Err(e.into());
+    }
+    if let Some(st) = &config.stats {
+        stats::serve(st.listen_addr, st.interval, Arc::clone(&registry))
+            .map_err(|e| format!("cannot serve stats on {}: {e}", st.listen_addr))?;
+        info!(
+            "stats on {} every {} ms",
+            st.listen_addr,
+            st.interval.as_millis()
+        );
+    }
+    if let Some(addr) = metrics_addr {
+        metrics::serve(addr, Arc::clone(&registry))
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        info!("metrics on http://{addr}/metrics");
+    }
+
+    for sig in signals.forever() {
+        match sig {
+            SIGTERM | SIGINT => {
+                info!(
+                    "got {}: draining and exiting",
+                    if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
+                );
+                break;
+            }
+            SIGTTIN => {
+                let level = logging::raise(log::max_level());
+                log::set_max_level(level);
+                info!("got SIGTTIN: log level now {level}");
+            }
+            SIGTTOU => {
+                let level = logging::lower(log::max_level());
+                log::set_max_level(level);
+                info!("got SIGTTOU: log level now {level}");
+            }
+            SIGHUP => {
+                match logging::LOG_FILE.get() {
+                    Some(f) => match f.reopen() {
+                        Ok(()) => info!("got SIGHUP: log file {} reopened", f.path().display()),
+                        Err(e) => error!("got SIGHUP: {e}"),
+                    },
+                    None => info!("got SIGHUP: reloading {}", config.path.display()),
+                }
+                match Config::load(&config.path) {
+                    Ok(mut fresh) => {
+                        cli::apply_stats_flags(&mut fresh, flags);
+                        clusters::warn_restart_only(&config, &fresh);
+                        clusters.reload(&fresh);
+                        config = fresh;
+                    }
+                    Err(e) => error!("reload refused, the running configuration stays: {e}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    clusters.stop_all();
+    let _ = stop_supervisor.send(supervisor::Msg::Shutdown);
+    let _ = supervisor.join();
+    info!("aster-proxy stopped");
+    Ok(())
+}
+
+/// -d: starts a copy of this process without -d in its own process group,
+/// detached from the terminal, and returns at once.
+fn daemonize(args: &[String]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let rest: Vec<&String> = args
+        .iter()
+        .filter(|a| *a != "-d" && *a != "--daemonize")
+        .collect();
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("aster-proxy: cannot find own executable: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match Command::new(exe)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aster-proxy: cannot daemonize: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! One cluster: its listeners, its worker threads and its route table handle.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use log::{info, warn};
+use mio::{Poll, Waker};
+use socket2::{Domain, Socket, Type};
+
+use crate::config::{CacheType, ClusterConfig};
+use crate::control::supervisor::Kick;
+use crate::observe::stats::ClusterStats;
+use crate::routing::slots;
+use crate::routing::table::{RouteHandle, RouteTable};
+use crate::routing::topology::{self, TopologyError};
+use std::time::Duration;
+
+/// How long each seed may take to answer CLUSTER SLOTS at start-up.
+const SEED_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::worker::{WAKER, Worker, WorkerSetup};
+
+/// Why a cluster could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Bind {
+        cluster: String,
+        addr: SocketAddr,
+        err: io::Error,
+    },
+    Io {
+        cluster: String,
+        what: &'static str,
+        err: io::Error,
+    },
+    Topology {
+        cluster: String,
+        err: TopologyError,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { cluster, addr, err } => {
+                write!(f, "cluster '{cluster}': cannot listen on {addr}: {err}")
+            }
+            StartError::Io { cluster, what, err } => {
+                write!(f, "cluster '{cluster}': {what}: {err}")
+            }
+            StartError::Topology { cluster, err } => {
+                write!(
+                    f,
+                    "cluster '{cluster}': cannot learn the cluster's slots: {err}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+pub struct Proxy {
+    /// Names this cluster to the supervisor across reloads.
+    pub id: u64,
+    pub cfg: Arc<ClusterConfig>,
+    pub route: RouteHandle,
+    pub wakers: Vec<Arc<Waker>>,
+    pub kicked: Arc<AtomicBool>,
+    pub stats: Arc<ClusterStats>,
+    /// This cluster's own stop flag: a reload can stop one cluster.
+    shutdown: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Fails if anything already listens on `addr`. The workers' sockets use
+/// SO_REUSEPORT, which would otherwise let a second aster (or any program
+/// using it) share the port silently; a plain bind sees the conflict.
+fn check_port_free(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
+/// A listening socket with SO_REUSEPORT, so each worker has its own and the
+/// kernel spreads new connections across them.
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(mio::net::TcpListener::from_std(sock.into()))
+}
+
+impl Proxy {
+    /// Starts the cluster's workers. A Redis Cluster's slot table is learned
+    /// first, from the seeds: if none answers, the cluster does not start.
+    pub fn start(cfg: ClusterConfig, kick: Kick) -> Result<Proxy, StartError> {
+        let cfg = Arc::new(cfg);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let name = cfg.name.clone();
+        let table = match cfg.cache_type {
+            CacheType::Redis => RouteTable::shard(&cfg, &vec![true; cfg.servers.len()]),
+            CacheType::RedisCluster => {
+                let seeds: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.addr).collect();
+                let (servers, map) =
+                    topology::fetch(&seeds, SEED_TIMEOUT).map_err(|err| StartError::Topology {
+                        cluster: name.clone(),
+                        err,
+                    })?;
+                info!(
+                    "cluster {name}: {} shard(s), {} node(s), {} of {} slots served",
+                    map.shards.len(),
+                    servers.len(),
+                    map.covered(),
+                    slots::SLOT_COUNT
+                );
+                RouteTable::cluster(Arc::clone(&cfg), servers, map)
+            }
+        };
+        let route: RouteHandle = Arc::new(ArcSwap::from_pointee(table));
+        let kicked = Arc::clone(kick.kicked());
+        let names = match cfg.cache_type {
+            CacheType::Redis => cfg.servers.iter().map(|s| s.name.clone()).collect(),
+            CacheType::RedisCluster => Vec::new(),
+        };
+        let stats = Arc::new(ClusterStats::new(
+            &name,
+            names,
+            cfg.thread,
+            cfg.slowlog_max_len,
+        ));
+        let io_err = |what, err| StartError::Io {
+            cluster: name.clone(),
+            what,
+            err,
+        };
+        check_port_free(cfg.listen_addr).map_err(|err| StartError::Bind {
+            cluster: name.clone(),
+            addr: cfg.listen_addr,
+            err,
+        })?;
+        let mut setups = Vec::with_capacity(cfg.thread);
+        let mut wakers = Vec::with_capacity(cfg.thread);
+        for index in 0..cfg.thread {
+            let listener =
+                listen(cfg.listen_addr, cfg.backlog).map_err(|err| StartError::Bind {
+                    cluster: name.clone(),
+                    addr: cfg.listen_addr,
+                    err,
+                })?;
+            let poll = Poll::new().map_err(|e| io_err("cannot create a poll", e))?;
+            let waker = Waker::new(poll.registry(), WAKER)
+                .map_err(|e| io_err("cannot create a waker", e))?;
+            wakers.push(Arc::new(waker));
+            setups.push(WorkerSetup {
+                cfg: Arc::clone(&cfg),
+                index,
+                poll,
+                listener,
+                route: Arc::clone(&route),
+                shutdown: Arc::clone(&shutdown),
+                kick: (cfg.cache_type == CacheType::RedisCluster).then(|| kick.clone()),
+                stats: Arc::clone(&stats),
+            });
+        }
+        let mut threads = Vec::with_capacity(setups.len());
+        for setup in setups {
+            let index = setup.index;
+            let worker = Worker::new(setup).map_err(|e| io_err("cannot start a worker", e))?;
+            let handle = std::thread::Builder::new()
+                .name(format!("aster-{name}-{index}"))
+                .spawn(move || worker.run())
+                .map_err(|e| io_err("cannot spawn a worker thread", e))?;
+            threads.push(handle);
+        }
+        Ok(Proxy {
+            id: kick.cluster(),
+            shutdown,
+            cfg,
+            route,
+            wakers,
+            kicked,
+            stats,
+            threads,
+        })
+    }
+
+    pub fn wake(&self) {
+        for w in &self.wakers {
+            if let Err(e) = w.wake() {
+                warn!("cluster {}: cannot wake a worker: {e}", self.cfg.name);
+            }
+        }
+    }
+
+    /// Takes a reloaded configuration whose listener and thread count are
+    /// unchanged: published with the route table, so clients stay connected.
+    /// Health starts afresh (ejected servers rejoin until pings fail again).
+    pub fn update(&mut self, cfg: ClusterConfig) {
+        let cfg = Arc::new(cfg);
+        let table = match cfg.cache_type {
+            CacheType::Redis => {
+                let names: Vec<String> = cfg.servers.iter().map(|s| s.name.clone()).collect();
+                self.stats.set_servers(&names);
+                Some(RouteTable::shard(&cfg, &vec![true; cfg.servers.len()]))
+            }
+            CacheType::RedisCluster => self.route.load().with_cfg(Arc::clone(&cfg)),
+        };
+        if let Some(t) = table {
+            self.route.store(Arc::new(t));
+        }
+        self.cfg = cfg;
+        self.wake();
+    }
+
+    /// Whether a reload to `cfg` can be applied in place.
+    pub fn can_update(&self, cfg: &ClusterConfig) -> bool {
+        self.cfg.listen_addr == cfg.listen_addr
+            && self.cfg.thread == cfg.thread
+            && self.cfg.cache_type == cfg.cache_type
+            && self.cfg.backlog == cfg.backlog
+    }
+
+    /// Stops accepting; the workers drain (at most 5 s) and exit.
+    pub fn stop(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        self.wake();
+    }
+
+    /// Waits for the workers to drain and exit.
+    pub fn join(self) {
+        for t in self.threads {
+            if t.join().is_err() {
+                warn!("cluster {}: a worker thread panicked", self.cfg.name);
+            }
+        }
+    }
+}

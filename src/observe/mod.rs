@@ -1,0 +1,8 @@
+//! What operators see: per-worker counters published to shared snapshots,
+//! twemproxy's stats JSON, Prometheus metrics and the slow log.
+
+pub(crate) mod fatal;
+pub(crate) mod log;
+pub(crate) mod metrics;
+pub(crate) mod slowlog;
+pub(crate) mod stats;

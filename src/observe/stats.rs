@@ -1,0 +1,468 @@
+//! Counters, and twemproxy's stats port: each TCP connection receives one
+//! JSON document in nutcracker's shape, then the socket closes.
+//!
+//! Workers count in plain integers they own (no atomics on the request
+//! path) and publish a copy a few times a second into their slot of the
+//! cluster's `ClusterStats`. The stats thread sums the slots when a
+//! connection finds the document older than the interval, so it sleeps in
+//! accept() while nobody asks.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, warn};
+
+use crate::observe::slowlog::SlowLog;
+
+/// Upper bounds (µs) of the latency histogram's buckets; a last one counts
+/// everything slower.
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+
+/// Request latencies in fixed buckets, as Prometheus histograms want them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Per bucket (not cumulative); the last is the overflow bucket.
+    pub counts: [u64; LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+}
+
+impl Histogram {
+    #[inline]
+    pub fn observe(&mut self, us: u64) {
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[i] += 1;
+        self.sum_us += us;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn add(&mut self, o: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.sum_us += o.sum_us;
+    }
+}
+
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// When the process started (the first call), for uptimes.
+pub fn started() -> Instant {
+    *STARTED.get_or_init(Instant::now)
+}
+
+/// One server's counters, as twemproxy names them. `server_connections`,
+/// `in_queue*` and `out_queue*` are gauges; the rest only grow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub server_eof: u64,
+    pub server_err: u64,
+    pub server_timedout: u64,
+    pub server_connections: u64,
+    pub requests: u64,
+    pub request_bytes: u64,
+    pub responses: u64,
+    pub response_bytes: u64,
+    pub in_queue: u64,
+    pub in_queue_bytes: u64,
+    pub out_queue: u64,
+    pub out_queue_bytes: u64,
+    /// From queueing a request to its reply (aster's own, not in the JSON).
+    pub latency: Histogram,
+}
+
+impl ServerStats {
+    fn add(&mut self, o: &ServerStats) {
+        self.server_eof += o.server_eof;
+        self.server_err += o.server_err;
+        self.server_timedout += o.server_timedout;
+        self.server_connections += o.server_connections;
+        self.requests += o.requests;
+        self.request_bytes += o.request_bytes;
+        self.responses += o.responses;
+        self.response_bytes += o.response_bytes;
+        self.in_queue += o.in_queue;
+        self.in_queue_bytes += o.in_queue_bytes;
+        self.out_queue += o.out_queue;
+        self.out_queue_bytes += o.out_queue_bytes;
+        self.latency.add(&o.latency);
+    }
+}
+
+/// A cluster's own counters (twemproxy's pool counters).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub client_eof: u64,
+    pub client_err: u64,
+    /// Gauge: clients connected now.
+    pub client_connections: u64,
+    /// Clients accepted since start.
+    pub total_connections: u64,
+    pub forward_error: u64,
+    pub fragments: u64,
+    /// Requests parsed from clients (aster's own, not in the JSON).
+    pub commands: u64,
+    /// From queueing each request on a backend to its reply, all servers.
+    pub latency: Histogram,
+}
+
+impl PoolStats {
+    fn add(&mut self, o: &PoolStats) {
+        self.client_eof += o.client_eof;
+        self.client_err += o.client_err;
+        self.client_connections += o.client_connections;
+        self.total_connections += o.total_connections;
+        self.forward_error += o.forward_error;
+        self.fragments += o.fragments;
+        self.commands += o.commands;
+        self.latency.add(&o.latency);
+    }
+}
+
+/// What one worker publishes: its pool counters and, per server name, its
+/// server counters.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerSnapshot {
+    pub pool: PoolStats,
+    pub servers: Vec<(String, ServerStats)>,
+}
+
+/// What the health checks say of one configured server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerHealth {
+    pub name: String,
+    /// µs since the epoch of its last ejection (0: never).
+    pub ejected_at: u64,
+    /// Ejected right now.
+    pub ejected: bool,
+}
+
+/// Shared by a cluster's workers, its supervisor duty and the stats thread.
+pub struct ClusterStats {
+    pub name: String,
+    pub workers: Vec<Mutex<WorkerSnapshot>>,
+    pub server_ejects: AtomicU64,
+    /// Clients connected across all workers, for `max_clients`.
+    pub clients: AtomicUsize,
+    pub slowlog: SlowLog,
+    /// Configured servers in config order (so documents list them stably),
+    /// with their health. Locked only on ejections, reloads and reports.
+    health: Mutex<Vec<ServerHealth>>,
+}
+
+impl ClusterStats {
+    pub fn new(
+        name: &str,
+        server_names: Vec<String>,
+        workers: usize,
+        slowlog_max: usize,
+    ) -> ClusterStats {
+        let c = ClusterStats {
+            name: name.to_owned(),
+            workers: (0..workers)
+                .map(|_| Mutex::new(WorkerSnapshot::default()))
+                .collect(),
+            server_ejects: AtomicU64::new(0),
+            clients: AtomicUsize::new(0),
+            slowlog: SlowLog::new(slowlog_max),
+            health: Mutex::new(Vec::new()),
+        };
+        c.set_servers(&server_names);
+        c
+    }
+
+    /// A reload changed the server list: servers kept by name keep their history.
+    pub fn set_servers(&self, names: &[String]) {
+        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = names
+            .iter()
+            .map(|n| {
+                let old = h.iter().find(|x| &x.name == n);
+                ServerHealth {
+                    name: n.clone(),
+                    ejected_at: old.map_or(0, |o| o.ejected_at),
+                    ejected: false,
+                }
+            })
+            .collect();
+        *h = fresh;
+    }
+
+    pub fn health(&self) -> Vec<ServerHealth> {
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn publish(&self, worker: usize, snap: WorkerSnapshot) {
+        if let Some(slot) = self.workers.get(worker) {
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = snap;
+        }
+    }
+
+    pub fn ejected(&self, server: usize) {
+        self.server_ejects.fetch_add(1, Ordering::Relaxed);
+        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(x) = h.get_mut(server) {
+            x.ejected_at = epoch_micros();
+            x.ejected = true;
+        }
+    }
+
+    pub fn readmitted(&self, server: usize) {
+        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(x) = h.get_mut(server) {
+            x.ejected = false;
+        }
+    }
+
+    /// The sum over workers: pool counters and per-server counters, servers
+    /// in config order first, then any others (cluster nodes) by name.
+    pub fn total(&self) -> (PoolStats, Vec<(String, ServerStats)>) {
+        let mut pool = PoolStats::default();
+        let mut servers: Vec<(String, ServerStats)> = self
+            .health()
+            .into_iter()
+            .map(|h| (h.name, ServerStats::default()))
+            .collect();
+        for w in &self.workers {
+            let snap = w.lock().unwrap_or_else(PoisonError::into_inner);
+            pool.add(&snap.pool);
+            for (name, st) in &snap.servers {
+                match servers.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, acc)) => acc.add(st),
+                    None => servers.push((name.clone(), st.clone())),
+                }
+            }
+        }
+        (pool, servers)
+    }
+}
+
+fn epoch_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn field(out: &mut String, name: &str, v: u64) {
+    json_str(out, name);
+    let _ = write!(out, ":{v}, ");
+}
+
+/// The clusters being served; reloads add and remove entries.
+pub type Registry = Arc<Mutex<Vec<Arc<ClusterStats>>>>;
+
+pub fn registered(r: &Registry) -> Vec<Arc<ClusterStats>> {
+    r.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// The whole document, as nutcracker lays it out.
+pub fn render(clusters: &[Arc<ClusterStats>], started: Instant, source: &str) -> String {
+    let mut out = String::with_capacity(1024);
+    let totals: Vec<_> = clusters.iter().map(|c| c.total()).collect();
+    let total_conn: u64 = totals.iter().map(|(p, _)| p.total_connections).sum();
+    let curr_conn: u64 = totals.iter().map(|(p, _)| p.client_connections).sum();
+    out.push('{');
+    out.push_str("\"service\":\"nutcracker\", \"source\":");
+    json_str(&mut out, source);
+    out.push_str(", \"version\":");
+    json_str(&mut out, crate::protocol::local::VERSION);
+    let _ = write!(
+        out,
+        ", \"uptime\":{}, \"timestamp\":{}, \"total_connections\":{total_conn}, \"curr_connections\":{curr_conn}",
+        started.elapsed().as_secs(),
+        epoch_micros() / 1_000_000
+    );
+    for (c, (pool, servers)) in clusters.iter().zip(&totals) {
+        let health = c.health();
+        out.push_str(", ");
+        json_str(&mut out, &c.name);
+        out.push_str(":{");
+        field(&mut out, "client_eof", pool.client_eof);
+        field(&mut out, "client_err", pool.client_err);
+        field(&mut out, "client_connections", pool.client_connections);
+        field(
+            &mut out,
+            "server_ejects",
+            c.server_ejects.load(Ordering::Relaxed),
+        );
+        field(&mut out, "forward_error", pool.forward_error);
+        field(&mut out, "fragments", pool.fragments);
+        for (i, (name, s)) in servers.iter().enumerate() {
+            json_str(&mut out, name);
+            out.push_str(":{");
+            field(&mut out, "server_eof", s.server_eof);
+            field(&mut out, "server_err", s.server_err);
+            field(&mut out, "server_timedout", s.server_timedout);
+            field(&mut out, "server_connections", s.server_connections);
+            let ejected = health.get(i).map_or(0, |h| h.ejected_at);
+            field(&mut out, "server_ejected_at", ejected);
+            field(&mut out, "requests", s.requests);
+            field(&mut out, "request_bytes", s.request_bytes);
+            field(&mut out, "responses", s.responses);
+            field(&mut out, "response_bytes", s.response_bytes);
+            field(&mut out, "in_queue", s.in_queue);
+            field(&mut out, "in_queue_bytes", s.in_queue_bytes);
+            field(&mut out, "out_queue", s.out_queue);
+            json_str(&mut out, "out_queue_bytes");
+            let _ = write!(out, ":{}}}, ", s.out_queue_bytes);
+        }
+        // Drop the trailing ", " of the last member.
+        out.truncate(out.len() - 2);
+        out.push('}');
+    }
+    out.push('}');
+    out
+}
+
+/// Starts the stats port: one thread that hands every connection the
+/// document, rendered again when the last one is `interval` old. Callers
+/// see what twemproxy's aggregator gives (a snapshot at most `interval`
+/// old) without a thread waking every interval for nobody.
+pub fn serve(addr: SocketAddr, interval: Duration, registry: Registry) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    let started = started();
+    let source = hostname();
+    let mut doc = render(&registered(&registry), started, &source);
+    let mut rendered = Instant::now();
+    std::thread::Builder::new()
+        .name("aster-stats".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                match conn {
+                    Ok(mut s) => {
+                        if rendered.elapsed() >= interval {
+                            doc = render(&registered(&registry), started, &source);
+                            rendered = Instant::now();
+                        }
+                        let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                        if let Err(e) = s.write_all(doc.as_bytes()) {
+                            debug!("stats: write: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        warn!("stats: accept: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// `-D`: what each counter means.
+pub const DESCRIPTION: &str = "pool stats:
+  client_eof          \"# eof on client connections\"
+  client_err          \"# errors on client connections\"
+  client_connections  \"# active client connections\"
+  server_ejects       \"# times backend server was ejected\"
+  forward_error       \"# times we encountered a forwarding error\"
+  fragments           \"# fragments created from a multi-vector request\"
+
+server stats:
+  server_eof          \"# eof on server connections\"
+  server_err          \"# errors on server connections\"
+  server_timedout     \"# timeouts on server connections\"
+  server_connections  \"# active server connections\"
+  server_ejected_at   \"timestamp when server was ejected in usec since epoch\"
+  requests            \"# requests\"
+  request_bytes       \"total request bytes\"
+  responses           \"# responses\"
+  response_bytes      \"total response bytes\"
+  in_queue            \"# requests in incoming queue\"
+  in_queue_bytes      \"current request bytes in incoming queue\"
+  out_queue           \"# requests in outgoing queue\"
+  out_queue_bytes     \"current request bytes in outgoing queue\"
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_sums_workers_in_twemproxy_shape() {
+        let c = Arc::new(ClusterStats::new(
+            "alpha",
+            vec!["one".into(), "two".into()],
+            2,
+            8,
+        ));
+        let mut a = WorkerSnapshot::default();
+        a.pool.client_connections = 2;
+        a.pool.total_connections = 5;
+        a.servers.push((
+            "two".into(),
+            ServerStats {
+                requests: 3,
+                ..Default::default()
+            },
+        ));
+        let mut b = WorkerSnapshot::default();
+        b.pool.client_connections = 1;
+        b.servers.push((
+            "two".into(),
+            ServerStats {
+                requests: 4,
+                ..Default::default()
+            },
+        ));
+        c.publish(0, a);
+        c.publish(1, b);
+        c.ejected(0);
+        let doc = render(&[c], Instant::now(), "host\"x");
+        let mut h = Histogram::default();
+        h.observe(100);
+        h.observe(101);
+        h.observe(10_000_000);
+        assert_eq!(
+            (h.counts[0], h.counts[1], h.counts[14], h.count()),
+            (1, 1, 1, 3)
+        );
+        assert!(
+            doc.starts_with("{\"service\":\"nutcracker\", \"source\":\"host\\\"x\""),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("\"total_connections\":5, \"curr_connections\":3"),
+            "{doc}"
+        );
+        assert!(doc.contains("\"alpha\":{\"client_eof\":0, \"client_err\":0, \"client_connections\":3, \"server_ejects\":1"), "{doc}");
+        assert!(doc.contains("\"two\":{\"server_eof\":0"), "{doc}");
+        assert!(doc.contains("\"requests\":7,"), "{doc}");
+        assert!(!doc.contains("\"server_ejected_at\":0, \"requests\":0, \"request_bytes\":0, \"responses\":0, \"response_bytes\":0, \"in_queue\":0, \"in_queue_bytes\":0, \"out_queue\":0, \"out_queue_bytes\":0}, \"two\""));
+        assert!(doc.ends_with("}}}"), "{doc}");
+    }
+}

@@ -1,0 +1,143 @@
+//! The command table's types: how a request's arguments are read, and what
+//! the table says of each command.
+
+/// Argument access without allocation: the proxy parses a request into
+/// offsets in its read buffer and exposes them through this trait.
+///
+/// Argument 0 is the command name. `get` is only called with `i < len()`.
+/// Note that with this trait in scope, `array.get(i)` on a `[&[u8]; N]`
+/// resolves to [`Args::get`] (returning the argument, not an `Option`).
+pub trait Args {
+    /// Number of arguments, command name included.
+    fn len(&self) -> usize;
+    /// Argument `i`; callers guarantee `i < self.len()`.
+    fn get(&self, i: usize) -> &[u8];
+    /// True when there is not even a command name.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Args for [&[u8]] {
+    fn len(&self) -> usize {
+        // Explicit path: the inherent slice methods, not this trait's.
+        <[&[u8]]>::len(self)
+    }
+    fn get(&self, i: usize) -> &[u8] {
+        self[i]
+    }
+}
+
+impl Args for Vec<&[u8]> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn get(&self, i: usize) -> &[u8] {
+        self[i]
+    }
+}
+
+impl<const N: usize> Args for [&[u8]; N] {
+    fn len(&self) -> usize {
+        N
+    }
+    fn get(&self, i: usize) -> &[u8] {
+        self[i]
+    }
+}
+
+/// How a multi-key command is split per backend and its replies merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// MGET: every argument from 1 is a key; replies are reassembled in order.
+    Mget,
+    /// MSET: key/value pairs from 1; every backend must reply OK.
+    Mset,
+    /// DEL, UNLINK, EXISTS, TOUCH: every argument from 1 is a key; the
+    /// integer replies are summed.
+    SumInt,
+}
+
+/// Commands the proxy answers itself, never forwarding them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Local {
+    Ping,
+    Echo,
+    Quit,
+    /// Only database 0 exists behind a sharding proxy; the handler accepts
+    /// `SELECT 0` and refuses the rest.
+    Select,
+    /// COMMAND and its subcommands describe this table, not a backend.
+    Command,
+    /// Client state (name, tracking...) belongs to the proxy connection.
+    Client,
+    Hello,
+    Auth,
+    /// INFO describes the proxy; backends are inspected directly.
+    Info,
+    /// Answered from the proxy's clock: it has no key to route by and every
+    /// backend's clock is as good (or bad) as the proxy's.
+    Time,
+    /// SLOWLOG GET/LEN/RESET over the proxy's own slow log.
+    Slowlog,
+}
+
+/// What the proxy does with a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Sent whole to the backend owning its keys; with several keys they
+    /// must all map to one backend (the caller checks).
+    Keyed(Keys),
+    /// Split per backend and merged by the proxy. Key layout implied
+    /// (MGET/DEL...: every arg from 1; MSET: pairs from 1).
+    Split(Split),
+    /// Answered by the proxy itself.
+    Local(Local),
+    /// Cannot work through a sharding proxy. The str is the reason shown to
+    /// the user.
+    Unsupported(&'static str),
+}
+
+/// One entry of the command table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// Lowercase, as Redis prints it in errors. Subcommands use Redis's
+    /// `container|sub` spelling (e.g. "memory|usage").
+    pub name: &'static str,
+    /// Redis's convention: > 0 exact argc (name included), < 0 at least
+    /// -arity.
+    pub arity: i16,
+    pub kind: Kind,
+    /// True for commands safe to send to a replica (Redis's "readonly"
+    /// flag).
+    pub readonly: bool,
+    /// Subcommands whose handling differs from the container's, looked up
+    /// by [`Command::resolve`]. Empty for ordinary commands. The container
+    /// entry stays a safe fallback: an unknown subcommand keeps the
+    /// container's kind.
+    pub subcommands: &'static [Command],
+}
+
+/// Where the keys of a [`Kind::Keyed`] command are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keys {
+    /// Keys at first, first+step, ... up to last inclusive; last < 0 counts
+    /// from the end (-1 = last argument), as in Redis's key specs.
+    Range { first: u8, last: i8, step: u8 },
+    /// Argument `count` holds the number of keys, which follow it; `also` is
+    /// an extra fixed key position (ZUNIONSTORE's destination at 1, numkeys
+    /// at 2).
+    Counted { count: u8, also: Option<u8> },
+    /// XREAD / XREADGROUP: keys are the first half of the arguments after
+    /// the STREAMS token.
+    Streams,
+    /// SORT: key at 1, plus the destination after a `STORE` option. Options
+    /// are walked as SORT parses them so that a `BY`/`GET` pattern or a
+    /// `LIMIT` value spelled "store" is not mistaken for the option. Without
+    /// this, `SORT src STORE dst` would write `dst` on `src`'s backend.
+    Sort,
+    /// GEORADIUS / GEORADIUSBYMEMBER: key at 1, plus the destination after
+    /// a `STORE` or `STOREDIST` option (the last one wins, as in Redis).
+    /// `options` is the index of the first optional argument.
+    GeoStore { options: u8 },
+}

@@ -1,0 +1,433 @@
+//! Commands the proxy answers itself: connection handshakes and probes that
+//! clients send before their first real command.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::protocol::command::{Args, Local};
+use crate::protocol::resp;
+use serde::Deserialize;
+
+/// A named user for `AUTH user pass` (the `users` config key).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for User {
+    /// Secrets never reach a log line, even through a Debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "User {{ username: {:?}, password: \"***\" }}",
+            self.username
+        )
+    }
+}
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What HELLO and INFO report as the server version: clients gate features on
+/// it, and aster forwards the Redis 7 command set.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+/// The per-connection facts a local answer needs.
+pub struct ClientInfo<'a> {
+    pub id: u64,
+    pub name: &'a mut Option<Bytes>,
+    pub authed: &'a mut bool,
+    /// The client switched to RESP3 with HELLO 3.
+    pub resp3: &'a mut bool,
+    /// The cluster's frontend password, if it has one.
+    pub password: Option<&'a str>,
+    /// Named users for `AUTH username password`.
+    pub users: &'a [User],
+}
+
+// Redis 7's texts, byte for byte: clients and their alerting match on them.
+const NO_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
+const BAD_PASSWORD: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+pub const NOAUTH: &str = "NOAUTH Authentication required.";
+const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+/// Compares without an early exit, so the time taken does not tell how much
+/// of a guess was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, &x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// AUTH [user] password: `password` is the "default" user's; `users` adds
+/// named ones. Every candidate is compared, so timing says nothing either.
+fn auth(user: Option<&[u8]>, pass: &[u8], c: &mut ClientInfo<'_>) -> Result<(), &'static str> {
+    if c.password.is_none() && c.users.is_empty() {
+        // Redis without a password has only the passwordless "default"
+        // user: any password logs it in, other users do not exist.
+        return match user {
+            None => Err(NO_PASSWORD),
+            Some(b"default") => {
+                *c.authed = true;
+                Ok(())
+            }
+            Some(_) => Err(BAD_PASSWORD),
+        };
+    }
+    let user = user.unwrap_or(b"default");
+    let mut ok = false;
+    if let Some(want) = c.password {
+        ok |= user == b"default" && same_secret(pass, want.as_bytes());
+    }
+    for u in c.users {
+        ok |= u.username.as_bytes() == user && same_secret(pass, u.password.as_bytes());
+    }
+    if ok {
+        *c.authed = true;
+        Ok(())
+    } else {
+        Err(BAD_PASSWORD)
+    }
+}
+
+pub struct Answer {
+    pub reply: Bytes,
+    /// QUIT: close after this reply.
+    pub close: bool,
+}
+
+fn reply(b: Bytes) -> Answer {
+    Answer {
+        reply: b,
+        close: false,
+    }
+}
+
+fn upper(s: &[u8]) -> Vec<u8> {
+    s.to_ascii_uppercase()
+}
+
+pub fn answer(cmd: Local, args: &(impl Args + ?Sized), client: ClientInfo<'_>) -> Answer {
+    match cmd {
+        Local::Ping => match args.len() {
+            1 => reply(Bytes::from_static(resp::PONG)),
+            2 => reply(resp::bulk(args.get(1))),
+            _ => reply(resp::error(
+                "ERR wrong number of arguments for 'ping' command",
+            )),
+        },
+        Local::Echo => reply(resp::bulk(args.get(1))),
+        Local::Quit => Answer {
+            reply: Bytes::from_static(resp::OK),
+            close: true,
+        },
+        Local::Select => match resp::parse_int(args.get(1)) {
+            Some(0) => reply(Bytes::from_static(resp::OK)),
+            Some(_) => reply(resp::error(
+                "ERR SELECT is not supported by aster: only database 0 is served (set the backend database in the config)",
+            )),
+            None => reply(resp::error("ERR value is not an integer or out of range")),
+        },
+        Local::Command => command(args, *client.resp3),
+        Local::Client => client_cmd(args, client),
+        Local::Hello => hello(args, client),
+        Local::Auth => {
+            let mut c = client;
+            let res = match args.len() {
+                2 => auth(None, args.get(1), &mut c),
+                3 => auth(Some(args.get(1)), args.get(2), &mut c),
+                _ => Err("ERR syntax error"),
+            };
+            match res {
+                Ok(()) => reply(Bytes::from_static(resp::OK)),
+                Err(e) => reply(resp::error(e)),
+            }
+        }
+        // They need the cluster's state: the worker answers them (admin.rs).
+        Local::Info | Local::Slowlog => reply(resp::error("ERR not available here")),
+        Local::Time => reply(time()),
+    }
+}
+
+fn command(args: &(impl Args + ?Sized), resp3: bool) -> Answer {
+    if args.len() == 1 {
+        return reply(Bytes::from_static(b"*0\r\n"));
+    }
+    match upper(args.get(1)).as_slice() {
+        b"COUNT" if args.len() != 2 => reply(wrong_arity("command|count")),
+        b"COUNT" => reply(resp::int(0)),
+        // COMMAND DOCS is a map in RESP3.
+        b"DOCS" if resp3 => reply(Bytes::from_static(b"%0\r\n")),
+        b"DOCS" | b"LIST" => reply(Bytes::from_static(b"*0\r\n")),
+        b"INFO" => {
+            let mut out = BytesMut::new();
+            resp::put_int(&mut out, b'*', args.len() as i64 - 2);
+            for _ in 2..args.len() {
+                // Redis's null array for a command it does not know.
+                out.extend_from_slice(if resp3 { resp::NULL3 } else { b"*-1\r\n" });
+            }
+            reply(out.freeze())
+        }
+        _ => reply(resp::error(
+            "ERR COMMAND subcommand not supported by aster (use COMMAND, COMMAND COUNT, COMMAND DOCS or COMMAND INFO)",
+        )),
+    }
+}
+
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+fn wrong_arity(name: &str) -> Bytes {
+    resp::error(&format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
+    let sub = upper(args.get(1));
+    match (sub.as_slice(), args.len()) {
+        (b"SETNAME", 3) => {
+            let name = args.get(2);
+            if !valid_name(name) {
+                return reply(resp::error(BAD_NAME));
+            }
+            *c.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
+            reply(Bytes::from_static(resp::OK))
+        }
+        (b"GETNAME", 2) => reply(match c.name {
+            Some(n) => resp::bulk(n),
+            None => resp::null(*c.resp3),
+        }),
+        // CLIENT SETINFO is Redis 7.2's (aster reports 7.2): accepted and
+        // ignored, as the backends never see this client's connection.
+        (b"SETINFO", 4) => reply(Bytes::from_static(resp::OK)),
+        (b"ID", 2) => reply(resp::int(c.id as i64)),
+        (b"SETNAME", _) => reply(wrong_arity("client|setname")),
+        (b"GETNAME", _) => reply(wrong_arity("client|getname")),
+        (b"SETINFO", _) => reply(wrong_arity("client|setinfo")),
+        (b"ID", _) => reply(wrong_arity("client|id")),
+        _ => reply(resp::error(&format!(
+            "ERR CLIENT {} is not supported by aster: it would act on a shared backend connection",
+            String::from_utf8_lossy(&sub)
+        ))),
+    }
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]], checked in Redis's
+/// order: version, options, credentials, then authentication.
+fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
+    let proto = if args.len() >= 2 {
+        match resp::parse_int(args.get(1)) {
+            Some(v @ (2 | 3)) => v,
+            Some(_) => return reply(resp::error("NOPROTO unsupported protocol version")),
+            None => {
+                return reply(resp::error(
+                    "ERR Protocol version is not an integer or out of range",
+                ));
+            }
+        }
+    } else if *c.resp3 {
+        3
+    } else {
+        2
+    };
+    let mut creds = None;
+    let mut name = None;
+    let mut i = 2;
+    while i < args.len() {
+        match upper(args.get(i)).as_slice() {
+            b"AUTH" if i + 2 < args.len() => {
+                creds = Some((args.get(i + 1), args.get(i + 2)));
+                i += 3;
+            }
+            b"SETNAME" if i + 1 < args.len() => {
+                let n = args.get(i + 1);
+                if !valid_name(n) {
+                    return reply(resp::error(BAD_NAME));
+                }
+                name = Some(n);
+                i += 2;
+            }
+            _ => {
+                let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
+                msg.extend_from_slice(args.get(i));
+                msg.push(b'\'');
+                return reply(resp::error_bytes(&msg));
+            }
+        }
+    }
+    if let Some((user, pass)) = creds
+        && let Err(e) = auth(Some(user), pass, &mut c)
+    {
+        return reply(resp::error(e));
+    }
+    let needs_auth = c.password.is_some() || !c.users.is_empty();
+    if needs_auth && !*c.authed {
+        return reply(resp::error(HELLO_NOAUTH));
+    }
+    if let Some(n) = name {
+        // An empty name clears it, as CLIENT SETNAME "" does.
+        *c.name = (!n.is_empty()).then(|| Bytes::copy_from_slice(n));
+    }
+    // Switched only once every option was accepted, as Redis does.
+    *c.resp3 = proto == 3;
+    let mut out = BytesMut::new();
+    // A map in RESP3, its flattened pairs in RESP2.
+    out.extend_from_slice(if proto == 3 { b"%7\r\n" } else { b"*14\r\n" });
+    for (k, v) in [("server", "redis"), ("version", REDIS_COMPAT_VERSION)] {
+        resp::put_bulk(&mut out, k.as_bytes());
+        resp::put_bulk(&mut out, v.as_bytes());
+    }
+    resp::put_bulk(&mut out, b"proto");
+    resp::put_int(&mut out, b':', proto);
+    resp::put_bulk(&mut out, b"id");
+    resp::put_int(&mut out, b':', c.id as i64);
+    for (k, v) in [("mode", "standalone"), ("role", "master")] {
+        resp::put_bulk(&mut out, k.as_bytes());
+        resp::put_bulk(&mut out, v.as_bytes());
+    }
+    // Redis's seven pairs, in its order; "modules" is the last.
+    resp::put_bulk(&mut out, b"modules");
+    out.extend_from_slice(b"*0\r\n");
+    reply(out.freeze())
+}
+
+fn time() -> Bytes {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut out = BytesMut::new();
+    out.extend_from_slice(b"*2\r\n");
+    resp::put_bulk(&mut out, now.as_secs().to_string().as_bytes());
+    resp::put_bulk(&mut out, now.subsec_micros().to_string().as_bytes());
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(cmd: Local, args: Vec<&'static [u8]>, name: &mut Option<Bytes>) -> Bytes {
+        let mut authed = false;
+        let info = ClientInfo {
+            id: 7,
+            name,
+            authed: &mut authed,
+            resp3: &mut false,
+            password: None,
+            users: &[],
+        };
+        answer(cmd, &args, info).reply
+    }
+
+    #[test]
+    fn auth_checks_the_password() {
+        let mut name = None;
+        let mut authed = false;
+        let users = vec![User {
+            username: "app".into(),
+            password: "apppass".into(),
+        }];
+        let mut call = |args: Vec<&'static [u8]>, cmd: Local| {
+            let info = ClientInfo {
+                id: 1,
+                name: &mut name,
+                authed: &mut authed,
+                resp3: &mut false,
+                password: Some("s3cret"),
+                users: &users,
+            };
+            answer(cmd, &args, info).reply
+        };
+        assert_eq!(
+            &call(vec![b"AUTH", b"nope"], Local::Auth)[..],
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        );
+        assert_eq!(
+            &call(vec![b"AUTH", b"s3cre"], Local::Auth)[..],
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        );
+        assert_eq!(
+            &call(vec![b"AUTH", b"bob", b"s3cret"], Local::Auth)[..],
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        );
+        assert_eq!(
+            &call(vec![b"AUTH", b"app", b"s3cret"], Local::Auth)[..],
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        );
+        assert_eq!(
+            &call(vec![b"AUTH", b"app", b"apppass"], Local::Auth)[..],
+            resp::OK
+        );
+        assert_eq!(&call(vec![b"AUTH", b"s3cret"], Local::Auth)[..], resp::OK);
+        assert!(authed);
+        assert!(same_secret(b"", b""));
+        assert!(!same_secret(b"a", b""));
+        assert!(!same_secret(b"ab", b"abc"));
+        let mut name = None;
+        let r = run(Local::Auth, vec![b"AUTH", b"x"], &mut name);
+        assert_eq!(&r[..], format!("-{NO_PASSWORD}\r\n").as_bytes());
+    }
+
+    #[test]
+    fn handshake_commands() {
+        let mut name = None;
+        assert_eq!(
+            &run(Local::Ping, vec![b"PING"], &mut name)[..],
+            b"+PONG\r\n"
+        );
+        assert_eq!(
+            &run(Local::Ping, vec![b"PING", b"hi"], &mut name)[..],
+            b"$2\r\nhi\r\n"
+        );
+        assert_eq!(
+            &run(
+                Local::Client,
+                vec![b"CLIENT", b"setname", b"app"],
+                &mut name
+            )[..],
+            resp::OK
+        );
+        assert_eq!(
+            &run(Local::Client, vec![b"CLIENT", b"GETNAME"], &mut name)[..],
+            b"$3\r\napp\r\n"
+        );
+        assert!(resp::is_error(&run(
+            Local::Client,
+            vec![b"CLIENT", b"SETNAME", b"a b"],
+            &mut name
+        )));
+        assert!(resp::is_error(&run(
+            Local::Client,
+            vec![b"CLIENT", b"KILL", b"x"],
+            &mut name
+        )));
+        assert_eq!(
+            &run(Local::Select, vec![b"SELECT", b"0"], &mut name)[..],
+            resp::OK
+        );
+        assert!(resp::is_error(&run(
+            Local::Select,
+            vec![b"SELECT", b"1"],
+            &mut name
+        )));
+        let h = run(Local::Hello, vec![b"HELLO", b"2"], &mut name);
+        assert_eq!(
+            crate::protocol::resp::scan_reply(&h).unwrap(),
+            Some(h.len())
+        );
+        assert!(h.starts_with(b"*14\r\n"));
+        let h3 = run(Local::Hello, vec![b"HELLO", b"3"], &mut name);
+        assert!(h3.starts_with(b"%7\r\n"), "{h3:?}");
+        assert_eq!(
+            crate::protocol::resp::scan_reply(&h3).unwrap(),
+            Some(h3.len())
+        );
+        assert!(run(Local::Hello, vec![b"HELLO", b"4"], &mut name).starts_with(b"-NOPROTO"));
+    }
+}

@@ -1,0 +1,182 @@
+//! A Redis Cluster's topology: `CLUSTER SLOTS` asked of its nodes on the
+//! supervisor's blocking connections, parsed into the slot map and the list
+//! of nodes a route table is built from.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::net::rpc::{self, Value};
+use crate::routing::node::Node;
+use crate::routing::slots::{SLOT_COUNT, Shard, SlotMap, UNASSIGNED};
+
+#[derive(Debug)]
+pub enum TopologyError {
+    /// No seed or known node answered CLUSTER SLOTS.
+    NoNode(Vec<String>),
+}
+
+impl fmt::Display for TopologyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopologyError::NoNode(errs) => {
+                write!(
+                    f,
+                    "no cluster node answered CLUSTER SLOTS: {}",
+                    errs.join("; ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for TopologyError {}
+
+/// Asks each node in turn until one returns a slot table.
+pub fn fetch(
+    nodes: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(Vec<Node>, SlotMap), TopologyError> {
+    let mut errs = Vec::new();
+    for &addr in nodes {
+        match fetch_from(addr, timeout) {
+            Ok(t) => return Ok(t),
+            Err(e) => errs.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(TopologyError::NoNode(errs))
+}
+
+fn fetch_from(addr: SocketAddr, timeout: Duration) -> Result<(Vec<Node>, SlotMap), String> {
+    let mut s = rpc::connect(addr, timeout).map_err(|e| e.to_string())?;
+    let reply = rpc::call(&mut s, &[b"CLUSTER", b"SLOTS"]).map_err(|e| e.to_string())?;
+    if let Value::Error(e) = &reply {
+        return Err(e.clone());
+    }
+    parse_slots(&reply, addr)
+}
+
+/// Builds the slot map from a CLUSTER SLOTS reply:
+/// `[[start, end, [ip, port, id, ...], [replica ip, port, ...]...], ...]`.
+/// An empty ip means "the node you asked".
+pub fn parse_slots(reply: &Value, asked: SocketAddr) -> Result<(Vec<Node>, SlotMap), String> {
+    let ranges = reply
+        .as_array()
+        .ok_or("CLUSTER SLOTS reply is not an array")?;
+    let mut servers: Vec<Node> = Vec::new();
+    let mut index: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut shards: Vec<Shard> = Vec::new();
+    let mut slot_shard = vec![UNASSIGNED; SLOT_COUNT];
+    for r in ranges {
+        let r = r.as_array().ok_or("slot range is not an array")?;
+        if r.len() < 3 {
+            return Err("slot range without a master".into());
+        }
+        let (Some(start), Some(end)) = (r[0].as_int(), r[1].as_int()) else {
+            return Err("slot range bounds are not integers".into());
+        };
+        if start < 0 || end < start || end >= SLOT_COUNT as i64 {
+            return Err(format!("bad slot range {start}-{end}"));
+        }
+        let mut node_ids = Vec::with_capacity(r.len() - 2);
+        for node in &r[2..] {
+            let addr = node_addr(node, asked)?;
+            let id = *index.entry(addr).or_insert_with(|| {
+                servers.push(Node {
+                    addr,
+                    name: addr.to_string(),
+                });
+                servers.len() - 1
+            });
+            node_ids.push(id);
+        }
+        let shard = Shard {
+            master: node_ids[0],
+            replicas: node_ids[1..].to_vec(),
+        };
+        let si = match shards.iter().position(|s| *s == shard) {
+            Some(i) => i,
+            None => {
+                shards.push(shard);
+                shards.len() - 1
+            }
+        };
+        for slot in &mut slot_shard[start as usize..=end as usize] {
+            *slot = si as u16;
+        }
+    }
+    if shards.is_empty() {
+        return Err("the cluster has no slots assigned".into());
+    }
+    Ok((servers, SlotMap { slot_shard, shards }))
+}
+
+fn node_addr(node: &Value, asked: SocketAddr) -> Result<SocketAddr, String> {
+    let n = node.as_array().ok_or("node entry is not an array")?;
+    let host = n
+        .first()
+        .and_then(Value::as_text)
+        .ok_or("node without an address")?;
+    let port = n
+        .get(1)
+        .and_then(Value::as_int)
+        .filter(|p| (1..=65535).contains(p))
+        .ok_or("node without a port")?;
+    if host.is_empty() || host == "?" {
+        return Ok(SocketAddr::new(asked.ip(), port as u16));
+    }
+    resolve(&host, port as u16)
+}
+
+pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(ip: &str, port: i64) -> Value {
+        Value::Array(Some(vec![
+            Value::Bulk(Some(ip.as_bytes().to_vec())),
+            Value::Int(port),
+            Value::Bulk(Some(b"id".to_vec())),
+        ]))
+    }
+
+    #[test]
+    fn parses_cluster_slots() {
+        let reply = Value::Array(Some(vec![
+            Value::Array(Some(vec![
+                Value::Int(0),
+                Value::Int(8191),
+                node("127.0.0.1", 7001),
+                node("127.0.0.1", 7004),
+            ])),
+            Value::Array(Some(vec![
+                Value::Int(8192),
+                Value::Int(16383),
+                node("", 7002),
+            ])),
+        ]));
+        let asked: SocketAddr = "127.0.0.2:7000".parse().unwrap();
+        let (servers, map) = parse_slots(&reply, asked).unwrap();
+        assert_eq!(servers.len(), 3);
+        assert_eq!(servers[2].addr, "127.0.0.2:7002".parse().unwrap());
+        assert_eq!(map.covered(), SLOT_COUNT);
+        let s = map.shard(100).unwrap();
+        assert_eq!((s.master, s.replicas.clone()), (0, vec![1]));
+        assert_eq!(map.shard(16383).unwrap().master, 2);
+        let bad = Value::Array(Some(vec![Value::Array(Some(vec![
+            Value::Int(5),
+            Value::Int(2),
+            node("a", 1),
+        ]))]));
+        assert!(parse_slots(&bad, asked).is_err());
+    }
+}

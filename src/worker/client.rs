@@ -1,0 +1,384 @@
+//! A client connection: its read buffer and request parser, the replies it
+//! is owed in order, and the rules that hold its requests back.
+//!
+//! Every request takes a slot at the back of `slots`, numbered by `seq`.
+//! Backends fill slots in whatever order they answer; finished slots at the
+//! front move to `out` and are written in one vectored write. So each client
+//! gets its replies in request order whatever the backends do.
+//!
+//! Its socket is always read, even while its requests are held back (too
+//! many in flight, or too many replies unsent): a client that writes a whole
+//! pipeline before reading would otherwise block on its write while the
+//! proxy waits for it to read, for ever. `client_output_limit` bounds what
+//! is held for it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::net::sock::{self, ReadStatus};
+use crate::protocol::local::{ClientInfo, User};
+use crate::protocol::multikey::Gather;
+use crate::protocol::resp::{Limits, ProtoError, RequestParser};
+use crate::worker::backend::READ_BUDGET;
+
+/// Requests of one client in flight at the backends past which its further
+/// requests are held back (they stay in its read buffer).
+const MAX_PENDING: usize = 1024;
+/// Unsent reply bytes past which its further requests are held back.
+const OUT_SOFT_LIMIT: usize = 16 * 1024 * 1024;
+
+pub(crate) enum Slot {
+    Waiting,
+    Ready(Bytes),
+    Gather(Box<Gather>),
+}
+
+pub(crate) struct Client {
+    sock: TcpStream,
+    peer: SocketAddr,
+    /// Unique per worker, for logs and CLIENT ID.
+    id: u64,
+    rbuf: BytesMut,
+    /// How far the request at the front of `rbuf` has been parsed.
+    parser: RequestParser,
+    slots: VecDeque<Slot>,
+    /// The sequence number of `slots[0]`.
+    first_seq: u64,
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    name: Option<Bytes>,
+    /// AUTH succeeded, or the cluster has no password.
+    authed: bool,
+    /// HELLO 3: this client's requests go to backend connections that speak
+    /// RESP3, whose replies are forwarded as they are.
+    resp3: bool,
+    /// Set by QUIT or a protocol error: read and parse nothing more, write
+    /// what is owed, then close.
+    closing: bool,
+    /// The peer closed its side: answer what it sent, then close.
+    eof: bool,
+    /// On the worker's list of clients to write this turn.
+    dirty: bool,
+    /// Its requests are held back in `rbuf`; released when it drains.
+    held: bool,
+}
+
+/// What `Client::next_request` found.
+pub(crate) enum Next {
+    /// A complete request: its frame (a slice of the read buffer, no copy);
+    /// its argument ranges are in the caller's vector. An empty request
+    /// (a blank inline line) has no ranges.
+    Request(Bytes),
+    /// Nothing to dispatch now: incomplete, or held back.
+    Wait,
+    /// Closing: nothing more is read or dispatched.
+    Stop,
+}
+
+impl Client {
+    pub(crate) fn new(sock: TcpStream, peer: SocketAddr, id: u64) -> Client {
+        Client {
+            sock,
+            peer,
+            id,
+            rbuf: BytesMut::new(),
+            parser: RequestParser::default(),
+            slots: VecDeque::new(),
+            first_seq: 0,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            name: None,
+            authed: false,
+            resp3: false,
+            closing: false,
+            eof: false,
+            dirty: false,
+            held: false,
+        }
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, t: Token) -> io::Result<()> {
+        registry.register(&mut self.sock, t, Interest::READABLE | Interest::WRITABLE)
+    }
+
+    pub(crate) fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.sock);
+    }
+
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn resp3(&self) -> bool {
+        self.resp3
+    }
+
+    pub(crate) fn authed(&self) -> bool {
+        self.authed
+    }
+
+    pub(crate) fn name(&self) -> Option<&Bytes> {
+        self.name.as_ref()
+    }
+
+    /// Its connection state as the locally answered commands see it.
+    pub(crate) fn session<'a>(
+        &'a mut self,
+        password: Option<&'a str>,
+        users: &'a [User],
+    ) -> ClientInfo<'a> {
+        ClientInfo {
+            id: self.id,
+            name: &mut self.name,
+            authed: &mut self.authed,
+            resp3: &mut self.resp3,
+            password,
+            users,
+        }
+    }
+
+    /// Reads what the socket has (up to the per-wake-up budget). After its
+    /// EOF there is nothing more to read.
+    pub(crate) fn read(&mut self, closed: bool) -> ReadStatus {
+        if self.eof {
+            return ReadStatus::WouldBlock;
+        }
+        let status = sock::read_into(&mut self.sock, &mut self.rbuf, READ_BUDGET, !closed);
+        if matches!(status, ReadStatus::Eof) {
+            self.eof = true;
+        }
+        status
+    }
+
+    /// The next request to dispatch, unless its requests are held back.
+    pub(crate) fn next_request(
+        &mut self,
+        args: &mut Vec<Range<usize>>,
+        limits: &Limits,
+    ) -> Result<Next, ProtoError> {
+        if self.closing {
+            return Ok(Next::Stop);
+        }
+        if self.held {
+            return Ok(Next::Wait);
+        }
+        if self.slots.len() >= MAX_PENDING || self.out_bytes >= OUT_SOFT_LIMIT {
+            self.held = true;
+            return Ok(Next::Wait);
+        }
+        match self.parser.parse(&self.rbuf, args, limits)? {
+            Some(n) => Ok(Next::Request(self.rbuf.split_to(n).freeze())),
+            None => Ok(Next::Wait),
+        }
+    }
+
+    /// Everything read was parsed: let the buffer go (requests in flight
+    /// keep what they need), so an idle client holds no read buffer.
+    pub(crate) fn release_read_buffer(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+    }
+
+    /// While held: its unsent replies plus held requests, when over `limit`.
+    pub(crate) fn over_limit(&self, limit: usize) -> Option<(usize, usize)> {
+        let held = if self.held { self.rbuf.len() } else { 0 };
+        (limit > 0 && self.out_bytes + held > limit).then_some((self.out_bytes, held))
+    }
+
+    /// Answers a protocol error and closes after it.
+    pub(crate) fn refuse(&mut self, reply: Bytes) {
+        self.rbuf.clear();
+        self.push(Slot::Ready(reply));
+        self.closing = true;
+    }
+
+    /// QUIT: close once the reply is written.
+    pub(crate) fn close_after_reply(&mut self) {
+        self.closing = true;
+    }
+
+    /// Takes the next slot; returns its sequence number.
+    pub(crate) fn push(&mut self, slot: Slot) -> u64 {
+        let seq = self.first_seq + self.slots.len() as u64;
+        self.slots.push_back(slot);
+        self.promote();
+        seq
+    }
+
+    /// Puts a reply (or one part of a split command's reply) in its slot.
+    /// A slot that is gone or already full is left alone: a reply is never
+    /// delivered twice.
+    pub(crate) fn fill(&mut self, seq: u64, part: u32, reply: Bytes) {
+        let Some(idx) = seq.checked_sub(self.first_seq) else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        match slot {
+            Slot::Waiting => *slot = Slot::Ready(reply),
+            Slot::Gather(g) => {
+                if let Some(merged) = g.fill(part, reply) {
+                    *slot = Slot::Ready(merged);
+                }
+            }
+            Slot::Ready(_) => return,
+        }
+        if idx == 0 {
+            self.promote();
+        }
+    }
+
+    /// Moves finished slots at the front to the output queue.
+    fn promote(&mut self) {
+        while let Some(Slot::Ready(_)) = self.slots.front() {
+            if let Some(Slot::Ready(b)) = self.slots.pop_front() {
+                self.out_bytes += b.len();
+                self.out.push_back(b);
+                self.first_seq += 1;
+            }
+        }
+    }
+
+    pub(crate) fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Writes what it is owed, until done or the socket is full.
+    pub(crate) fn write(&mut self) -> io::Result<()> {
+        let n = sock::write_queue(&mut self.sock, &mut self.out)?;
+        self.out_bytes -= n.min(self.out_bytes);
+        if self.out.is_empty() {
+            self.out_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Held requests may go on once it has drained below half of both
+    /// limits. Returns true when it was released.
+    pub(crate) fn release(&mut self) -> bool {
+        if self.held && self.slots.len() < MAX_PENDING / 2 && self.out_bytes < OUT_SOFT_LIMIT / 2 {
+            self.held = false;
+            return true;
+        }
+        false
+    }
+
+    /// Nothing owed and nothing unsent.
+    pub(crate) fn idle(&self) -> bool {
+        self.slots.is_empty() && self.out.is_empty()
+    }
+
+    /// Closing, or past its EOF with no request left to answer, and
+    /// everything it is owed written: the connection can go.
+    pub(crate) fn finished(&self) -> bool {
+        (self.closing || (self.eof && !self.held)) && self.idle()
+    }
+
+    /// Marks it for writing this turn; false if it already was.
+    pub(crate) fn mark(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    pub(crate) fn unmark(&mut self) {
+        self.dirty = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A client over a real loopback connection, and its peer's end.
+    fn pair() -> (Client, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (sock, addr) = l.accept().expect("accept");
+        sock.set_nonblocking(true).expect("nonblocking");
+        (Client::new(TcpStream::from_std(sock), addr, 1), peer)
+    }
+
+    fn read_all(c: &mut Client) {
+        for _ in 0..200 {
+            if matches!(c.read(true), ReadStatus::WouldBlock) && !c.rbuf.is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn requests_past_the_in_flight_bound_are_held_then_released() {
+        let (mut c, mut peer) = pair();
+        let n = MAX_PENDING + 10;
+        peer.write_all(&b"*1\r\n$4\r\nPING\r\n".repeat(n))
+            .expect("write");
+        read_all(&mut c);
+        let limits = Limits::default();
+        let mut args = Vec::new();
+        let mut seqs = Vec::new();
+        loop {
+            match c.next_request(&mut args, &limits) {
+                Ok(Next::Request(_)) => seqs.push(c.push(Slot::Waiting)),
+                Ok(Next::Wait) => break,
+                _ => panic!("unexpected"),
+            }
+        }
+        assert_eq!(seqs.len(), MAX_PENDING, "held at the bound");
+        assert!(!c.release(), "nothing answered yet");
+        for &s in &seqs[..MAX_PENDING / 2] {
+            c.fill(s, 0, Bytes::from_static(b"+PONG\r\n"));
+        }
+        assert!(!c.release(), "half answered is not below half");
+        c.fill(seqs[MAX_PENDING / 2], 0, Bytes::from_static(b"+PONG\r\n"));
+        assert!(c.release(), "below half of the bound");
+        let mut more = 0;
+        while let Ok(Next::Request(_)) = c.next_request(&mut args, &limits) {
+            c.push(Slot::Waiting);
+            more += 1;
+        }
+        assert_eq!(more, 10, "the held requests go on, none lost");
+    }
+
+    #[test]
+    fn eof_with_requests_held_waits_until_they_are_answered() {
+        let (mut c, mut peer) = pair();
+        peer.write_all(b"*1\r\n$4\r\nPING\r\n").expect("write");
+        peer.shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let mut eof = false;
+        for _ in 0..200 {
+            if matches!(c.read(true), ReadStatus::Eof) {
+                eof = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(eof);
+        assert!(
+            c.finished() || !c.rbuf.is_empty(),
+            "a request is still buffered"
+        );
+        let mut args = Vec::new();
+        let Ok(Next::Request(_)) = c.next_request(&mut args, &Limits::default()) else {
+            panic!("the request sent before the EOF is dispatched");
+        };
+        let seq = c.push(Slot::Waiting);
+        assert!(!c.finished(), "owed a reply");
+        c.fill(seq, 0, Bytes::from_static(b"+PONG\r\n"));
+        c.write().expect("write");
+        assert!(c.finished());
+    }
+}

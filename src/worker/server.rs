@@ -1,0 +1,193 @@
+//! One backend server as a worker sees it: its connection slots, the
+//! connections a reload is draining, its health after failures, and its
+//! counters.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::Token;
+
+use crate::observe::stats::ServerStats;
+use crate::worker::error::BackendError;
+
+/// Reconnect backoff for a failed server: doubles from the first to the last.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+
+/// A key in the worker's server list: stable while the server is known, so
+/// connections and in-flight records can name their server. Route-table
+/// indices are another space (plain `usize`, mapped through `route_map`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ServerId(pub(crate) usize);
+
+pub(crate) struct Server {
+    addr: SocketAddr,
+    name: String,
+    /// `server_connections` slots for each protocol: `[RESP2, RESP3]`. A
+    /// client always uses the same slot, so its requests stay in order.
+    conns: [Vec<Option<Token>>; 2],
+    /// Connections opened with options a reload changed: they take no new
+    /// requests and close once their last reply is read. Until then this
+    /// server's new connections queue requests but do not write them, so a
+    /// client's requests still reach the server in the order it sent them.
+    draining: Vec<Token>,
+    /// After a failure, requests are answered with `last_error` until then.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// The last failure's reply, rendered once.
+    last_error: Bytes,
+    pub(crate) stats: ServerStats,
+}
+
+impl Server {
+    pub(crate) fn new(addr: SocketAddr, name: &str, per_protocol: usize) -> Server {
+        Server {
+            addr,
+            name: name.to_owned(),
+            conns: [vec![None; per_protocol], vec![None; per_protocol]],
+            draining: Vec::new(),
+            retry_at: None,
+            backoff: BACKOFF_MIN,
+            last_error: BackendError::Connect("Connection refused".into()).reply(),
+            stats: ServerStats::default(),
+        }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The connection in slot `i` of a protocol, if open.
+    pub(crate) fn slot(&self, resp3: bool, i: usize) -> Option<Token> {
+        self.conns[usize::from(resp3)].get(i).copied().flatten()
+    }
+
+    pub(crate) fn set_slot(&mut self, resp3: bool, i: usize, t: Option<Token>) {
+        if let Some(s) = self.conns[usize::from(resp3)].get_mut(i) {
+            *s = t;
+        }
+    }
+
+    /// Forgets connection `t` (opened for `slot` of its protocol, or since
+    /// moved to the draining list). Returns true when it was the
+    /// last draining one: the connections that held their writes for it may
+    /// write now.
+    pub(crate) fn forget(&mut self, t: Token, resp3: bool, slot: usize) -> bool {
+        if let Some(s) = self.conns[usize::from(resp3)].get_mut(slot)
+            && *s == Some(t)
+        {
+            *s = None;
+            return false;
+        }
+        match self.draining.iter().position(|&d| d == t) {
+            Some(i) => {
+                self.draining.swap_remove(i);
+                self.draining.is_empty()
+            }
+            None => false,
+        }
+    }
+
+    /// Every open connection to this server, draining ones included.
+    pub(crate) fn tokens(&self) -> impl Iterator<Item = Token> + '_ {
+        self.conns
+            .iter()
+            .flatten()
+            .flatten()
+            .chain(&self.draining)
+            .copied()
+    }
+
+    pub(crate) fn is_draining(&self, t: Token) -> bool {
+        self.draining.contains(&t)
+    }
+
+    /// Whether connection `t` must hold its writes until older connections
+    /// to this server drain.
+    pub(crate) fn holds(&self, t: Token) -> bool {
+        !self.draining.is_empty() && !self.draining.contains(&t)
+    }
+
+    /// Empties every slot (`per_protocol` of each afterwards) and returns
+    /// the connections that were in them.
+    pub(crate) fn detach_all(&mut self, per_protocol: usize) -> Vec<Token> {
+        self.conns
+            .iter_mut()
+            .flat_map(|v| std::mem::replace(v, vec![None; per_protocol]))
+            .flatten()
+            .collect()
+    }
+
+    pub(crate) fn drain(&mut self, t: Token) {
+        self.draining.push(t);
+    }
+
+    /// While backing off after a failure: the error to answer with.
+    pub(crate) fn backing_off(&self, now: Instant) -> Option<&Bytes> {
+        self.retry_at
+            .filter(|&at| now < at)
+            .map(|_| &self.last_error)
+    }
+
+    pub(crate) fn failed(&mut self, now: Instant, reply: Bytes) {
+        self.retry_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.last_error = reply;
+    }
+
+    /// A connection to it was made: no more backoff.
+    pub(crate) fn connected(&mut self) {
+        self.retry_at = None;
+        self.backoff = BACKOFF_MIN;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_connections_hold_until_the_draining_ones_are_gone() {
+        let mut s = Server::new("127.0.0.1:1".parse().expect("addr"), "s", 1);
+        s.set_slot(false, 0, Some(Token(1)));
+        s.set_slot(true, 0, Some(Token(2)));
+        let old = s.detach_all(2);
+        assert_eq!(old, [Token(1), Token(2)]);
+        for t in old {
+            s.drain(t);
+        }
+        s.set_slot(false, 1, Some(Token(3)));
+        assert!(s.holds(Token(3)));
+        assert!(!s.holds(Token(1)), "a draining one writes on");
+        assert!(!s.forget(Token(1), false, 0), "one still draining");
+        assert!(s.holds(Token(3)));
+        assert!(s.forget(Token(2), true, 0), "the last one drained");
+        assert!(!s.holds(Token(3)));
+        assert_eq!(s.tokens().collect::<Vec<_>>(), [Token(3)]);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_a_connect_resets_it() {
+        let mut s = Server::new("127.0.0.1:1".parse().expect("addr"), "s", 1);
+        let now = Instant::now();
+        assert!(s.backing_off(now).is_none());
+        s.failed(now, Bytes::from_static(b"-ERR x\r\n"));
+        assert_eq!(s.backing_off(now).map(|b| &b[..]), Some(&b"-ERR x\r\n"[..]));
+        assert!(s.backing_off(now + BACKOFF_MIN).is_none());
+        for _ in 0..10 {
+            s.failed(now, Bytes::new());
+        }
+        assert!(
+            s.backing_off(now + BACKOFF_MAX - Duration::from_millis(1))
+                .is_some()
+        );
+        assert!(s.backing_off(now + BACKOFF_MAX).is_none());
+        s.connected();
+        assert!(s.backing_off(now).is_none());
+    }
+}

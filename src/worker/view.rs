@@ -1,0 +1,112 @@
+//! A worker's view of its cluster: the configuration and route table it
+//! runs with, adopted from the shared pointer the supervisor and reloads
+//! publish, plus the handle to ask for a topology refresh. Read by every
+//! request; changed only between events, when a new table is loaded.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use log::info;
+
+use crate::config::ClusterConfig;
+use crate::control::supervisor::Kick;
+use crate::protocol::resp::Limits;
+use crate::routing::table::{RouteHandle, RouteTable};
+
+pub(crate) struct View {
+    index: usize,
+    cfg: Arc<ClusterConfig>,
+    handle: RouteHandle,
+    route: Arc<RouteTable>,
+    limits: Limits,
+    /// Asks the supervisor for a topology refresh (cluster mode).
+    kick: Option<Kick>,
+    /// xorshift64* state, for the random distribution and replica choice.
+    rng: Cell<u64>,
+}
+
+/// What loading the shared pointer found.
+pub(crate) enum Refresh {
+    Same,
+    /// A new table with the same configuration.
+    Table,
+    /// A new table from a reloaded configuration: the previous one.
+    Config(Arc<ClusterConfig>),
+}
+
+impl View {
+    pub(crate) fn new(
+        index: usize,
+        cfg: Arc<ClusterConfig>,
+        handle: RouteHandle,
+        kick: Option<Kick>,
+    ) -> View {
+        let route = handle.load_full();
+        View {
+            index,
+            limits: cfg.limits,
+            cfg,
+            handle,
+            route,
+            kick,
+            rng: Cell::new(0x2545_f491_4f6c_dd1d ^ (index as u64 + 1)),
+        }
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    pub(crate) fn cfg(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn route(&self) -> &RouteTable {
+        &self.route
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Loads the shared table if it changed; a reloaded configuration
+    /// comes with it.
+    pub(crate) fn refresh(&mut self) -> Refresh {
+        let cur = self.handle.load();
+        if Arc::ptr_eq(&cur, &self.route) {
+            return Refresh::Same;
+        }
+        self.route = Arc::clone(&cur);
+        drop(cur);
+        if Arc::ptr_eq(&self.cfg, &self.route.cfg) {
+            return Refresh::Table;
+        }
+        let old = std::mem::replace(&mut self.cfg, Arc::clone(&self.route.cfg));
+        self.limits = self.cfg.limits;
+        info!(
+            "cluster {}: worker {} runs the reloaded configuration",
+            self.cfg.name, self.index
+        );
+        Refresh::Config(old)
+    }
+
+    pub(crate) fn kick_refresh(&self) {
+        if let Some(k) = &self.kick {
+            k.send();
+        }
+    }
+
+    /// xorshift64*: placement for the random distribution, not security.
+    pub(crate) fn random(&self) -> u32 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    pub(crate) fn needs_auth(&self) -> bool {
+        self.cfg.password.is_some() || !self.cfg.users.is_empty()
+    }
+}
