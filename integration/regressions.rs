@@ -452,3 +452,186 @@ fn large_frames_arriving_in_many_reads_are_scanned_once() {
         "the LRANGE reply took the proxy {range_proxy} ticks, the server {range_redis}"
     );
 }
+
+/// Sums every "requests" member of a stats document.
+fn stats_requests(doc: &str) -> u64 {
+    fn walk(v: &serde_json::Value) -> u64 {
+        match v {
+            serde_json::Value::Object(m) => m
+                .iter()
+                .map(|(k, x)| match (k.as_str(), x) {
+                    ("requests", serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),
+                    _ => walk(x),
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+    serde_json::from_str(doc).map_or(0, |v| walk(&v))
+}
+
+/// The stats port re-rendered its document only when it was `-i` ms old
+/// (30 s by default), so a dashboard saw zeros for the first 30 s and then
+/// frozen numbers; nutcracker aggregates when asked. Its document also
+/// lacked nutcracker's final newline, which line readers need.
+#[test]
+fn the_stats_port_serves_fresh_counters_and_ends_with_a_newline() {
+    use crate::harness::{ClusterConf, Proxy, RedisServer, free_port, poll_until};
+    let s = RedisServer::start();
+    let conf = ClusterConf::new("fresh", &[&s]);
+    let sport = free_port();
+    let proxy = Proxy::start_with_args(
+        &conf.to_toml(),
+        &["-s", &sport.to_string(), "-a", "127.0.0.1"],
+    );
+    let first = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let d = stats_doc(sport);
+        (!d.is_empty()).then_some(d)
+    })
+    .expect("the stats port answers");
+    assert!(first.ends_with("}\n"), "no final newline: {first:?}");
+    let mut c = proxy.client();
+    for i in 0..10 {
+        assert_eq!(c.cmd(&["SET", &format!("f{i}"), "v"]), Reply::ok());
+    }
+    let fresh = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        (stats_requests(&stats_doc(sport)) >= 10).then_some(())
+    });
+    assert!(
+        fresh.is_some(),
+        "10 requests made, 3 s later the stats port says:\n{}",
+        stats_doc(sport)
+    );
+}
+
+/// A backend that refused a command sent on connect answered clients with
+/// a doubled code (`-ERR ERR DB index is out of range`, `-ERR WRONGPASS ...`);
+/// they get the server's own error line.
+#[test]
+fn a_backend_refusing_the_connect_commands_is_answered_with_its_own_error() {
+    use crate::harness::{ClusterConf, Proxy, RedisServer, config_toml};
+    let locked = RedisServer::start();
+    // After start: the harness's readiness check does not authenticate.
+    assert_eq!(
+        locked
+            .client()
+            .cmd(&["CONFIG", "SET", "requirepass", "right"]),
+        Reply::ok()
+    );
+    let open = RedisServer::start();
+    let wrong = ClusterConf::new("wrongpass", &[&locked]).set("backend_password", "\"wrong\"");
+    let db = ClusterConf::new("baddb", &[&open]).set("backend_db", "16");
+    let proxy = Proxy::start(&config_toml(&[wrong, db]));
+    let ports = proxy.ports().to_vec();
+    let r = crate::harness::Client::connect(ports[0]).cmd(&["GET", "k"]);
+    assert!(
+        r.error().is_some_and(|e| e.starts_with("WRONGPASS")),
+        "wrong backend_password: {r:?}"
+    );
+    let r = crate::harness::Client::connect(ports[1]).cmd(&["GET", "k"]);
+    assert_eq!(
+        r.error(),
+        Some("ERR DB index is out of range"),
+        "backend_db = 16: {r:?}"
+    );
+}
+
+/// A draining worker kept its idle clients until the 5 s deadline and
+/// went on serving new requests from any client; idle clients now go at
+/// once, and a busy one gets what it is owed but no new request is taken.
+#[test]
+fn sigterm_closes_idle_clients_at_once_and_takes_no_new_request() {
+    let mut s = Shards::start_with(1, |c| c.set("thread", "1").set("read_timeout", "0"));
+    let mut idle = s.client();
+    assert_eq!(idle.cmd(&["SET", "d", "v"]), Reply::ok());
+    let mut busy = s.client();
+    s.servers[0].pause();
+    busy.send_cmd(&["GET", "d"]);
+    assert!(!busy.readable_within(Duration::from_millis(200)));
+    s.proxy.signal("TERM");
+    assert!(
+        idle.closed_within(Duration::from_secs(2)),
+        "an idle client was kept open by the drain"
+    );
+    busy.send_cmd(&["GET", "d"]);
+    std::thread::sleep(Duration::from_millis(200));
+    s.servers[0].resume();
+    assert_eq!(busy.read_reply().expect("owed reply"), Reply::bulk("v"));
+    assert!(
+        busy.closed_within(Duration::from_secs(3)),
+        "a request sent while draining was taken"
+    );
+}
+
+/// `-d` detached into a new process group but stayed in the caller's
+/// session; nutcracker's daemonize makes a session of its own.
+#[test]
+fn daemonize_starts_a_session_of_its_own() {
+    use crate::harness::{ClusterConf, RedisServer, TempDir, poll_until, run_proxy_bin};
+    let s = RedisServer::start();
+    let dir = TempDir::new("daemon");
+    let conf = dir.join("aster.toml");
+    std::fs::write(&conf, ClusterConf::new("daemon", &[&s]).to_toml()).expect("config");
+    let pid_file = dir.join("aster.pid");
+    let log = dir.join("aster.log");
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+    let out = run_proxy_bin(&[
+        "-d",
+        "-c",
+        &path(&conf),
+        "-p",
+        &path(&pid_file),
+        "-o",
+        &path(&log),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let pid: u32 = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .expect("the daemon wrote its pid file");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: state ppid pgrp session ...
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    crate::harness::signal(pid, "TERM");
+    assert_eq!(
+        fields.get(3).copied(),
+        Some(pid.to_string().as_str()),
+        "the daemon's session is not its own: {stat}"
+    );
+    let gone = poll_until(Duration::from_secs(8), Duration::from_millis(50), || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z")))
+        .then_some(())
+    });
+    assert!(gone.is_some(), "the daemon did not stop on SIGTERM");
+}
+
+/// `-t` said a file whose stats port is a cluster's port was valid; the
+/// proxy then failed to start. Both refuse it now.
+#[test]
+fn a_stats_port_equal_to_a_cluster_port_is_refused_by_t() {
+    use crate::harness::{ClusterConf, RedisServer, TempDir, run_proxy_bin};
+    let s = RedisServer::start();
+    let dir = TempDir::new("stats-clash");
+    let conf = ClusterConf::new("clash", &[&s]);
+    let path = dir.join("aster.toml");
+    std::fs::write(&path, conf.to_toml()).expect("config");
+    let path = path.to_str().expect("utf-8 path");
+    let port = conf.port.to_string();
+    for args in [
+        vec!["-t", "-c", path, "-s", &port],
+        vec!["-c", path, "-s", &port],
+    ] {
+        let out = run_proxy_bin(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("clash") && err.contains("stats port"),
+            "{args:?}: {err}"
+        );
+    }
+}

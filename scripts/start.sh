@@ -75,8 +75,12 @@ for _ in $(seq 1 10); do
   sleep 0.1
 done
 
-# Every listen address of the config accepts (0.0.0.0 and [::] checked on loopback).
-listen_addrs="$(sed -n 's/^[[:space:]]*listen_addr[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$config")"
+# Every listen address of the config accepts (0.0.0.0 and [::] checked on loopback):
+# TOML's `listen_addr = "..."` and nutcracker YAML's `listen: ...`.
+listen_addrs="$(sed -n \
+  -e 's/^[[:space:]]*listen_addr[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' \
+  -e "s/^[[:space:]]*listen:[[:space:]]*[\"']\{0,1\}\([^\"' #]*\).*/\1/p" \
+  "$config")"
 for addr in $listen_addrs; do
   host="${addr%:*}"
   port="${addr##*:}"

@@ -14,10 +14,37 @@ use validate::parse_listen;
 pub(crate) use validate::{MAX_INT, stats_interval, validate};
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 impl Config {
+    /// The stats port must not be a cluster's port: both would bind it and
+    /// the second would fail at start, after `-t` said the file was fine.
+    /// Checked once `-s`/`-a` have been applied.
+    pub fn check_stats_port(&self) -> Result<(), ConfigError> {
+        let Some(st) = &self.stats else {
+            return Ok(());
+        };
+        let overlaps = |a: SocketAddr, b: SocketAddr| {
+            a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
+        match self
+            .clusters
+            .iter()
+            .find(|c| overlaps(c.listen_addr, st.listen_addr))
+        {
+            Some(c) => Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                cluster: c.name.clone(),
+                key: "listen_addr",
+                msg: format!("{} is also the stats port", c.listen_addr),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Loads a TOML file or a twemproxy `nutcracker.yml`, whatever its name:
     /// the content decides (see [`detect`]), the extension only breaks ties.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -319,6 +346,16 @@ mod tests {
         ] {
             let e = parse(&format!("{GOOD}\n{key} = {value}")).unwrap_err();
             assert!(e.contains(key) && e.contains("cluster 'a'"), "{e}");
+        }
+        // fetch is checked in redis mode too; each zero limit names its key.
+        for key in [
+            "fetch",
+            "max_bulk_len",
+            "max_multibulk_len",
+            "max_inline_len",
+        ] {
+            let e = parse(&format!("{GOOD}\n{key} = 0")).unwrap_err();
+            assert!(e.contains(&format!("{key}: ")), "{e}");
         }
         let e = parse(&format!("{GOOD}\nping_interval = 10")).unwrap_err();
         assert!(e.contains("ping_interval"), "{e}");

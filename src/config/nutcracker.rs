@@ -92,7 +92,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         msg,
     };
-    let pools: Pools = serde_saphyr::from_str(text).map_err(|e| syntax(e.to_string()))?;
+    let pools: Pools =
+        serde_saphyr::from_str(text).map_err(|e| syntax(yaml_message(&e.to_string())))?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut clusters = Vec::with_capacity(pools.0.len());
     for (name, p) in pools.0 {
@@ -184,12 +185,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     Config::assemble(path, clusters, Some(stats))
 }
 
+/// The YAML parser's message without its advice to the programmer
+/// (", set DuplicateKeyPolicy in Options if acceptable").
+fn yaml_message(msg: &str) -> String {
+    match msg.find(", set DuplicateKeyPolicy") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<Config, String> {
         parse(Path::new("nutcracker.yml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_duplicate_pool_is_named_without_the_parser_s_advice() {
+        let e = load("a:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:2:1\na:\n  listen: 127.0.0.1:3\n  servers:\n   - 127.0.0.1:2:1\n").unwrap_err();
+        assert!(
+            e.contains("duplicate") && !e.contains("DuplicateKeyPolicy"),
+            "{e}"
+        );
     }
 
     const ALPHA: &str = "

@@ -159,7 +159,9 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
             ),
         )
     })?;
-    if cache_type == CacheType::RedisCluster && rc.fetch == 0 {
+    // Unused in redis mode, but a value outside its documented range is
+    // refused there too, so a file stays valid when its mode changes.
+    if rc.fetch == 0 {
         return Err(invalid("fetch", "must be > 0 seconds".into()));
     }
     if rc.backend_username.is_some() && rc.backend_password.is_none() {
@@ -168,11 +170,14 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
             "needs backend_password as well".into(),
         ));
     }
-    if rc.max_bulk_len == 0 || rc.max_multibulk_len == 0 || rc.max_inline_len == 0 {
-        return Err(invalid(
-            "max_bulk_len",
-            "request limits (max_bulk_len, max_multibulk_len, max_inline_len) must be > 0".into(),
-        ));
+    for (key, value) in [
+        ("max_bulk_len", rc.max_bulk_len),
+        ("max_multibulk_len", rc.max_multibulk_len),
+        ("max_inline_len", rc.max_inline_len),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be > 0".into()));
+        }
     }
     for u in &rc.users {
         if u.username.is_empty() || u.password.is_empty() {

@@ -33,6 +33,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    cli::apply_stats_flags(&mut config, &flags);
+    if let Err(e) = config.check_stats_port() {
+        eprintln!("aster-proxy: configuration error: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if flags.test_only {
         println!(
             "aster-proxy: configuration file {} is valid",
@@ -43,7 +48,6 @@ pub fn main() -> ExitCode {
     if flags.daemonize {
         return daemonize(&args);
     }
-    cli::apply_stats_flags(&mut config, &flags);
     if let Err(e) = logging::init_logging(flags.output.as_deref(), flags.level) {
         eprintln!("aster-proxy: {e}");
         return ExitCode::from(EXIT_USAGE);
@@ -102,7 +106,7 @@ fn run(
         return Err(e.into());
     }
     if let Some(st) = &config.stats {
-        stats::serve(st.listen_addr, st.interval, Arc::clone(&registry))
+        stats::serve(st.listen_addr, Arc::clone(&registry))
             .map_err(|e| format!("cannot serve stats on {}: {e}", st.listen_addr))?;
         info!(
             "stats on {} every {} ms",
@@ -163,7 +167,7 @@ fn run(
     Ok(())
 }
 
-/// -d: starts a copy of this process without -d in its own process group,
+/// -d: starts a copy of this process without -d in a session of its own,
 /// detached from the terminal, and returns at once.
 fn daemonize(args: &[String]) -> ExitCode {
     use std::os::unix::process::CommandExt;
@@ -179,14 +183,24 @@ fn daemonize(args: &[String]) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    match Command::new(exe)
-        .args(rest)
+    let mut cmd = Command::new(exe);
+    cmd.args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-    {
+        .stderr(Stdio::null());
+    // A session of its own, as nutcracker's daemonize gives: no controlling
+    // terminal, so a closing terminal's SIGHUP never reaches it.
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of this
+    // process; it runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("aster-proxy: cannot daemonize: {e}");

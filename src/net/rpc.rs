@@ -55,7 +55,7 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
 
 /// Sends one command and reads its whole reply.
 pub fn call(s: &mut TcpStream, args: &[&[u8]]) -> io::Result<Value> {
-    s.write_all(&resp::command(args))?;
+    s.write_all(&resp::command(args)).map_err(timed_out)?;
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -67,11 +67,22 @@ pub fn call(s: &mut TcpStream, args: &[&[u8]]) -> io::Result<Value> {
         if buf.len() > MAX_REPLY {
             return Err(bad("reply too large"));
         }
-        let n = s.read(&mut chunk)?;
+        let n = s.read(&mut chunk).map_err(timed_out)?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A socket timeout surfaces as EAGAIN ("Resource temporarily
+/// unavailable"); logs should say what happened.
+fn timed_out(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, "timed out")
+        }
+        _ => e,
     }
 }
 
@@ -129,6 +140,15 @@ fn decode_at(buf: &[u8], pos: &mut usize, depth: usize) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_that_does_not_answer_times_out_by_that_name() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut s = connect(l.local_addr().unwrap(), Duration::from_millis(100)).unwrap();
+        let e = call(&mut s, &[b"PING"]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(e.to_string(), "timed out");
+    }
 
     #[test]
     fn decodes_nested_replies() {

@@ -3,9 +3,8 @@
 //!
 //! Workers count in plain integers they own (no atomics on the request
 //! path) and publish a copy a few times a second into their slot of the
-//! cluster's `ClusterStats`. The stats thread sums the slots when a
-//! connection finds the document older than the interval, so it sleeps in
-//! accept() while nobody asks.
+//! cluster's `ClusterStats`. The stats thread sums the slots for each
+//! connection, so it sleeps in accept() while nobody asks.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -344,30 +343,27 @@ pub fn render(clusters: &[Arc<ClusterStats>], started: Instant, source: &str) ->
         out.truncate(out.len() - 2);
         out.push('}');
     }
-    out.push('}');
+    // nutcracker ends the document with a newline; line readers need it.
+    out.push_str("}\n");
     out
 }
 
-/// Starts the stats port: one thread that hands every connection the
-/// document, rendered again when the last one is `interval` old. Callers
-/// see what twemproxy's aggregator gives (a snapshot at most `interval`
-/// old) without a thread waking every interval for nobody.
-pub fn serve(addr: SocketAddr, interval: Duration, registry: Registry) -> std::io::Result<()> {
+/// Starts the stats port: one thread that hands every connection a document
+/// rendered then, as nutcracker's stats thread does (it aggregates what the
+/// workers last published, at most ~200 ms old, when a client asks). It
+/// sleeps in accept() while nobody asks. `-i` is accepted for nutcracker's
+/// command line; nothing here waits on it.
+pub fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     let started = started();
     let source = hostname();
-    let mut doc = render(&registered(&registry), started, &source);
-    let mut rendered = Instant::now();
     std::thread::Builder::new()
         .name("aster-stats".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 match conn {
                     Ok(mut s) => {
-                        if rendered.elapsed() >= interval {
-                            doc = render(&registered(&registry), started, &source);
-                            rendered = Instant::now();
-                        }
+                        let doc = render(&registered(&registry), started, &source);
                         let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
                         if let Err(e) = s.write_all(doc.as_bytes()) {
                             debug!("stats: write: {e}");

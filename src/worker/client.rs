@@ -203,7 +203,8 @@ impl Client {
         self.closing = true;
     }
 
-    /// QUIT: close once the reply is written.
+    /// QUIT, or a draining worker: take no new request, close once what
+    /// is owed is written.
     pub(crate) fn close_after_reply(&mut self) {
         self.closing = true;
     }

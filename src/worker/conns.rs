@@ -103,6 +103,17 @@ impl Conns {
         })
     }
 
+    /// Every client's token.
+    pub(crate) fn client_tokens(&self) -> Vec<Token> {
+        self.slab
+            .iter()
+            .filter_map(|(idx, e)| match e.conn {
+                Conn::Client(_) => Some(token_of(idx, e.generation)),
+                Conn::Backend(_) => None,
+            })
+            .collect()
+    }
+
     /// Some client still has requests or replies outstanding.
     pub(crate) fn any_client_busy(&self) -> bool {
         self.slab.iter().any(|(_, e)| match &e.conn {

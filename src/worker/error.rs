@@ -57,9 +57,14 @@ impl BackendError {
         }
     }
 
-    /// The error reply every request it failed gets: `-ERR <text>`.
+    /// The error reply every request it failed gets: `-ERR <text>`, or the
+    /// server's own error line when it refused a command sent on connect
+    /// (`-WRONGPASS ...`, `-ERR DB index is out of range`).
     pub(crate) fn reply(&self) -> Bytes {
-        resp::error(&format!("ERR {self}"))
+        match self {
+            BackendError::InitRejected(text) => resp::error(text),
+            _ => resp::error(&format!("ERR {self}")),
+        }
     }
 
     /// A read sent to a replica and failed by this may go to the master:
@@ -103,7 +108,7 @@ mod tests {
         );
         assert_eq!(BackendError::Eof.fault(), Fault::Eof);
         let init = BackendError::InitRejected("WRONGPASS invalid".into());
-        assert_eq!(&init.reply()[..], b"-ERR WRONGPASS invalid\r\n");
+        assert_eq!(&init.reply()[..], b"-WRONGPASS invalid\r\n");
         assert!(init.read_may_retry_on_master());
         assert!(!BackendError::NoServer.read_may_retry_on_master());
     }

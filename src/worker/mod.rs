@@ -470,6 +470,15 @@ impl Worker {
                     self.view.cfg().name,
                     self.view.index()
                 );
+                // Idle clients go now; busy ones take no new request, get
+                // what they are owed, and go (`Client::finished`).
+                for t in self.conns.client_tokens() {
+                    match self.conns.client(t) {
+                        Some(c) if c.idle() => self.close_client(t),
+                        Some(c) => c.close_after_reply(),
+                        None => {}
+                    }
+                }
                 let d = self.now + DRAIN_TIMEOUT;
                 self.drain_deadline = Some(d);
                 d
