@@ -10,6 +10,7 @@ mod cluster;
 mod compat;
 mod config_cli;
 mod config_matrix;
+mod dedicated;
 mod differential;
 mod faults;
 mod metrics;

@@ -61,6 +61,7 @@ pub(crate) struct RawCluster {
     pub(crate) max_multibulk_len: usize,
     pub(crate) max_inline_len: usize,
     pub(crate) client_output_limit: usize,
+    pub(crate) max_dedicated_connections: usize,
     pub(crate) slowlog_log_slower_than: i64,
     pub(crate) slowlog_max_len: usize,
 }
@@ -96,6 +97,7 @@ impl Default for RawCluster {
             max_multibulk_len: Limits::default().max_args,
             max_inline_len: Limits::default().max_inline,
             client_output_limit: 1024 * 1024 * 1024,
+            max_dedicated_connections: 64,
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
         }

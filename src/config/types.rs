@@ -68,6 +68,9 @@ pub struct ClusterConfig {
     pub limits: Limits,
     /// Unsent reply bytes past which a client is disconnected. 0 = no limit.
     pub client_output_limit: usize,
+    /// Backend connections a worker may open for clients of their own
+    /// (blocking commands, transactions), in use and pooled together.
+    pub max_dedicated_connections: usize,
     /// Requests slower than this (µs) enter the slow log; `None` = off.
     pub slowlog_log_slower_than: Option<u64>,
     pub slowlog_max_len: usize,

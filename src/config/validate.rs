@@ -14,6 +14,9 @@ use crate::routing::ketama::Distribution;
 
 /// Upper bounds that keep a typo from starting thousands of threads or sockets.
 pub(crate) const MAX_THREADS: usize = 256;
+/// Dedicated backend connections per worker: each is a socket and a
+/// backend client, so a typo must not ask for millions.
+pub(crate) const MAX_DEDICATED: usize = 65536;
 pub(crate) const MAX_SERVER_CONNECTIONS: usize = 64;
 /// twemproxy reads every number as a C int: weights, timeouts (ms), backlog
 /// and the rest stop at 2^31-1 there, and a deadline that far out still fits
@@ -170,6 +173,15 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
             "needs backend_password as well".into(),
         ));
     }
+    if rc.max_dedicated_connections > MAX_DEDICATED {
+        return Err(invalid(
+            "max_dedicated_connections",
+            format!(
+                "{} is past the limit of {MAX_DEDICATED} per worker",
+                rc.max_dedicated_connections
+            ),
+        ));
+    }
     for (key, value) in [
         ("max_bulk_len", rc.max_bulk_len),
         ("max_multibulk_len", rc.max_multibulk_len),
@@ -219,6 +231,7 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
             max_inline: rc.max_inline_len,
         },
         client_output_limit: rc.client_output_limit,
+        max_dedicated_connections: rc.max_dedicated_connections,
         slowlog_log_slower_than: u64::try_from(rc.slowlog_log_slower_than).ok(),
         slowlog_max_len: rc.slowlog_max_len,
     })

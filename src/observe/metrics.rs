@@ -120,7 +120,7 @@ pub fn render(registry: &Registry) -> String {
         stats::started().elapsed().as_secs()
     );
 
-    let per_cluster: [Family<stats::PoolStats>; 6] = [
+    let per_cluster: [Family<stats::PoolStats>; 10] = [
         (
             "aster_client_connections",
             "gauge",
@@ -156,6 +156,30 @@ pub fn render(registry: &Registry) -> String {
             "counter",
             "Sub-requests made by splitting multi-key commands.",
             |p| p.fragments,
+        ),
+        (
+            "aster_dedicated_connections_in_use",
+            "gauge",
+            "Backend connections leased to one client (blocking command, transaction).",
+            |p| p.dedicated_in_use,
+        ),
+        (
+            "aster_dedicated_connections_pooled",
+            "gauge",
+            "Idle dedicated backend connections kept for the next client.",
+            |p| p.dedicated_pooled,
+        ),
+        (
+            "aster_dedicated_connections_refused_total",
+            "counter",
+            "Clients refused a dedicated connection (max_dedicated_connections).",
+            |p| p.dedicated_refused,
+        ),
+        (
+            "aster_blocked_clients",
+            "gauge",
+            "Clients waiting in a blocking command.",
+            |p| p.blocked_clients,
         ),
     ];
     for (name, kind, help, get) in per_cluster {

@@ -112,6 +112,13 @@ pub struct PoolStats {
     pub commands: u64,
     /// From queueing each request on a backend to its reply, all servers.
     pub latency: Histogram,
+    /// Gauges: dedicated backend connections leased to clients, and idle
+    /// in the pool; clients waiting in a blocking command.
+    pub dedicated_in_use: u64,
+    pub dedicated_pooled: u64,
+    pub blocked_clients: u64,
+    /// Clients refused a dedicated connection (`max_dedicated_connections`).
+    pub dedicated_refused: u64,
 }
 
 impl PoolStats {
@@ -122,6 +129,10 @@ impl PoolStats {
         self.total_connections += o.total_connections;
         self.forward_error += o.forward_error;
         self.fragments += o.fragments;
+        self.dedicated_in_use += o.dedicated_in_use;
+        self.dedicated_pooled += o.dedicated_pooled;
+        self.blocked_clients += o.blocked_clients;
+        self.dedicated_refused += o.dedicated_refused;
         self.commands += o.commands;
         self.latency.add(&o.latency);
     }

@@ -55,15 +55,16 @@ pub(crate) fn info(
     if want("clients") {
         let _ = write!(
             s,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
             shared.clients.load(Ordering::Relaxed),
-            cfg.max_clients
+            cfg.max_clients,
+            pool.blocked_clients,
         );
     }
     if want("stats") {
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nclient_eof:{}\r\nclient_err:{}\r\nforward_error:{}\r\nfragments:{}\r\nserver_ejects:{}\r\nslowlog_len:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nclient_eof:{}\r\nclient_err:{}\r\nforward_error:{}\r\nfragments:{}\r\nserver_ejects:{}\r\nslowlog_len:{}\r\ndedicated_connections_in_use:{}\r\ndedicated_connections_pooled:{}\r\ndedicated_connections_refused:{}\r\n\r\n",
             pool.total_connections,
             pool.commands,
             pool.client_eof,
@@ -72,6 +73,9 @@ pub(crate) fn info(
             pool.fragments,
             shared.server_ejects.load(Ordering::Relaxed),
             shared.slowlog.len(),
+            pool.dedicated_in_use,
+            pool.dedicated_pooled,
+            pool.dedicated_refused,
         );
     }
     if want("backends") {

@@ -13,6 +13,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::net::sock::{self, ReadStatus};
+use crate::protocol::command::Block;
 use crate::protocol::resp::{self, ReplyScanner};
 use crate::worker::error::BackendError;
 use crate::worker::server::ServerId;
@@ -44,6 +45,25 @@ pub(crate) struct Pending {
     /// A read sent to a replica: the master, where it is retried if this
     /// connection fails.
     pub(crate) fallback: Option<ServerId>,
+    /// A blocking command: how long it may block beyond `read_timeout`.
+    pub(crate) block: Option<Block>,
+}
+
+/// A dedicated connection's holder: the client it serves alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lease {
+    pub(crate) client: Token,
+    pub(crate) release: Release,
+}
+
+/// When a leased connection goes back to the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// Once its last reply is read (a blocking command; EXEC, DISCARD or
+    /// UNWATCH sent).
+    WhenIdle,
+    /// When the client's transaction state says so (WATCH, MULTI).
+    Held,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +93,13 @@ pub(crate) struct BackendConn {
     dirty: bool,
     /// The deadline its timer entry is armed for.
     armed: Option<Instant>,
+    /// Opened for clients of their own (never in a server's shared slots),
+    /// and the one it serves now, if any.
+    dedicated: bool,
+    lease: Option<Lease>,
+    /// The backend options generation it was opened under: a reload that
+    /// changes them retires older dedicated connections when released.
+    options: u64,
 }
 
 /// What a connection holds, for the stats: (unsent requests, their bytes,
@@ -108,7 +135,32 @@ impl BackendConn {
             write_since: now,
             dirty: false,
             armed: None,
+            dedicated: false,
+            lease: None,
+            options: 0,
         })
+    }
+
+    /// Makes it a dedicated connection, opened under options generation `options`.
+    pub(crate) fn dedicate(&mut self, options: u64) {
+        self.dedicated = true;
+        self.options = options;
+    }
+
+    pub(crate) fn is_dedicated(&self) -> bool {
+        self.dedicated
+    }
+
+    pub(crate) fn options(&self) -> u64 {
+        self.options
+    }
+
+    pub(crate) fn lease(&self) -> Option<Lease> {
+        self.lease
+    }
+
+    pub(crate) fn set_lease(&mut self, lease: Option<Lease>) {
+        self.lease = lease;
     }
 
     pub(crate) fn register(&mut self, registry: &Registry, t: Token) -> io::Result<()> {
@@ -188,6 +240,7 @@ impl BackendConn {
         to: ReplyTo,
         redirects: u8,
         fallback: Option<ServerId>,
+        block: Option<Block>,
         now: Instant,
     ) -> bool {
         let was_empty = self.wq.is_empty();
@@ -201,6 +254,7 @@ impl BackendConn {
             req,
             redirects,
             fallback,
+            block,
         });
         was_empty
     }
@@ -263,7 +317,15 @@ impl BackendConn {
         if self.state == State::Connecting {
             return write_timeout.map(|w| self.started + w);
         }
-        let read = read_timeout.and_then(|r| self.inflight.front().map(|p| p.at + r));
+        // A blocking command may take its own timeout on top; timeout 0
+        // blocks until data comes or the client leaves.
+        let read = read_timeout.and_then(|r| {
+            self.inflight.front().and_then(|p| match p.block {
+                None => Some(p.at + r),
+                Some(Block::For(d)) => Some(p.at + r + d),
+                Some(Block::Forever) => None,
+            })
+        });
         let write = write_timeout
             .and_then(|w| (!self.wq.is_empty() && !held).then(|| self.write_since + w));
         match (read, write) {
@@ -385,6 +447,7 @@ mod tests {
             ReplyTo::Init,
             0,
             None,
+            None,
             now
         ));
         for (seq, cmd) in [
@@ -396,7 +459,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            assert!(!b.enqueue(resp::command(cmd), to(seq as u64), 0, None, now));
+            assert!(!b.enqueue(resp::command(cmd), to(seq as u64), 0, None, None, now));
         }
         b.write(now).expect("write");
         let mut got = Vec::new();
@@ -429,9 +492,10 @@ mod tests {
             ReplyTo::Init,
             0,
             None,
+            None,
             now,
         );
-        b.enqueue(resp::command(&[b"PING"]), to(0), 0, None, now);
+        b.enqueue(resp::command(&[b"PING"]), to(0), 0, None, None, now);
         b.write(now).expect("write");
         let mut outcome = None;
         assert!(drive(&mut poll, &mut b, |b| {
@@ -460,9 +524,9 @@ mod tests {
         let (rt, wt) = (Duration::from_millis(100), Duration::from_millis(300));
         assert_eq!(b.deadline(Some(rt), Some(wt), false), None, "idle: none");
         let t0 = Instant::now();
-        assert!(b.enqueue(resp::command(&[b"PING"]), to(0), 0, None, t0));
+        assert!(b.enqueue(resp::command(&[b"PING"]), to(0), 0, None, None, t0));
         let t1 = t0 + Duration::from_millis(50);
-        assert!(!b.enqueue(resp::command(&[b"PING"]), to(1), 0, None, t1));
+        assert!(!b.enqueue(resp::command(&[b"PING"]), to(1), 0, None, None, t1));
         assert_eq!(b.deadline(Some(rt), Some(wt), false), Some(t0 + rt));
         assert_eq!(b.deadline(None, Some(wt), false), Some(t0 + wt));
         assert_eq!(b.deadline(None, Some(wt), true), None, "held writes");

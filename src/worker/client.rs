@@ -33,6 +33,35 @@ const MAX_PENDING: usize = 1024;
 /// Unsent reply bytes past which its further requests are held back.
 const OUT_SOFT_LIMIT: usize = 16 * 1024 * 1024;
 
+/// A transaction's server: the route server its keys live on, and the
+/// client's own connection to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pin {
+    pub(crate) server: usize,
+    pub(crate) conn: Token,
+}
+
+/// A client's transaction state.
+#[derive(Debug, Default)]
+pub(crate) enum Session {
+    #[default]
+    Normal,
+    /// WATCH went out on `Pin`'s connection; no MULTI yet.
+    Watching(Pin),
+    Multi(Multi),
+}
+
+/// Inside MULTI. Until a keyed command picks the server, nothing is sent:
+/// commands the proxy can answer are queued here (frame and answer), and
+/// go to the server first once it is picked.
+#[derive(Debug, Default)]
+pub(crate) struct Multi {
+    pub(crate) pin: Option<Pin>,
+    pub(crate) queued: Vec<(Bytes, Bytes)>,
+    /// A command was refused while queueing: EXEC answers EXECABORT.
+    pub(crate) aborted: bool,
+}
+
 pub(crate) enum Slot {
     Waiting,
     Ready(Bytes),
@@ -67,6 +96,12 @@ pub(crate) struct Client {
     dirty: bool,
     /// Its requests are held back in `rbuf`; released when it drains.
     held: bool,
+    /// Waiting in a blocking command: its slot, and its own connection.
+    /// Its later requests wait, as Redis does not read a blocked client's.
+    blocked: Option<(u64, Token)>,
+    /// The blocking command was answered: its held requests may go on.
+    unblocked: bool,
+    session: Session,
 }
 
 /// What `Client::next_request` found.
@@ -100,7 +135,48 @@ impl Client {
             eof: false,
             dirty: false,
             held: false,
+            blocked: None,
+            unblocked: false,
+            session: Session::Normal,
         }
+    }
+
+    pub(crate) fn tx(&self) -> &Session {
+        &self.session
+    }
+
+    pub(crate) fn take_session(&mut self) -> Session {
+        std::mem::take(&mut self.session)
+    }
+
+    pub(crate) fn set_session(&mut self, s: Session) {
+        self.session = s;
+    }
+
+    pub(crate) fn multi_mut(&mut self) -> Option<&mut Multi> {
+        match &mut self.session {
+            Session::Multi(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Its request in slot `seq` blocks on connection `conn`.
+    pub(crate) fn block_on(&mut self, seq: u64, conn: Token) {
+        self.blocked = Some((seq, conn));
+    }
+
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.blocked.is_some()
+    }
+
+    /// The connections it holds of its own, to close when it leaves.
+    pub(crate) fn leases(&self) -> [Option<Token>; 2] {
+        let pin = match &self.session {
+            Session::Normal => None,
+            Session::Watching(p) => Some(p.conn),
+            Session::Multi(m) => m.pin.map(|p| p.conn),
+        };
+        [pin, self.blocked.map(|(_, c)| c)]
     }
 
     pub(crate) fn register(&mut self, registry: &Registry, t: Token) -> io::Result<()> {
@@ -169,7 +245,7 @@ impl Client {
         if self.closing {
             return Ok(Next::Stop);
         }
-        if self.held {
+        if self.held || self.blocked.is_some() {
             return Ok(Next::Wait);
         }
         if self.slots.len() >= MAX_PENDING || self.out_bytes >= OUT_SOFT_LIMIT {
@@ -227,6 +303,10 @@ impl Client {
         let Some(slot) = self.slots.get_mut(idx as usize) else {
             return;
         };
+        if self.blocked.is_some_and(|(s, _)| s == seq) {
+            self.blocked = None;
+            self.unblocked = true;
+        }
         match slot {
             Slot::Waiting => *slot = Slot::Ready(reply),
             Slot::Gather(g) => {
@@ -269,11 +349,12 @@ impl Client {
     /// Held requests may go on once it has drained below half of both
     /// limits. Returns true when it was released.
     pub(crate) fn release(&mut self) -> bool {
+        let unblocked = std::mem::take(&mut self.unblocked);
         if self.held && self.slots.len() < MAX_PENDING / 2 && self.out_bytes < OUT_SOFT_LIMIT / 2 {
             self.held = false;
             return true;
         }
-        false
+        unblocked
     }
 
     /// Nothing owed and nothing unsent.

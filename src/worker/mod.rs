@@ -170,6 +170,13 @@ impl Worker {
                 let mut ctx = ctx!(self);
                 self.upstream.retire_unused(&mut ctx);
             }
+            let (leased, pooled, blocked) = self.upstream.dedicated_counts(&mut self.conns);
+            let pool = &mut self.counters.pool;
+            (
+                pool.dedicated_in_use,
+                pool.dedicated_pooled,
+                pool.blocked_clients,
+            ) = (leased, pooled, blocked);
             let (upstream, conns) = (&self.upstream, &mut self.conns);
             self.counters
                 .publish_if_due(self.now, self.view.index(), || upstream.snapshot(conns));
@@ -343,8 +350,9 @@ impl Worker {
             ReadStatus::Eof => {
                 self.counters.pool.client_eof += 1;
                 // Requests still held and replies still owed are answered
-                // and written before the close.
-                if c.finished() {
+                // and written before the close; but a client that leaves
+                // while blocked is gone now, as Redis frees it.
+                if c.finished() || c.is_blocked() {
                     self.close_client(t);
                 }
             }
@@ -394,6 +402,12 @@ impl Worker {
     fn close_client(&mut self, t: Token) {
         if let Some(Conn::Client(mut c)) = self.conns.remove(t) {
             c.deregister(self.poll.registry());
+            // Its own backend connections close with it: a blocked command
+            // or a transaction must never answer into another client.
+            let mut ctx = ctx!(self);
+            for conn in c.leases().into_iter().flatten() {
+                self.upstream.revoke(&mut ctx, conn, t);
+            }
             self.counters
                 .shared()
                 .clients

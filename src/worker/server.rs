@@ -32,6 +32,10 @@ pub(crate) struct Server {
     /// server's new connections queue requests but do not write them, so a
     /// client's requests still reach the server in the order it sent them.
     draining: Vec<Token>,
+    /// Dedicated connections (blocking commands, transactions): leased to a
+    /// client now, and idle ones kept for the next, per protocol.
+    leased: Vec<Token>,
+    pool: [Vec<Token>; 2],
     /// After a failure, requests are answered with `last_error` until then.
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -47,6 +51,8 @@ impl Server {
             name: name.to_owned(),
             conns: [vec![None; per_protocol], vec![None; per_protocol]],
             draining: Vec::new(),
+            leased: Vec::new(),
+            pool: [Vec::new(), Vec::new()],
             retry_at: None,
             backoff: BACKOFF_MIN,
             last_error: BackendError::Connect("Connection refused".into()).reply(),
@@ -84,6 +90,13 @@ impl Server {
             *s = None;
             return false;
         }
+        let [pool2, pool3] = &mut self.pool;
+        for list in [&mut self.leased, pool2, pool3] {
+            if let Some(i) = list.iter().position(|&d| d == t) {
+                list.swap_remove(i);
+                return false;
+            }
+        }
         match self.draining.iter().position(|&d| d == t) {
             Some(i) => {
                 self.draining.swap_remove(i);
@@ -93,6 +106,46 @@ impl Server {
         }
     }
 
+    /// An idle dedicated connection of this protocol from the pool, now
+    /// counted as leased.
+    pub(crate) fn take_pooled(&mut self, resp3: bool) -> Option<Token> {
+        let t = self.pool[usize::from(resp3)].pop()?;
+        self.leased.push(t);
+        Some(t)
+    }
+
+    pub(crate) fn add_leased(&mut self, t: Token) {
+        self.leased.push(t);
+    }
+
+    /// A leased connection goes back to the pool.
+    pub(crate) fn pool(&mut self, t: Token, resp3: bool) {
+        if let Some(i) = self.leased.iter().position(|&d| d == t) {
+            self.leased.swap_remove(i);
+        }
+        self.pool[usize::from(resp3)].push(t);
+    }
+
+    pub(crate) fn leased(&self) -> &[Token] {
+        &self.leased
+    }
+
+    /// Every pooled dedicated connection, taken out (to be closed).
+    pub(crate) fn drain_pool(&mut self) -> Vec<Token> {
+        let mut out = std::mem::take(&mut self.pool[0]);
+        out.append(&mut self.pool[1]);
+        out
+    }
+
+    /// One pooled dedicated connection of either protocol, taken out.
+    pub(crate) fn pop_pooled(&mut self) -> Option<Token> {
+        self.pool[0].pop().or_else(|| self.pool[1].pop())
+    }
+
+    pub(crate) fn pooled(&self) -> usize {
+        self.pool[0].len() + self.pool[1].len()
+    }
+
     /// Every open connection to this server, draining ones included.
     pub(crate) fn tokens(&self) -> impl Iterator<Item = Token> + '_ {
         self.conns
@@ -100,6 +153,8 @@ impl Server {
             .flatten()
             .flatten()
             .chain(&self.draining)
+            .chain(&self.leased)
+            .chain(self.pool.iter().flatten())
             .copied()
     }
 
@@ -109,8 +164,10 @@ impl Server {
 
     /// Whether connection `t` must hold its writes until older connections
     /// to this server drain.
+    /// (Dedicated connections never hold: their client's requests travel
+    /// on them alone.)
     pub(crate) fn holds(&self, t: Token) -> bool {
-        !self.draining.is_empty() && !self.draining.contains(&t)
+        !self.draining.is_empty() && self.conns.iter().flatten().any(|s| *s == Some(t))
     }
 
     /// Empties every slot (`per_protocol` of each afterwards) and returns

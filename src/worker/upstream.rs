@@ -19,9 +19,10 @@ use slab::Slab;
 use crate::config::{CacheType, ClusterConfig};
 use crate::net::sock::ReadStatus;
 use crate::observe::stats::ServerStats;
+use crate::protocol::command::Block;
 use crate::protocol::resp;
 use crate::routing::slots;
-use crate::worker::backend::{BackendConn, Pending, ReplyTo};
+use crate::worker::backend::{BackendConn, Lease, Pending, Release, ReplyTo};
 use crate::worker::conns::{Conn, Conns, slot_index};
 use crate::worker::counters::Counters;
 use crate::worker::error::{BackendError, Fault};
@@ -54,6 +55,11 @@ pub(crate) struct Upstream {
     timers: Timers,
     /// Replies read in one go, before they are handed out (reused).
     replies: Vec<(Pending, Bytes)>,
+    /// Dedicated connections open in this worker, leased and pooled.
+    dedicated: usize,
+    /// Bumped by a reload that changes what connections are opened with:
+    /// dedicated connections of an older generation are not pooled again.
+    options: u64,
 }
 
 impl Upstream {
@@ -65,6 +71,8 @@ impl Upstream {
             retiring: Vec::new(),
             timers: Timers::default(),
             replies: Vec::new(),
+            dedicated: 0,
+            options: 0,
         }
     }
 
@@ -136,8 +144,13 @@ impl Upstream {
     /// drain, and new requests open new ones.
     pub(crate) fn reopen_all(&mut self, ctx: &mut Ctx<'_>) {
         let per_protocol = ctx.view.cfg().server_connections;
+        self.options += 1;
         let keys: Vec<usize> = self.servers.iter().map(|(k, _)| k).collect();
         for k in keys {
+            // Idle dedicated connections go; leased ones when released.
+            for t in self.servers[k].drain_pool() {
+                self.drop_conn(ctx, t);
+            }
             for t in self.servers[k].detach_all(per_protocol) {
                 match ctx.conns.backend(t) {
                     Some(b) if !b.idle() => self.servers[k].drain(t),
@@ -220,7 +233,7 @@ impl Upstream {
                     ctx.conns.deliver(to, err);
                     return;
                 }
-                match self.connect(ctx, si, resp3, slot) {
+                match self.open(ctx, si, resp3, slot) {
                     Ok(tok) => tok,
                     Err(e) => {
                         let reply = e.reply();
@@ -240,16 +253,17 @@ impl Upstream {
             st.request_bytes += req.len() as u64;
         }
         if let Some(b) = ctx.conns.backend(tok) {
-            if b.enqueue(req, to, redirects, fallback, ctx.now) {
+            if b.enqueue(req, to, redirects, fallback, None, ctx.now) {
                 self.arm(ctx, tok);
             }
             ctx.conns.mark_backend(tok);
         }
     }
 
-    /// Opens slot `slot` of the given protocol to server `si`; the commands
-    /// the configuration asks for on connect are queued first.
-    fn connect(
+    /// Opens slot `slot` of the given protocol to server `si` (`usize::MAX`:
+    /// a dedicated connection, in no slot); the commands the configuration
+    /// asks for on connect are queued first.
+    fn open(
         &mut self,
         ctx: &mut Ctx<'_>,
         si: ServerId,
@@ -270,7 +284,7 @@ impl Upstream {
         self.servers[si.0].set_slot(resp3, slot, Some(t));
         if let Some(b) = ctx.conns.backend(t) {
             for cmd in init_commands(ctx.view.cfg(), resp3) {
-                b.enqueue(cmd, ReplyTo::Init, 0, None, ctx.now);
+                b.enqueue(cmd, ReplyTo::Init, 0, None, None, ctx.now);
             }
         }
         self.arm(ctx, t);
@@ -382,15 +396,19 @@ impl Upstream {
         }
         let idle = b.idle();
         let si = b.server();
+        let lease = b.lease();
         self.account(ctx, si);
         let mut replies = std::mem::take(&mut self.replies);
         for (p, reply) in replies.drain(..) {
-            self.on_reply(ctx, p, reply);
+            self.on_reply(ctx, p, reply, lease.is_some());
         }
         self.replies = replies;
         if let Some(e) = broken {
             self.fail(ctx, t, e);
             return;
+        }
+        if idle && lease.is_some_and(|l| l.release == Release::WhenIdle) {
+            self.give_back(ctx, t);
         }
         match status {
             ReadStatus::WouldBlock | ReadStatus::Budget
@@ -413,8 +431,11 @@ impl Upstream {
 
     /// A backend's reply to one request: delivered, or in cluster mode
     /// followed when it is a redirect.
-    fn on_reply(&mut self, ctx: &mut Ctx<'_>, p: Pending, reply: Bytes) {
-        if ctx.view.route().is_cluster() && resp::is_error(&reply) {
+    /// `leased`: it came on a client's own connection (a transaction or a
+    /// blocking command), which must not be moved: a redirect reaches the
+    /// client as it is.
+    fn on_reply(&mut self, ctx: &mut Ctx<'_>, p: Pending, reply: Bytes, leased: bool) {
+        if !leased && ctx.view.route().is_cluster() && resp::is_error(&reply) {
             if let Some((ask, target)) = slots::redirect_target(&reply) {
                 if p.redirects < MAX_REDIRECTS
                     && let ReplyTo::Client { token, .. } = p.to
@@ -463,6 +484,9 @@ impl Upstream {
             return None;
         };
         b.deregister(ctx.registry);
+        if b.is_dedicated() {
+            self.dedicated = self.dedicated.saturating_sub(1);
+        }
         let si = b.server().0;
         let last_drained = self
             .servers
@@ -568,13 +592,176 @@ impl Upstream {
         }
     }
 
+    /// A backend connection of `client`'s own to route server `server`, for
+    /// a blocking command or a transaction: an idle one from the pool, or a
+    /// new one while the worker has fewer than `max_dedicated_connections`
+    /// (an idle pooled one elsewhere is closed to make room). The error is
+    /// the reply to give the client.
+    pub(crate) fn lease(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        server: usize,
+        client: Token,
+        release: Release,
+    ) -> Result<Token, Bytes> {
+        let Some(&si) = self.route_map.get(server) else {
+            return Err(BackendError::NoServer.reply());
+        };
+        let resp3 = ctx.conns.client(client).is_some_and(|c| c.resp3());
+        let lease = Some(Lease { client, release });
+        while let Some(t) = self
+            .servers
+            .get_mut(si.0)
+            .and_then(|s| s.take_pooled(resp3))
+        {
+            match ctx.conns.backend(t) {
+                Some(b) if b.options() == self.options => {
+                    b.set_lease(lease);
+                    return Ok(t);
+                }
+                _ => {
+                    self.drop_conn(ctx, t);
+                }
+            }
+        }
+        let max = ctx.view.cfg().max_dedicated_connections;
+        if self.dedicated >= max && !self.evict_pooled(ctx) {
+            ctx.counters.pool.dedicated_refused += 1;
+            return Err(resp::error(&format!(
+                "ERR no dedicated backend connection left for blocking commands and \
+                 transactions (max_dedicated_connections = {max} per worker)"
+            )));
+        }
+        if let Some(err) = self.servers[si.0].backing_off(ctx.now) {
+            return Err(err.clone());
+        }
+        let t = self
+            .open(ctx, si, resp3, usize::MAX)
+            .map_err(|e| e.reply())?;
+        self.dedicated += 1;
+        self.servers[si.0].add_leased(t);
+        if let Some(b) = ctx.conns.backend(t) {
+            b.dedicate(self.options);
+            b.set_lease(lease);
+        }
+        Ok(t)
+    }
+
+    /// Closes one idle pooled dedicated connection; false if there is none.
+    fn evict_pooled(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let victim = self.servers.iter_mut().find_map(|(_, s)| s.pop_pooled());
+        match victim {
+            Some(t) => {
+                self.drop_conn(ctx, t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Queues a request on a leased connection.
+    pub(crate) fn send_leased(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        t: Token,
+        req: Bytes,
+        to: ReplyTo,
+        block: Option<Block>,
+    ) {
+        let Some(b) = ctx.conns.backend(t) else {
+            ctx.conns.deliver(
+                to,
+                resp::error("ERR the client's own backend connection was lost"),
+            );
+            return;
+        };
+        let si = b.server();
+        if let ReplyTo::Client { .. } = to
+            && let Some(srv) = self.servers.get_mut(si.0)
+        {
+            srv.stats.requests += 1;
+            srv.stats.request_bytes += req.len() as u64;
+        }
+        if b.enqueue(req, to, 0, None, block, ctx.now) {
+            self.arm(ctx, t);
+        }
+        ctx.conns.mark_backend(t);
+    }
+
+    /// The client is done with its connection once the replies it awaits
+    /// are read (EXEC, DISCARD or UNWATCH was sent).
+    pub(crate) fn release_when_idle(&mut self, ctx: &mut Ctx<'_>, t: Token) {
+        let Some(b) = ctx.conns.backend(t) else {
+            return;
+        };
+        if let Some(l) = b.lease() {
+            b.set_lease(Some(Lease {
+                release: Release::WhenIdle,
+                ..l
+            }));
+        }
+        if b.idle() {
+            self.give_back(ctx, t);
+        }
+    }
+
+    /// A leased connection back to its server's pool, or closed if it is
+    /// not clean (requests outstanding) or opened under older options.
+    fn give_back(&mut self, ctx: &mut Ctx<'_>, t: Token) {
+        let Some(b) = ctx.conns.backend(t) else {
+            return;
+        };
+        if !b.idle() || b.options() != self.options {
+            self.drop_conn(ctx, t);
+            return;
+        }
+        b.set_lease(None);
+        let (si, resp3) = (b.server(), b.resp3());
+        if let Some(srv) = self.servers.get_mut(si.0) {
+            srv.pool(t, resp3);
+        }
+    }
+
+    /// The client left (or gave up its state): its connection closes, so
+    /// a blocked command or a transaction never answers into another client.
+    pub(crate) fn revoke(&mut self, ctx: &mut Ctx<'_>, t: Token, client: Token) {
+        if ctx
+            .conns
+            .backend(t)
+            .and_then(|b| b.lease())
+            .is_some_and(|l| l.client == client)
+        {
+            self.drop_conn(ctx, t);
+        }
+    }
+
+    /// (dedicated connections leased, pooled; clients blocked) for the stats.
+    pub(crate) fn dedicated_counts(&self, conns: &mut Conns) -> (u64, u64, u64) {
+        let mut leased = 0;
+        let mut pooled = 0;
+        let mut blocked = 0;
+        for (_, s) in &self.servers {
+            pooled += s.pooled() as u64;
+            for &t in s.leased() {
+                leased += 1;
+                if let Some(b) = conns.backend(t)
+                    && !b.idle()
+                    && b.lease().is_some_and(|l| l.release == Release::WhenIdle)
+                {
+                    blocked += 1;
+                }
+            }
+        }
+        (leased, pooled, blocked)
+    }
+
     /// Opens every connection to every server now rather than on first use.
     pub(crate) fn preconnect(&mut self, ctx: &mut Ctx<'_>) {
         let keys: Vec<usize> = self.servers.iter().map(|(k, _)| k).collect();
         for k in keys {
             for slot in 0..ctx.view.cfg().server_connections {
                 if self.servers[k].slot(false, slot).is_none()
-                    && let Err(e) = self.connect(ctx, ServerId(k), false, slot)
+                    && let Err(e) = self.open(ctx, ServerId(k), false, slot)
                 {
                     warn!(
                         "cluster {}: backend {}: preconnect: {e}",

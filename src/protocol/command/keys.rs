@@ -299,13 +299,15 @@ fn streams<A: Args + ?Sized>(args: &A) -> Result<KeyPositions, KeyError> {
 
 /// True when the options before STREAMS (walked as [`streams`] walks them)
 /// hold a BLOCK.
-pub(super) fn streams_block<A: Args + ?Sized>(args: &A) -> bool {
+/// XREAD / XREADGROUP: the argument after a BLOCK option (before STREAMS),
+/// if there is one.
+pub(super) fn streams_block<A: Args + ?Sized>(args: &A) -> Option<Option<&[u8]>> {
     let mut i = 1;
     while i < args.len() {
         if arg_is(args, i, "streams") {
-            return false;
+            return None;
         } else if arg_is(args, i, "block") {
-            return true;
+            return Some(arg(args, i + 1));
         } else if arg_is(args, i, "group") {
             i += 3;
         } else if arg_is(args, i, "count") || arg_is(args, i, "claim") {
@@ -314,5 +316,5 @@ pub(super) fn streams_block<A: Args + ?Sized>(args: &A) -> bool {
             i += 1;
         }
     }
-    false
+    None
 }

@@ -17,10 +17,20 @@ mod keys;
 mod table;
 mod types;
 
+use std::time::Duration;
+
 pub use keys::{KeyError, KeyIter, KeyPositions};
 use keys::{arg, streams_block};
 use table::*;
-pub use types::{Args, Command, Keys, Kind, Local, Split};
+pub use types::{Args, Command, Keys, Kind, Local, Split, Timeout, Tx};
+
+/// How long a blocking request may block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Block {
+    /// Timeout 0 (or one the server will refuse): until data comes.
+    Forever,
+    For(Duration),
+}
 
 impl Command {
     /// True when `argc` arguments (name included) fit the arity.
@@ -42,9 +52,10 @@ impl Command {
             return Err(KeyError::WrongArity);
         }
         match self.kind {
-            Kind::Keyed(keys) => keys.positions(args),
+            Kind::Keyed(keys) | Kind::Blocking(keys, _) => keys.positions(args),
             Kind::Split(split) => split_keys(split).positions(args),
-            Kind::Local(_) | Kind::Unsupported(_) => Ok(KeyPositions::NONE),
+            Kind::Transaction(Tx::Watch) => FROM1.positions(args),
+            Kind::Local(_) | Kind::Unsupported(_) | Kind::Transaction(_) => Ok(KeyPositions::NONE),
         }
     }
 
@@ -61,18 +72,31 @@ impl Command {
             .unwrap_or(self)
     }
 
-    /// A refused form of an otherwise supported command, as (form, reason):
-    /// XREAD and XREADGROUP with BLOCK would hold the backend connection
-    /// that other clients share until data arrives, and past `read_timeout`
-    /// every one of them would get a timeout.
-    pub fn refused_form(
-        &self,
-        args: &(impl Args + ?Sized),
-    ) -> Option<(&'static str, &'static str)> {
-        match self.kind {
-            Kind::Keyed(Keys::Streams) if streams_block(args) => Some(("with BLOCK", BLOCKING)),
-            _ => None,
-        }
+    /// How long this request may block: `None` for a command that does not
+    /// block (XREAD/XREADGROUP without BLOCK included). A timeout that does
+    /// not parse blocks `Forever` as far as the proxy is concerned: the
+    /// server refuses it at once anyway.
+    pub fn block(&self, args: &(impl Args + ?Sized)) -> Option<Block> {
+        let (raw, unit_ms) = match self.kind {
+            Kind::Blocking(_, Timeout::LastSecs) => (arg(args, args.len().checked_sub(1)?), false),
+            Kind::Blocking(_, Timeout::SecsAt(i)) => (arg(args, usize::from(i)), false),
+            Kind::Keyed(Keys::Streams) => (streams_block(args)?, true),
+            _ => return None,
+        };
+        let secs = std::str::from_utf8(raw?)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok());
+        let secs = match secs {
+            Some(v) if v.is_finite() && v > 0.0 => {
+                if unit_ms {
+                    v / 1000.0
+                } else {
+                    v
+                }
+            }
+            _ => return Some(Block::Forever),
+        };
+        Some(Duration::try_from_secs_f64(secs).map_or(Block::Forever, Block::For))
     }
 
     /// EVAL, EVALSHA, FCALL and their read-only variants: with no key they
@@ -276,8 +300,14 @@ mod tests {
         assert_eq!(kind("msetnx"), Some(Kind::Keyed(PAIRS)));
         assert_eq!(kind("ping"), Some(Kind::Local(Local::Ping)));
         assert_eq!(kind("client"), Some(Kind::Local(Local::Client)));
-        for n in ["multi", "exec", "discard", "watch", "unwatch"] {
-            assert_eq!(kind(n), Some(Kind::Unsupported(TRANSACTIONS)), "{n}");
+        for (n, tx) in [
+            ("multi", Tx::Multi),
+            ("exec", Tx::Exec),
+            ("discard", Tx::Discard),
+            ("watch", Tx::Watch),
+            ("unwatch", Tx::Unwatch),
+        ] {
+            assert_eq!(kind(n), Some(Kind::Transaction(tx)), "{n}");
         }
         for n in [
             "blpop",
@@ -289,7 +319,7 @@ mod tests {
             "blmpop",
             "bzmpop",
         ] {
-            assert_eq!(kind(n), Some(Kind::Unsupported(BLOCKING)), "{n}");
+            assert!(matches!(kind(n), Some(Kind::Blocking(..))), "{n}");
         }
         for n in ["move", "keys", "scan", "flushall", "subscribe", "cluster"] {
             assert!(matches!(kind(n), Some(Kind::Unsupported(_))), "{n}");
@@ -492,24 +522,32 @@ mod tests {
     }
 
     #[test]
-    fn blocking_forms_are_refused() {
+    fn blocking_forms_and_their_timeouts() {
         let form = |line: &str| {
             let a = args(&line.split(' ').collect::<Vec<_>>());
-            lookup_request(&a).and_then(|c| c.refused_form(&a))
+            lookup_request(&a).and_then(|c| c.block(&a))
         };
-        let block = Some(("with BLOCK", BLOCKING));
-        assert_eq!(form("XREAD BLOCK 0 STREAMS s $"), block);
-        assert_eq!(form("xread count 2 block 10 streams s $"), block);
-        assert_eq!(form("XREADGROUP GROUP g c BLOCK 0 STREAMS s >"), block);
+        let ms = |n| Some(Block::For(Duration::from_millis(n)));
+        assert_eq!(form("XREAD BLOCK 0 STREAMS s $"), Some(Block::Forever));
+        assert_eq!(form("xread count 2 block 10 streams s $"), ms(10));
+        assert_eq!(
+            form("XREADGROUP GROUP g c BLOCK 0 STREAMS s >"),
+            Some(Block::Forever)
+        );
         assert_eq!(
             form("XREADGROUP GROUP g c NOACK block 5 STREAMS s >"),
-            block
+            ms(5)
         );
         // A group, consumer or key named "block" is not the option.
         assert_eq!(form("XREADGROUP GROUP block block STREAMS s >"), None);
         assert_eq!(form("XREAD STREAMS block 0"), None);
         assert_eq!(form("XREAD COUNT 1 STREAMS s 0"), None);
         assert_eq!(form("GET block"), None);
+        assert_eq!(form("BLPOP a b 1.5"), ms(1500));
+        assert_eq!(form("BRPOP a 0"), Some(Block::Forever));
+        assert_eq!(form("BLMPOP 0.25 2 a b LEFT"), ms(250));
+        assert_eq!(form("BZPOPMIN a notanumber"), Some(Block::Forever));
+        assert_eq!(form("LPOP a"), None);
         assert!(lookup(b"eval").is_some_and(|c| c.runs_code()));
         assert!(lookup(b"fcall_ro").is_some_and(|c| c.runs_code()));
         assert!(!lookup(b"sintercard").is_some_and(|c| c.runs_code()));

@@ -1,7 +1,7 @@
 //! The table itself: one line per command (arity, keys, readonly), and the
 //! reasons shown for refused ones.
 
-use super::types::{Command, Keys, Kind, Local, Split};
+use super::types::{Command, Keys, Kind, Local, Split, Timeout, Tx};
 
 // Table construction helpers: one line per command keeps the table
 // reviewable against Redis's command docs.
@@ -48,6 +48,18 @@ pub(super) const PAIRS: Keys = Keys::Range {
     step: 2,
 };
 /// numkeys at 1 (LMPOP, ZMPOP, SINTERCARD, ZUNION...).
+/// Keys from 1 up to the one before last (BLPOP's timeout is last).
+pub(super) const ALL_BUT_LAST: Keys = Keys::Range {
+    first: 1,
+    last: -2,
+    step: 1,
+};
+/// Every argument from 1 (WATCH).
+pub(super) const FROM1: Keys = Keys::Range {
+    first: 1,
+    last: -1,
+    step: 1,
+};
 pub(super) const NUMKEYS_AT_1: Keys = Keys::Counted {
     count: 1,
     also: None,
@@ -93,6 +105,26 @@ const fn local(name: &'static str, arity: i16, local: Local) -> Command {
     }
 }
 
+const fn blocking(name: &'static str, arity: i16, keys: Keys, timeout: Timeout) -> Command {
+    Command {
+        name,
+        arity,
+        kind: Kind::Blocking(keys, timeout),
+        readonly: false,
+        subcommands: &[],
+    }
+}
+
+const fn transaction(name: &'static str, arity: i16, tx: Tx) -> Command {
+    Command {
+        name,
+        arity,
+        kind: Kind::Transaction(tx),
+        readonly: false,
+        subcommands: &[],
+    }
+}
+
 const fn unsupported(name: &'static str, arity: i16, why: &'static str, readonly: bool) -> Command {
     Command {
         name,
@@ -114,8 +146,6 @@ impl Command {
 
 // Reasons shown to users for unsupported commands.
 
-pub(super) const TRANSACTIONS: &str = "transactions cannot span a sharding proxy";
-pub const BLOCKING: &str = "blocking commands would stall a shared backend connection";
 pub(super) const PUBSUB: &str =
     "pub/sub needs a dedicated backend connection, which a sharding proxy does not provide";
 pub(super) const KEYSPACE: &str =
@@ -129,8 +159,7 @@ pub(super) const MIGRATE: &str =
     "moving keys between servers behind the proxy would break its sharding";
 pub(super) const SCRIPTING: &str = "scripts and functions must be managed on each backend directly";
 pub(super) const MONITOR: &str = "MONITOR would need a dedicated connection to every backend";
-pub(super) const WAIT: &str =
-    "WAIT and WAITAOF block and count the replicas of one backend, which the client cannot choose";
+pub(super) const WAIT: &str = "WAIT and WAITAOF count the replicas acknowledging this connection's writes, but a client's writes travel on the proxy's shared connections";
 pub(super) const RESET: &str = "RESET would reset a backend connection shared with other clients";
 pub(super) const INTERNAL: &str = "internal debugging command";
 
@@ -178,14 +207,14 @@ pub(super) const TABLE: &[Command] = &[
     keyed("bitfield_ro", -2, K1, READ),
     keyed("bitop", -4, FROM2, WRITE),
     keyed("bitpos", -3, K1, READ),
-    unsupported("blmove", 6, BLOCKING, WRITE),
-    unsupported("blmpop", -5, BLOCKING, WRITE),
-    unsupported("blpop", -3, BLOCKING, WRITE),
-    unsupported("brpop", -3, BLOCKING, WRITE),
-    unsupported("brpoplpush", 4, BLOCKING, WRITE),
-    unsupported("bzmpop", -5, BLOCKING, WRITE),
-    unsupported("bzpopmax", -3, BLOCKING, WRITE),
-    unsupported("bzpopmin", -3, BLOCKING, WRITE),
+    blocking("blmove", 6, K1_2, Timeout::LastSecs),
+    blocking("blmpop", -5, NUMKEYS_AT_2, Timeout::SecsAt(1)),
+    blocking("blpop", -3, ALL_BUT_LAST, Timeout::LastSecs),
+    blocking("brpop", -3, ALL_BUT_LAST, Timeout::LastSecs),
+    blocking("brpoplpush", 4, K1_2, Timeout::LastSecs),
+    blocking("bzmpop", -5, NUMKEYS_AT_2, Timeout::SecsAt(1)),
+    blocking("bzpopmax", -3, ALL_BUT_LAST, Timeout::LastSecs),
+    blocking("bzpopmin", -3, ALL_BUT_LAST, Timeout::LastSecs),
     local("client", -2, Local::Client),
     unsupported("cluster", -2, CLUSTER, WRITE),
     local("command", -1, Local::Command),
@@ -196,14 +225,14 @@ pub(super) const TABLE: &[Command] = &[
     keyed("decr", 2, K1, WRITE),
     keyed("decrby", 3, K1, WRITE),
     split("del", -2, Split::SumInt, WRITE),
-    unsupported("discard", 1, TRANSACTIONS, WRITE),
+    transaction("discard", 1, Tx::Discard),
     keyed("dump", 2, K1, READ),
     local("echo", 2, Local::Echo),
     keyed("eval", -3, NUMKEYS_AT_2, WRITE),
     keyed("eval_ro", -3, NUMKEYS_AT_2, READ),
     keyed("evalsha", -3, NUMKEYS_AT_2, WRITE),
     keyed("evalsha_ro", -3, NUMKEYS_AT_2, READ),
-    unsupported("exec", 1, TRANSACTIONS, WRITE),
+    transaction("exec", 1, Tx::Exec),
     split("exists", -2, Split::SumInt, READ),
     keyed("expire", -3, K1, WRITE),
     keyed("expireat", -3, K1, WRITE),
@@ -294,7 +323,7 @@ pub(super) const TABLE: &[Command] = &[
     unsupported("move", 3, DATABASES, WRITE),
     split("mset", -3, Split::Mset, WRITE),
     keyed("msetnx", -3, PAIRS, WRITE),
-    unsupported("multi", 1, TRANSACTIONS, WRITE),
+    transaction("multi", 1, Tx::Multi),
     keyed("object", -2, K2, READ).with_subcommands(OBJECT),
     keyed("persist", 2, K1, WRITE),
     keyed("pexpire", -3, K1, WRITE),
@@ -374,10 +403,10 @@ pub(super) const TABLE: &[Command] = &[
     keyed("type", 2, K1, READ),
     split("unlink", -2, Split::SumInt, WRITE),
     unsupported("unsubscribe", -1, PUBSUB, WRITE),
-    unsupported("unwatch", 1, TRANSACTIONS, WRITE),
+    transaction("unwatch", 1, Tx::Unwatch),
     unsupported("wait", 3, WAIT, WRITE),
     unsupported("waitaof", 4, WAIT, WRITE),
-    unsupported("watch", -2, TRANSACTIONS, WRITE),
+    transaction("watch", -2, Tx::Watch),
     keyed("xack", -4, K1, WRITE),
     keyed("xackdel", -6, K1, WRITE),
     keyed("xadd", -5, K1, WRITE),

@@ -96,6 +96,32 @@ pub enum Kind {
     /// Cannot work through a sharding proxy. The str is the reason shown to
     /// the user.
     Unsupported(&'static str),
+    /// May block until data arrives: sent whole, like `Keyed`, but on a
+    /// backend connection of the client's own, for as long as the timeout
+    /// the request names (`Timeout` says where).
+    Blocking(Keys, Timeout),
+    /// MULTI/EXEC/DISCARD/WATCH/UNWATCH: the client's transaction state.
+    Transaction(Tx),
+}
+
+/// Where a blocking command names how long it may block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// The last argument, in seconds (BLPOP, BRPOP, BLMOVE, BZPOPMIN...).
+    LastSecs,
+    /// Argument `n`, in seconds (BLMPOP and BZMPOP: 1).
+    SecsAt(u8),
+}
+
+/// The transaction commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tx {
+    Multi,
+    Exec,
+    Discard,
+    /// Its keys are every argument from 1.
+    Watch,
+    Unwatch,
 }
 
 /// One entry of the command table.
