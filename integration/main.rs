@@ -15,6 +15,7 @@ mod differential;
 mod faults;
 mod metrics;
 mod protocol;
+mod pubsub;
 mod redis_mode;
 mod regressions;
 mod reliability;

@@ -64,6 +64,10 @@ pub(crate) enum Release {
     WhenIdle,
     /// When the client's transaction state says so (WATCH, MULTI).
     Held,
+    /// A subscriber connection: everything it reads goes to the client
+    /// (messages), nothing is paired with a request; closed when the
+    /// client's last subscription on it goes.
+    Subscriber,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,6 +293,39 @@ impl BackendConn {
                 ReplyTo::Init => continue,
                 _ => return Ok(Some((p, reply))),
             }
+        }
+    }
+
+    /// Queues bytes whose replies are not paired with requests (on a
+    /// subscriber connection).
+    pub(crate) fn push_raw(&mut self, req: Bytes, now: Instant) {
+        if self.wq.is_empty() {
+            self.write_since = now;
+        }
+        self.wq.push_back(req);
+    }
+
+    /// The next complete frame read on a subscriber connection: replies to
+    /// the commands sent on connect are checked and consumed first.
+    pub(crate) fn take_frame(&mut self) -> Result<Option<Bytes>, BackendError> {
+        loop {
+            let n = match self.scanner.scan(&self.rbuf) {
+                Ok(Some(n)) => n,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(BackendError::Protocol(e.to_string())),
+            };
+            let frame = self.rbuf.split_to(n).freeze();
+            if matches!(self.inflight.front().map(|p| p.to), Some(ReplyTo::Init)) {
+                self.inflight.pop_front();
+                if resp::is_error(&frame) {
+                    let text = frame.get(1..frame.len().saturating_sub(2)).unwrap_or(&[]);
+                    return Err(BackendError::InitRejected(
+                        String::from_utf8_lossy(text).into_owned(),
+                    ));
+                }
+                continue;
+            }
+            return Ok(Some(frame));
         }
     }
 

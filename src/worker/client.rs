@@ -12,7 +12,7 @@
 //! proxy waits for it to read, for ever. `client_output_limit` bounds what
 //! is held for it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -62,6 +62,36 @@ pub(crate) struct Multi {
     pub(crate) aborted: bool,
 }
 
+/// A client's subscriptions, each with the connection (of the client's
+/// own) it was made on.
+#[derive(Debug, Default)]
+pub(crate) struct Subs {
+    pub(crate) channels: BTreeMap<Bytes, Token>,
+    /// Redis mode: a pattern is subscribed on every server.
+    pub(crate) patterns: BTreeMap<Bytes, Vec<Token>>,
+    pub(crate) shard: BTreeMap<Bytes, Token>,
+    /// Route server → the client's subscriber connection to it.
+    pub(crate) conns: Vec<(usize, Token)>,
+}
+
+impl Subs {
+    /// What (UN)SUBSCRIBE and P(UN)SUBSCRIBE confirmations count.
+    pub(crate) fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count() == 0 && self.shard.is_empty()
+    }
+
+    /// Whether any subscription still needs connection `t`.
+    pub(crate) fn uses(&self, t: Token) -> bool {
+        self.channels.values().any(|&c| c == t)
+            || self.shard.values().any(|&c| c == t)
+            || self.patterns.values().flatten().any(|&c| c == t)
+    }
+}
+
 pub(crate) enum Slot {
     Waiting,
     Ready(Bytes),
@@ -102,6 +132,7 @@ pub(crate) struct Client {
     /// The blocking command was answered: its held requests may go on.
     unblocked: bool,
     session: Session,
+    subs: Subs,
 }
 
 /// What `Client::next_request` found.
@@ -138,7 +169,16 @@ impl Client {
             blocked: None,
             unblocked: false,
             session: Session::Normal,
+            subs: Subs::default(),
         }
+    }
+
+    pub(crate) fn subs(&self) -> &Subs {
+        &self.subs
+    }
+
+    pub(crate) fn subs_mut(&mut self) -> &mut Subs {
+        &mut self.subs
     }
 
     pub(crate) fn tx(&self) -> &Session {
@@ -170,13 +210,16 @@ impl Client {
     }
 
     /// The connections it holds of its own, to close when it leaves.
-    pub(crate) fn leases(&self) -> [Option<Token>; 2] {
+    pub(crate) fn leases(&self) -> Vec<Token> {
         let pin = match &self.session {
             Session::Normal => None,
             Session::Watching(p) => Some(p.conn),
             Session::Multi(m) => m.pin.map(|p| p.conn),
         };
-        [pin, self.blocked.map(|(_, c)| c)]
+        pin.into_iter()
+            .chain(self.blocked.map(|(_, c)| c))
+            .chain(self.subs.conns.iter().map(|&(_, c)| c))
+            .collect()
     }
 
     pub(crate) fn register(&mut self, registry: &Registry, t: Token) -> io::Result<()> {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use mio::Token;
 
 use crate::protocol::command::{
-    self, Args, Block, Command, KeyError, KeyPositions, Kind, Local, Tx,
+    self, Args, Block, Command, KeyError, KeyPositions, Kind, Local, Sub, Tx,
 };
 use crate::protocol::local;
 use crate::protocol::multikey::{self, Plan};
@@ -17,6 +17,7 @@ use crate::worker::admin;
 use crate::worker::backend::{Release, ReplyTo};
 use crate::worker::client::{Multi, Pin, Session, Slot};
 use crate::worker::upstream::{Ctx, Upstream};
+use bytes::{BufMut, BytesMut};
 
 /// A request's arguments as ranges of its frame: no copy, no allocation.
 struct FrameArgs<'a> {
@@ -102,6 +103,29 @@ impl Dispatch<'_, '_> {
             self.flag_transaction(t);
             return self.reply(t, wrong_arity(cmd));
         }
+        // A RESP2 client with subscriptions may only manage them, as in Redis.
+        if let Some(c) = self.ctx.conns.client(t)
+            && !c.subs().is_empty()
+            && !c.resp3()
+        {
+            match cmd.kind {
+                Kind::PubSub(_) | Kind::Local(Local::Quit) => {}
+                Kind::Local(Local::Ping) => {
+                    let arg = if args.len() > 1 { args.get(1) } else { b"" };
+                    let mut out = BytesMut::with_capacity(24 + arg.len());
+                    out.put_slice(b"*2\r\n$4\r\npong\r\n");
+                    resp::put_bulk(&mut out, arg);
+                    return self.reply(t, out.freeze());
+                }
+                _ => {
+                    let msg = format!(
+                        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                        cmd.name
+                    );
+                    return self.reply(t, resp::error(&msg));
+                }
+            }
+        }
         let queued = !matches!(
             cmd.kind,
             Kind::Transaction(Tx::Multi | Tx::Exec | Tx::Discard | Tx::Watch)
@@ -155,6 +179,7 @@ impl Dispatch<'_, '_> {
             }
             Kind::Keyed(_) | Kind::Blocking(..) => self.keyed(t, cmd, &frame, &args),
             Kind::Transaction(tx) => self.transaction(t, tx, cmd, &frame, &args),
+            Kind::PubSub(sub) => self.pubsub(t, sub, &args),
             Kind::Split(split) => {
                 let positions = match cmd.key_positions(&args) {
                     Ok(p) => p,
@@ -568,6 +593,169 @@ impl Dispatch<'_, '_> {
         Some(seq)
     }
 
+    /// SUBSCRIBE and friends. Subscriptions are made on connections of the
+    /// client's own: redis mode, a channel on the server its name hashes
+    /// to (where PUBLISH sends it) and a pattern on every server; cluster
+    /// mode, classic channels and patterns on one node (the cluster bus
+    /// brings every message there) and a shard channel on its slot's node.
+    /// The proxy confirms each itself, counting all the client's
+    /// subscriptions, as one server would; the servers' own confirmations
+    /// are dropped.
+    fn pubsub(&mut self, t: Token, sub: Sub, args: &FrameArgs<'_>) {
+        let Some(resp3) = self.ctx.conns.client(t).map(|c| c.resp3()) else {
+            return;
+        };
+        let upper = sub.name().to_ascii_uppercase();
+        let subscribe = matches!(sub, Sub::Subscribe | Sub::Psubscribe | Sub::Ssubscribe);
+        if subscribe {
+            if sub == Sub::Ssubscribe && self.ctx.view.route().is_cluster() {
+                let slot = |a: &[u8]| crate::routing::slots::slot_of(a);
+                let first = slot(args.get(1));
+                if (2..args.len()).any(|i| slot(args.get(i)) != first) {
+                    let msg = "CROSSSLOT Keys in request don't hash to the same slot";
+                    return self.reply(t, resp::error(msg));
+                }
+            }
+            for i in 1..args.len() {
+                let name = Bytes::copy_from_slice(args.get(i));
+                let mut tokens = Vec::new();
+                for server in self.sub_targets(sub, &name) {
+                    match self.sub_conn(t, server) {
+                        Ok(tok) => tokens.push(tok),
+                        Err(reply) => return self.reply(t, reply),
+                    }
+                }
+                if tokens.is_empty() {
+                    return self.no_server(t);
+                }
+                for &tok in &tokens {
+                    let cmd = resp::command(&[upper.as_bytes(), &name]);
+                    self.up.send_raw(self.ctx, tok, cmd);
+                }
+                let Some(c) = self.ctx.conns.client(t) else {
+                    return;
+                };
+                let subs = c.subs_mut();
+                match sub {
+                    Sub::Subscribe => {
+                        subs.channels.insert(name.clone(), tokens[0]);
+                    }
+                    Sub::Psubscribe => {
+                        subs.patterns.insert(name.clone(), tokens);
+                    }
+                    _ => {
+                        subs.shard.insert(name.clone(), tokens[0]);
+                    }
+                }
+                let count = if sub == Sub::Ssubscribe {
+                    subs.shard.len()
+                } else {
+                    subs.count()
+                };
+                self.reply(t, confirmation(resp3, sub.name(), Some(&name), count));
+            }
+            return;
+        }
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
+        };
+        let names: Vec<Bytes> = if args.len() > 1 {
+            (1..args.len())
+                .map(|i| Bytes::copy_from_slice(args.get(i)))
+                .collect()
+        } else {
+            let subs = c.subs();
+            match sub {
+                Sub::Unsubscribe => subs.channels.keys().cloned().collect(),
+                Sub::Punsubscribe => subs.patterns.keys().cloned().collect(),
+                _ => subs.shard.keys().cloned().collect(),
+            }
+        };
+        if names.is_empty() {
+            let count = if sub == Sub::Sunsubscribe {
+                c.subs().shard.len()
+            } else {
+                c.subs().count()
+            };
+            return self.reply(t, confirmation(resp3, sub.name(), None, count));
+        }
+        for name in names {
+            let Some(c) = self.ctx.conns.client(t) else {
+                return;
+            };
+            let subs = c.subs_mut();
+            let tokens: Vec<Token> = match sub {
+                Sub::Unsubscribe => subs.channels.remove(&name).into_iter().collect(),
+                Sub::Punsubscribe => subs.patterns.remove(&name).unwrap_or_default(),
+                _ => subs.shard.remove(&name).into_iter().collect(),
+            };
+            let count = if sub == Sub::Sunsubscribe {
+                subs.shard.len()
+            } else {
+                subs.count()
+            };
+            for tok in tokens {
+                let cmd = resp::command(&[upper.as_bytes(), &name]);
+                self.up.send_raw(self.ctx, tok, cmd);
+            }
+            self.reply(t, confirmation(resp3, sub.name(), Some(&name), count));
+        }
+        // Connections no subscription needs any more are closed.
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
+        };
+        let subs = c.subs_mut();
+        let unused: Vec<Token> = subs
+            .conns
+            .iter()
+            .map(|&(_, tok)| tok)
+            .filter(|&tok| !subs.uses(tok))
+            .collect();
+        subs.conns.retain(|(_, tok)| !unused.contains(tok));
+        for tok in unused {
+            self.up.revoke(self.ctx, tok, t);
+        }
+    }
+
+    /// The route servers a subscription is made on.
+    fn sub_targets(&self, sub: Sub, name: &[u8]) -> Vec<usize> {
+        let route = self.ctx.view.route();
+        let random = self.ctx.view.random();
+        let key: &[u8] = match (route.is_cluster(), sub) {
+            (false, Sub::Psubscribe) => return (0..route.servers.len()).collect(),
+            (true, Sub::Subscribe | Sub::Psubscribe) => b"",
+            _ => name,
+        };
+        route
+            .place(key, random)
+            .map(|p| p.server)
+            .into_iter()
+            .collect()
+    }
+
+    /// The client's subscriber connection to route server `server`.
+    fn sub_conn(&mut self, t: Token, server: usize) -> Result<Token, Bytes> {
+        let known = self.ctx.conns.client(t).and_then(|c| {
+            c.subs()
+                .conns
+                .iter()
+                .find(|(s, _)| *s == server)
+                .map(|&(_, tok)| tok)
+        });
+        if let Some(tok) = known
+            && self.ctx.conns.backend(tok).is_some()
+        {
+            return Ok(tok);
+        }
+        let tok = self.up.lease(self.ctx, server, t, Release::Subscriber)?;
+        if let Some(c) = self.ctx.conns.client(t) {
+            let conns = &mut c.subs_mut().conns;
+            conns.retain(|(s, _)| *s != server);
+            conns.push((server, tok));
+        }
+        Ok(tok)
+    }
+
     /// A request with no key to route by that Redis answers without touching
     /// a key: sent to the master of the empty key's shard, so the client gets
     /// Redis's own reply.
@@ -635,4 +823,19 @@ fn as_multibulk(frame: &Bytes, args: &FrameArgs<'_>) -> Bytes {
     }
     let parts: Vec<&[u8]> = (0..args.len()).map(|i| args.get(i)).collect();
     resp::command(&parts)
+}
+
+/// A (un)subscribe confirmation, as one server sends it: the kind, the
+/// channel or pattern (nil when there was none to unsubscribe), and the
+/// client's subscription count. A RESP3 client gets a push.
+fn confirmation(resp3: bool, kind: &str, name: Option<&[u8]>, count: usize) -> Bytes {
+    let mut out = BytesMut::with_capacity(32 + name.map_or(0, <[u8]>::len));
+    out.put_slice(if resp3 { b">3\r\n" } else { b"*3\r\n" });
+    resp::put_bulk(&mut out, kind.as_bytes());
+    match name {
+        Some(n) => resp::put_bulk(&mut out, n),
+        None => out.put_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" }),
+    }
+    resp::put_int(&mut out, b':', count as i64);
+    out.freeze()
 }

@@ -405,7 +405,7 @@ impl Worker {
             // Its own backend connections close with it: a blocked command
             // or a transaction must never answer into another client.
             let mut ctx = ctx!(self);
-            for conn in c.leases().into_iter().flatten() {
+            for conn in c.leases() {
                 self.upstream.revoke(&mut ctx, conn, t);
             }
             self.counters

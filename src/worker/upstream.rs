@@ -55,6 +55,8 @@ pub(crate) struct Upstream {
     timers: Timers,
     /// Replies read in one go, before they are handed out (reused).
     replies: Vec<(Pending, Bytes)>,
+    /// Pub/sub messages read in one go (reused).
+    messages: Vec<Bytes>,
     /// Dedicated connections open in this worker, leased and pooled.
     dedicated: usize,
     /// Bumped by a reload that changes what connections are opened with:
@@ -71,6 +73,7 @@ impl Upstream {
             retiring: Vec::new(),
             timers: Timers::default(),
             replies: Vec::new(),
+            messages: Vec::new(),
             dedicated: 0,
             options: 0,
         }
@@ -382,6 +385,11 @@ impl Upstream {
         let Some(b) = ctx.conns.backend(t) else {
             return;
         };
+        if let Some(l) = b.lease()
+            && l.release == Release::Subscriber
+        {
+            return self.read_messages(ctx, t, l.client, closed);
+        }
         let status = b.read(closed);
         let mut broken = None;
         loop {
@@ -426,6 +434,56 @@ impl Upstream {
             }
             ReadStatus::Eof => self.fail(ctx, t, BackendError::Eof),
             ReadStatus::Error(e) => self.fail(ctx, t, BackendError::io(&e)),
+        }
+    }
+
+    /// A subscriber connection: messages go to its client; the server's
+    /// (un)subscribe confirmations are dropped (the proxy answered the
+    /// client with its own, counting all its subscriptions).
+    fn read_messages(&mut self, ctx: &mut Ctx<'_>, t: Token, client: Token, closed: bool) {
+        let Some(b) = ctx.conns.backend(t) else {
+            return;
+        };
+        let status = b.read(closed);
+        let mut broken = None;
+        let mut messages = std::mem::take(&mut self.messages);
+        loop {
+            match b.take_frame() {
+                Ok(Some(frame)) => {
+                    if is_message(&frame) {
+                        messages.push(frame);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    broken = Some(e);
+                    break;
+                }
+            }
+        }
+        for m in messages.drain(..) {
+            ctx.conns.reply(client, m);
+        }
+        self.messages = messages;
+        match (broken, status) {
+            (Some(e), _) => self.fail(ctx, t, e),
+            (None, ReadStatus::WouldBlock) => {}
+            (None, ReadStatus::Budget) => ctx.conns.resume(t),
+            (None, ReadStatus::Eof) => self.fail(ctx, t, BackendError::Eof),
+            (None, ReadStatus::Error(e)) => self.fail(ctx, t, BackendError::io(&e)),
+        }
+    }
+
+    /// Queues bytes on a subscriber connection (their confirmations are
+    /// not paired with anything).
+    pub(crate) fn send_raw(&mut self, ctx: &mut Ctx<'_>, t: Token, req: Bytes) {
+        if let Some(b) = ctx.conns.backend(t) {
+            let was_empty = !b.has_unsent();
+            b.push_raw(req, ctx.now);
+            if was_empty {
+                self.arm(ctx, t);
+            }
+            ctx.conns.mark_backend(t);
         }
     }
 
@@ -515,6 +573,16 @@ impl Upstream {
         let Some(b) = self.drop_conn(ctx, t) else {
             return;
         };
+        // A subscriber connection lost its subscriptions: its client is
+        // closed (once what it is owed is written), as a server closes its
+        // subscribers, so that it reconnects and subscribes again.
+        if let Some(l) = b.lease()
+            && l.release == Release::Subscriber
+            && let Some(c) = ctx.conns.client(l.client)
+        {
+            c.close_after_reply();
+            ctx.conns.mark_client(l.client);
+        }
         let si = b.server();
         let addr = b.addr();
         let inflight = b.into_inflight();
@@ -826,4 +894,29 @@ pub(crate) fn needs_reopen(old: &ClusterConfig, new: &ClusterConfig) -> bool {
         || [false, true]
             .iter()
             .any(|&resp3| init_commands(old, resp3) != init_commands(new, resp3))
+}
+
+/// A pub/sub message frame (RESP2 array or RESP3 push): `message`,
+/// `pmessage` or `smessage` first.
+fn is_message(frame: &[u8]) -> bool {
+    let mut parts = Vec::new();
+    let first = match frame.first() {
+        Some(b'*') => resp::array_elements(frame, &mut parts).and_then(|_| parts.first().cloned()),
+        Some(b'>') => {
+            // The same layout as an array: read it as one.
+            let mut copy = frame.to_vec();
+            copy[0] = b'*';
+            resp::array_elements(&copy, &mut parts).and_then(|_| parts.first().cloned())
+        }
+        _ => None,
+    };
+    let Some(r) = first else {
+        return false;
+    };
+    let Some(elem) = frame.get(r) else {
+        return false;
+    };
+    elem.ends_with(b"\r\nmessage\r\n")
+        || elem.ends_with(b"\r\npmessage\r\n")
+        || elem.ends_with(b"\r\nsmessage\r\n")
 }

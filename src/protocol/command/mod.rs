@@ -22,7 +22,7 @@ use std::time::Duration;
 pub use keys::{KeyError, KeyIter, KeyPositions};
 use keys::{arg, streams_block};
 use table::*;
-pub use types::{Args, Command, Keys, Kind, Local, Split, Timeout, Tx};
+pub use types::{Args, Command, Keys, Kind, Local, Split, Sub, Timeout, Tx};
 
 /// How long a blocking request may block.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,7 +55,9 @@ impl Command {
             Kind::Keyed(keys) | Kind::Blocking(keys, _) => keys.positions(args),
             Kind::Split(split) => split_keys(split).positions(args),
             Kind::Transaction(Tx::Watch) => FROM1.positions(args),
-            Kind::Local(_) | Kind::Unsupported(_) | Kind::Transaction(_) => Ok(KeyPositions::NONE),
+            Kind::Local(_) | Kind::Unsupported(_) | Kind::Transaction(_) | Kind::PubSub(_) => {
+                Ok(KeyPositions::NONE)
+            }
         }
     }
 
@@ -321,9 +323,12 @@ mod tests {
         ] {
             assert!(matches!(kind(n), Some(Kind::Blocking(..))), "{n}");
         }
-        for n in ["move", "keys", "scan", "flushall", "subscribe", "cluster"] {
+        for n in ["move", "keys", "scan", "flushall", "pubsub", "cluster"] {
             assert!(matches!(kind(n), Some(Kind::Unsupported(_))), "{n}");
         }
+        assert_eq!(kind("subscribe"), Some(Kind::PubSub(Sub::Subscribe)));
+        assert_eq!(kind("sunsubscribe"), Some(Kind::PubSub(Sub::Sunsubscribe)));
+        assert_eq!(kind("publish"), Some(Kind::Keyed(K1)));
         let ro = |n: &str| lookup(n.as_bytes()).map(|c| c.readonly);
         for n in [
             "get",

@@ -1,7 +1,7 @@
 //! The table itself: one line per command (arity, keys, readonly), and the
 //! reasons shown for refused ones.
 
-use super::types::{Command, Keys, Kind, Local, Split, Timeout, Tx};
+use super::types::{Command, Keys, Kind, Local, Split, Sub, Timeout, Tx};
 
 // Table construction helpers: one line per command keeps the table
 // reviewable against Redis's command docs.
@@ -115,6 +115,16 @@ const fn blocking(name: &'static str, arity: i16, keys: Keys, timeout: Timeout) 
     }
 }
 
+const fn pubsub(name: &'static str, arity: i16, sub: Sub) -> Command {
+    Command {
+        name,
+        arity,
+        kind: Kind::PubSub(sub),
+        readonly: false,
+        subcommands: &[],
+    }
+}
+
 const fn transaction(name: &'static str, arity: i16, tx: Tx) -> Command {
     Command {
         name,
@@ -147,7 +157,7 @@ impl Command {
 // Reasons shown to users for unsupported commands.
 
 pub(super) const PUBSUB: &str =
-    "pub/sub needs a dedicated backend connection, which a sharding proxy does not provide";
+    "PUBSUB introspection would have to ask every server and merge their answers";
 pub(super) const KEYSPACE: &str =
     "the keyspace is spread over several backends, so no single backend can answer";
 pub(super) const FLUSH: &str = "flushing must reach every backend; run it on each backend directly";
@@ -336,12 +346,12 @@ pub(super) const TABLE: &[Command] = &[
     unsupported("pfselftest", 1, INTERNAL, WRITE),
     local("ping", -1, Local::Ping),
     keyed("psetex", 4, K1, WRITE),
-    unsupported("psubscribe", -2, PUBSUB, WRITE),
+    pubsub("psubscribe", -2, Sub::Psubscribe),
     unsupported("psync", -3, REPLICATION, WRITE),
     keyed("pttl", 2, K1, READ),
-    unsupported("publish", 3, PUBSUB, WRITE),
+    keyed("publish", 3, K1, WRITE),
     unsupported("pubsub", -2, PUBSUB, WRITE),
-    unsupported("punsubscribe", -1, PUBSUB, WRITE),
+    pubsub("punsubscribe", -1, Sub::Punsubscribe),
     local("quit", -1, Local::Quit),
     unsupported("randomkey", 1, KEYSPACE, READ),
     unsupported("readonly", 1, CLUSTER, WRITE),
@@ -384,17 +394,17 @@ pub(super) const TABLE: &[Command] = &[
     keyed("sort", -2, Keys::Sort, WRITE),
     keyed("sort_ro", -2, K1, READ),
     keyed("spop", -2, K1, WRITE),
-    unsupported("spublish", 3, PUBSUB, WRITE),
+    keyed("spublish", 3, K1, WRITE),
     keyed("srandmember", -2, K1, READ),
     keyed("srem", -3, K1, WRITE),
     keyed("sscan", -3, K1, READ),
-    unsupported("ssubscribe", -2, PUBSUB, WRITE),
+    pubsub("ssubscribe", -2, Sub::Ssubscribe),
     keyed("strlen", 2, K1, READ),
-    unsupported("subscribe", -2, PUBSUB, WRITE),
+    pubsub("subscribe", -2, Sub::Subscribe),
     keyed("substr", 4, K1, READ),
     keyed("sunion", -2, ALL, READ),
     keyed("sunionstore", -3, ALL, WRITE),
-    unsupported("sunsubscribe", -1, PUBSUB, WRITE),
+    pubsub("sunsubscribe", -1, Sub::Sunsubscribe),
     unsupported("swapdb", 3, DATABASES, WRITE),
     unsupported("sync", 1, REPLICATION, WRITE),
     local("time", 1, Local::Time),
@@ -402,7 +412,7 @@ pub(super) const TABLE: &[Command] = &[
     keyed("ttl", 2, K1, READ),
     keyed("type", 2, K1, READ),
     split("unlink", -2, Split::SumInt, WRITE),
-    unsupported("unsubscribe", -1, PUBSUB, WRITE),
+    pubsub("unsubscribe", -1, Sub::Unsubscribe),
     transaction("unwatch", 1, Tx::Unwatch),
     unsupported("wait", 3, WAIT, WRITE),
     unsupported("waitaof", 4, WAIT, WRITE),

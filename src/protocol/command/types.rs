@@ -102,6 +102,34 @@ pub enum Kind {
     Blocking(Keys, Timeout),
     /// MULTI/EXEC/DISCARD/WATCH/UNWATCH: the client's transaction state.
     Transaction(Tx),
+    /// (UN)SUBSCRIBE, P(UN)SUBSCRIBE, S(UN)SUBSCRIBE: the client's
+    /// subscriptions, on backend connections of its own.
+    PubSub(Sub),
+}
+
+/// The subscription commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sub {
+    Subscribe,
+    Unsubscribe,
+    Psubscribe,
+    Punsubscribe,
+    Ssubscribe,
+    Sunsubscribe,
+}
+
+impl Sub {
+    /// The lowercase name Redis puts in its confirmations.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sub::Subscribe => "subscribe",
+            Sub::Unsubscribe => "unsubscribe",
+            Sub::Psubscribe => "psubscribe",
+            Sub::Punsubscribe => "punsubscribe",
+            Sub::Ssubscribe => "ssubscribe",
+            Sub::Sunsubscribe => "sunsubscribe",
+        }
+    }
 }
 
 /// Where a blocking command names how long it may block.
