@@ -11,6 +11,7 @@ mod compat;
 mod config_cli;
 mod config_matrix;
 mod differential;
+mod fanout;
 mod faults;
 mod metrics;
 mod protocol;

@@ -459,6 +459,6 @@ mod tests {
         assert!(doc.contains("\"two\":{\"server_eof\":0"), "{doc}");
         assert!(doc.contains("\"requests\":7,"), "{doc}");
         assert!(!doc.contains("\"server_ejected_at\":0, \"requests\":0, \"request_bytes\":0, \"responses\":0, \"response_bytes\":0, \"in_queue\":0, \"in_queue_bytes\":0, \"out_queue\":0, \"out_queue_bytes\":0}, \"two\""));
-        assert!(doc.ends_with("}}}"), "{doc}");
+        assert!(doc.ends_with("}}}\n"), "{doc}");
     }
 }

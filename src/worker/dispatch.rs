@@ -6,9 +6,10 @@ use std::ops::Range;
 use bytes::Bytes;
 use mio::Token;
 
-use crate::protocol::command::{self, Args, Command, KeyError, Kind, Local};
+use crate::protocol::command::{self, Args, Command, FanOut, KeyError, Kind, Local};
+use crate::protocol::fanout;
 use crate::protocol::local;
-use crate::protocol::multikey::{self, Plan};
+use crate::protocol::multikey::{self, Gather, Plan};
 use crate::protocol::resp;
 use crate::worker::admin;
 use crate::worker::backend::ReplyTo;
@@ -141,6 +142,7 @@ impl Dispatch<'_, '_> {
                 }
                 self.keyed(t, cmd, &frame, &args)
             }
+            Kind::FanOut(fan) => self.fan_out(t, fan, &frame, &args),
             Kind::Split(split) => {
                 let positions = match cmd.key_positions(&args) {
                     Ok(p) => p,
@@ -232,6 +234,39 @@ impl Dispatch<'_, '_> {
         let req = as_multibulk(frame, args);
         let fallback = self.fallback(place.group, server);
         self.forward(t, server, fallback, req);
+    }
+
+    /// A command about the whole keyspace or the script cache: one
+    /// sub-request per keyspace server (every server; every master in
+    /// cluster mode), SCAN's to the one its cursor names, merged by a
+    /// `Gather`. Masters only: a replica's script cache is its master's.
+    fn fan_out(&mut self, t: Token, fan: FanOut, frame: &Bytes, args: &FrameArgs<'_>) {
+        let servers = self.ctx.view.route().keyspace_servers();
+        if servers.is_empty() {
+            return self.no_server(t);
+        }
+        let req = as_multibulk(frame, args);
+        let random = self.ctx.view.random();
+        let plan = match fanout::plan(fan, args, &req, servers.len(), random) {
+            Ok(p) => p,
+            Err(reply) => return self.reply(t, reply),
+        };
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
+        };
+        let gather = Gather::fan_out(plan.merge, plan.parts.len());
+        let seq = c.push(Slot::Gather(Box::new(gather)));
+        self.ctx.counters.pool.fragments += plan.parts.len() as u64;
+        for (i, (at, req)) in plan.parts.into_iter().enumerate() {
+            let to = ReplyTo::Client {
+                token: t,
+                seq,
+                part: i as u32,
+            };
+            // `at` < servers.len(): plan only names positions in the list.
+            let server = servers.get(at).copied().unwrap_or(usize::MAX);
+            self.up.send(self.ctx, server, None, t, req, to);
+        }
     }
 
     /// A request with no key to route by that Redis answers without touching

@@ -2,7 +2,7 @@
 //!
 //! For each command name the table says whether it is routed by its keys
 //! ([`Kind::Keyed`]), split over backends and merged ([`Kind::Split`]),
-//! answered by the proxy itself ([`Kind::Local`]) or refused
+//! sent to every backend and merged ([`Kind::FanOut`]), answered by the proxy itself ([`Kind::Local`]) or refused
 //! ([`Kind::Unsupported`]), together with Redis's arity and `readonly` flag.
 //! Key positions follow Redis 7.x key specs (plus the 7.4/8.x hash field
 //! expiration commands and the 8.2 stream deletion commands), including
@@ -20,7 +20,7 @@ mod types;
 pub use keys::{KeyError, KeyIter, KeyPositions};
 use keys::{arg, streams_block};
 use table::*;
-pub use types::{Args, Command, Keys, Kind, Local, Split};
+pub use types::{Args, Command, FanOut, Keys, Kind, Local, Split};
 
 impl Command {
     /// True when `argc` arguments (name included) fit the arity.
@@ -44,7 +44,7 @@ impl Command {
         match self.kind {
             Kind::Keyed(keys) => keys.positions(args),
             Kind::Split(split) => split_keys(split).positions(args),
-            Kind::Local(_) | Kind::Unsupported(_) => Ok(KeyPositions::NONE),
+            Kind::Local(_) | Kind::FanOut(_) | Kind::Unsupported(_) => Ok(KeyPositions::NONE),
         }
     }
 
@@ -291,8 +291,56 @@ mod tests {
         ] {
             assert_eq!(kind(n), Some(Kind::Unsupported(BLOCKING)), "{n}");
         }
-        for n in ["move", "keys", "scan", "flushall", "subscribe", "cluster"] {
+        for n in [
+            "move",
+            "flushall",
+            "subscribe",
+            "cluster",
+            "script",
+            "function",
+        ] {
             assert!(matches!(kind(n), Some(Kind::Unsupported(_))), "{n}");
+        }
+        assert_eq!(kind("scan"), Some(Kind::FanOut(FanOut::Scan)));
+        assert_eq!(kind("keys"), Some(Kind::FanOut(FanOut::Keys)));
+        assert_eq!(kind("dbsize"), Some(Kind::FanOut(FanOut::Dbsize)));
+        assert_eq!(kind("randomkey"), Some(Kind::FanOut(FanOut::RandomKey)));
+        let sub = |line: &str| {
+            let a = args(&line.split(' ').collect::<Vec<_>>());
+            lookup_request(&a).map(|c| (c.name, c.kind))
+        };
+        assert_eq!(
+            sub("script load x"),
+            Some(("script|load", Kind::FanOut(FanOut::Same)))
+        );
+        assert_eq!(
+            sub("SCRIPT EXISTS a b"),
+            Some(("script|exists", Kind::FanOut(FanOut::AllOnes)))
+        );
+        for line in [
+            "SCRIPT FLUSH",
+            "FUNCTION LOAD x",
+            "FUNCTION DELETE x",
+            "FUNCTION FLUSH",
+        ] {
+            assert_eq!(
+                sub(line).map(|(_, k)| k),
+                Some(Kind::FanOut(FanOut::Same)),
+                "{line}"
+            );
+        }
+        for line in [
+            "SCRIPT KILL",
+            "SCRIPT DEBUG YES",
+            "FUNCTION LIST",
+            "FUNCTION DUMP",
+            "FUNCTION STATS",
+        ] {
+            assert_eq!(
+                sub(line).map(|(_, k)| k),
+                Some(Kind::Unsupported(SCRIPTING)),
+                "{line}"
+            );
         }
         let ro = |n: &str| lookup(n.as_bytes()).map(|c| c.readonly);
         for n in [
