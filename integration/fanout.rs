@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use crate::harness::{Client, Proxy, RedisCluster, Reply, Shards, args, cmd};
 
-/// The proxy's port and the ports of the servers that hold keys (every
-/// server in redis mode, every master in cluster mode).
+/// The proxy's port, the ports of the servers that hold keys (every server
+/// in redis mode, every master in cluster mode), and of their replicas.
 struct Fleet {
     port: u16,
     backends: Vec<u16>,
+    replicas: Vec<u16>,
 }
 
 fn shards_fleet(s: &Shards) -> Fleet {
     Fleet {
         port: s.proxy.port(),
         backends: s.servers.iter().map(|r| r.port()).collect(),
+        replicas: Vec::new(),
     }
 }
 
@@ -26,12 +28,17 @@ fn cluster_fleet(rc: &RedisCluster, proxy: &Proxy) -> Fleet {
     Fleet {
         port: proxy.port(),
         backends: rc.masters().into_iter().map(|m| rc.port(m)).collect(),
+        replicas: rc.replicas().into_iter().map(|r| rc.port(r)).collect(),
     }
 }
 
-fn start_cluster() -> (RedisCluster, Proxy) {
-    let rc = RedisCluster::start(3, 0);
-    let proxy = Proxy::start(&rc.proxy_conf(&[("read_timeout", "3000")]).to_toml());
+/// A cluster of 3 masters with `replicas` each behind a proxy that reads
+/// from replicas when there are some.
+fn start_cluster(replicas: usize) -> (RedisCluster, Proxy) {
+    let rc = RedisCluster::start(3, replicas);
+    let from_replicas = if replicas > 0 { "true" } else { "false" };
+    let conf = rc.proxy_conf(&[("read_timeout", "3000"), ("read_from_slave", from_replicas)]);
+    let proxy = Proxy::start(&conf.to_toml());
     (rc, proxy)
 }
 
@@ -236,24 +243,29 @@ fn check_keyspace(f: &Fleet) {
 }
 
 const GET_SCRIPT: &str = "return redis.call('get', KEYS[1])";
-const LIBRARY: &str = "#!lua name=asterfan\nredis.register_function('aster_get', function(keys, args) return redis.call('get', keys[1]) end)";
+const LIBRARY: &str = "#!lua name=asterfan\nredis.register_function{function_name='aster_get', callback=function(keys, args) return redis.call('get', keys[1]) end, flags={'no-writes'}}";
 
-fn check_scripts(f: &Fleet) {
+/// `wait_replicated` returns once replicas have what their masters have.
+fn check_scripts(f: &Fleet, wait_replicated: &dyn Fn()) {
     let mut c = f.client();
     let keys = f.key_on_each(&mut c, "sk");
+    wait_replicated();
 
-    // SCRIPT LOAD reaches every server: EVALSHA works wherever a key lives.
+    // SCRIPT LOAD reaches every server, replicas too (Redis 7 does not
+    // replicate the script cache): EVALSHA and EVALSHA_RO (read from a
+    // replica when there are some) work wherever a key lives.
     let sha = c.cmd(&["SCRIPT", "LOAD", GET_SCRIPT]).text().to_owned();
     assert_eq!(sha.len(), 40, "{sha:?}");
-    for &p in &f.backends {
+    for &p in f.backends.iter().chain(&f.replicas) {
         assert_eq!(
             cmd(p, &["SCRIPT", "EXISTS", &sha]),
             Reply::Array(vec![Reply::Int(1)]),
-            "backend {p}"
+            "server {p}"
         );
     }
     for k in &keys {
         assert_eq!(c.cmd(&["EVALSHA", &sha, "1", k]), Reply::bulk(k));
+        assert_eq!(c.cmd(&["EVALSHA_RO", &sha, "1", k]), Reply::bulk(k));
     }
     let bogus = "0123456789012345678901234567890123456789";
     assert_eq!(
@@ -271,11 +283,13 @@ fn check_scripts(f: &Fleet) {
     assert_eq!(c.cmd(&["SCRIPT", "LOAD", GET_SCRIPT]), Reply::bulk(&sha));
     assert_eq!(c.cmd(&["SCRIPT", "FLUSH"]), Reply::ok());
     for k in &keys {
-        let r = c.cmd(&["EVALSHA", &sha, "1", k]);
-        assert!(
-            r.error().is_some_and(|e| e.starts_with("NOSCRIPT")),
-            "EVALSHA on {k}: {r:?}"
-        );
+        for eval in ["EVALSHA", "EVALSHA_RO"] {
+            let r = c.cmd(&[eval, &sha, "1", k]);
+            assert!(
+                r.error().is_some_and(|e| e.starts_with("NOSCRIPT")),
+                "{eval} on {k}: {r:?}"
+            );
+        }
     }
     assert_eq!(c.cmd(&["SCRIPT", "FLUSH", "ASYNC"]), Reply::ok());
     assert_eq!(
@@ -287,13 +301,15 @@ fn check_scripts(f: &Fleet) {
         Reply::Error("ERR wrong number of arguments for 'script|load' command".into())
     );
 
-    // Functions the same way.
+    // Functions the same way (loaded on masters, replicated to replicas).
     assert_eq!(
         c.cmd(&["FUNCTION", "LOAD", LIBRARY]),
         Reply::bulk("asterfan")
     );
+    wait_replicated();
     for k in &keys {
         assert_eq!(c.cmd(&["FCALL", "aster_get", "1", k]), Reply::bulk(k));
+        assert_eq!(c.cmd(&["FCALL_RO", "aster_get", "1", k]), Reply::bulk(k));
     }
     let again = c.cmd(&["FUNCTION", "LOAD", LIBRARY]);
     assert_eq!(
@@ -355,20 +371,22 @@ fn keyspace_fan_out_redis_mode() {
 
 #[test]
 fn keyspace_fan_out_cluster_mode() {
-    let (rc, proxy) = start_cluster();
+    let (rc, proxy) = start_cluster(0);
     check_keyspace(&cluster_fleet(&rc, &proxy));
 }
 
 #[test]
 fn scripts_fan_out_redis_mode() {
     let s = Shards::start(3);
-    check_scripts(&shards_fleet(&s));
+    check_scripts(&shards_fleet(&s), &|| {});
 }
 
 #[test]
-fn scripts_fan_out_cluster_mode() {
-    let (rc, proxy) = start_cluster();
-    check_scripts(&cluster_fleet(&rc, &proxy));
+fn scripts_fan_out_cluster_mode_with_replica_reads() {
+    let (rc, proxy) = start_cluster(1);
+    let f = cluster_fleet(&rc, &proxy);
+    assert_eq!(f.replicas.len(), 3);
+    check_scripts(&f, &|| rc.wait_replicated());
 }
 
 #[test]

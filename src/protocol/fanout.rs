@@ -1,7 +1,8 @@
-//! Commands sent to every server (every master in cluster mode): SCAN, KEYS,
-//! DBSIZE, RANDOMKEY, and the script and function cache commands. What each
-//! server is sent, and how their replies become the one reply a client
-//! connected straight to Redis would expect.
+//! Commands sent to every server: SCAN, KEYS, DBSIZE, RANDOMKEY, and the
+//! script cache and function library commands (cluster mode: every master,
+//! and for the script cache every replica too). What each server is sent,
+//! and how their replies become the one reply a client connected straight to
+//! Redis would expect.
 //!
 //! SCAN walks the servers one after the other. The cursor a client sees is
 //! `server << 48 | that server's own cursor`, `server` being the position in
@@ -48,7 +49,7 @@ pub struct Plan {
     pub merge: Merge,
 }
 
-/// Plans a fan-out over `servers` keyspace servers. `req` is the request as
+/// Plans a fan-out over `servers` servers (positions in the caller's list). `req` is the request as
 /// received (sent unchanged to every server, SCAN excepted). `Err` is the
 /// reply to give the client at once.
 pub fn plan(
@@ -77,8 +78,8 @@ pub fn plan(
         FanOut::RandomKey => every(Merge::RandomKey {
             start: random as usize % servers.max(1),
         }),
-        FanOut::Same => every(Merge::Same),
-        FanOut::AllOnes => every(Merge::AllOnes),
+        FanOut::ScriptSame | FanOut::FunctionSame => every(Merge::Same),
+        FanOut::ScriptExists => every(Merge::AllOnes),
     })
 }
 

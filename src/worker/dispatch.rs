@@ -236,12 +236,18 @@ impl Dispatch<'_, '_> {
         self.forward(t, server, fallback, req);
     }
 
-    /// A command about the whole keyspace or the script cache: one
-    /// sub-request per keyspace server (every server; every master in
-    /// cluster mode), SCAN's to the one its cursor names, merged by a
-    /// `Gather`. Masters only: a replica's script cache is its master's.
+    /// A command about the whole keyspace, the script cache or the function
+    /// libraries: one sub-request per server (cluster mode: per master, and
+    /// per replica too for the script cache, which Redis 7 does not
+    /// replicate while EVALSHA_RO may be read from a replica), SCAN's to the
+    /// one its cursor names, merged by a `Gather`.
     fn fan_out(&mut self, t: Token, fan: FanOut, frame: &Bytes, args: &FrameArgs<'_>) {
-        let servers = self.ctx.view.route().keyspace_servers();
+        let route = self.ctx.view.route();
+        let servers = if fan.every_node() {
+            (0..route.servers.len()).collect()
+        } else {
+            route.keyspace_servers()
+        };
         if servers.is_empty() {
             return self.no_server(t);
         }

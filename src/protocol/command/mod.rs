@@ -311,24 +311,25 @@ mod tests {
         };
         assert_eq!(
             sub("script load x"),
-            Some(("script|load", Kind::FanOut(FanOut::Same)))
+            Some(("script|load", Kind::FanOut(FanOut::ScriptSame)))
         );
         assert_eq!(
             sub("SCRIPT EXISTS a b"),
-            Some(("script|exists", Kind::FanOut(FanOut::AllOnes)))
+            Some(("script|exists", Kind::FanOut(FanOut::ScriptExists)))
         );
-        for line in [
-            "SCRIPT FLUSH",
-            "FUNCTION LOAD x",
-            "FUNCTION DELETE x",
-            "FUNCTION FLUSH",
-        ] {
+        assert_eq!(
+            sub("SCRIPT FLUSH").map(|(_, k)| k),
+            Some(Kind::FanOut(FanOut::ScriptSame))
+        );
+        for line in ["FUNCTION LOAD x", "FUNCTION DELETE x", "FUNCTION FLUSH"] {
             assert_eq!(
                 sub(line).map(|(_, k)| k),
-                Some(Kind::FanOut(FanOut::Same)),
+                Some(Kind::FanOut(FanOut::FunctionSame)),
                 "{line}"
             );
         }
+        assert!(FanOut::ScriptExists.every_node() && FanOut::ScriptSame.every_node());
+        assert!(!FanOut::FunctionSame.every_node() && !FanOut::Keys.every_node());
         for line in [
             "SCRIPT KILL",
             "SCRIPT DEBUG YES",

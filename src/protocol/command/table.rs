@@ -173,17 +173,17 @@ pub(super) static XGROUP: &[Command] = &[
 /// Managing the script cache everywhere lets EVALSHA run wherever its keys
 /// live; the rest (KILL, DEBUG...) concerns one backend.
 pub(super) static SCRIPT: &[Command] = &[
-    fan_out("script|exists", -3, FanOut::AllOnes, WRITE),
-    fan_out("script|flush", -2, FanOut::Same, WRITE),
-    fan_out("script|load", 3, FanOut::Same, WRITE),
+    fan_out("script|exists", -3, FanOut::ScriptExists, WRITE),
+    fan_out("script|flush", -2, FanOut::ScriptSame, WRITE),
+    fan_out("script|load", 3, FanOut::ScriptSame, WRITE),
 ];
 
 /// As SCRIPT: loading and deleting libraries everywhere lets FCALL run
 /// wherever its keys live; LIST, DUMP, RESTORE, STATS, KILL stay refused.
 pub(super) static FUNCTION: &[Command] = &[
-    fan_out("function|delete", 3, FanOut::Same, WRITE),
-    fan_out("function|flush", -2, FanOut::Same, WRITE),
-    fan_out("function|load", -3, FanOut::Same, WRITE),
+    fan_out("function|delete", 3, FanOut::FunctionSame, WRITE),
+    fan_out("function|flush", -2, FanOut::FunctionSame, WRITE),
+    fan_out("function|load", -3, FanOut::FunctionSame, WRITE),
 ];
 
 pub(super) static COMMANDS: &[Command] = TABLE;
