@@ -511,6 +511,10 @@ const VALUES: &[&[u8]] = &[
     b"9223372036854775807",
 ];
 
+/// A script loaded only with SCRIPT LOAD, and its sha1.
+const LOADED_SCRIPT: &str = "return 'aster-diff'";
+const LOADED_SHA: &str = "e8f179179726762a15bb1c143ebcd0c40aba86a7";
+
 fn b(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
@@ -601,7 +605,8 @@ impl Gen {
         let name = cmd[0].to_ascii_uppercase();
         let check = match name.as_slice() {
             b"HELLO" => Check::Hello,
-            b"SMEMBERS" | b"SUNION" | b"SINTER" | b"SDIFF" | b"HKEYS" | b"HVALS" => {
+            // KEYS: each server's part in its own order, concatenated.
+            b"SMEMBERS" | b"SUNION" | b"SINTER" | b"SDIFF" | b"HKEYS" | b"HVALS" | b"KEYS" => {
                 Check::Unordered { pairs: false }
             }
             b"HGETALL" => Check::Unordered { pairs: true },
@@ -862,7 +867,7 @@ impl Gen {
         let n = 1 + self.rng.below(4);
         // Split commands: keys spread over every server.
         let spread: Vec<Vec<u8>> = (0..n).map(|_| self.key()).collect();
-        match self.rng.below(16) {
+        match self.rng.below(18) {
             0 => [vec![b("DEL")], spread].concat(),
             1 => [vec![b("EXISTS")], spread].concat(),
             2 => [vec![b("UNLINK")], spread].concat(),
@@ -892,6 +897,12 @@ impl Gen {
             12 => vec![b("PERSIST"), k],
             13 => vec![b("OBJECT"), b("ENCODING"), k],
             14 => vec![b("SORT"), k, b("ALPHA"), b("LIMIT"), b("0"), b("3")],
+            // Fan-out to every server: summed, and concatenated.
+            16 => self.cmd(&["DBSIZE"]),
+            17 => vec![
+                b("KEYS"),
+                b(self.rng.pick(&["*", "{a}*", "*k1", "nosuch*"])),
+            ],
             _ => vec![
                 b("SORT"),
                 self.key_in(t),
@@ -904,7 +915,7 @@ impl Gen {
 
     fn script_cmd(&mut self) -> Vec<Vec<u8>> {
         let t = self.tag();
-        match self.rng.below(6) {
+        match self.rng.below(10) {
             0 => vec![
                 b("EVAL"),
                 b("return redis.call('get', KEYS[1])"),
@@ -939,12 +950,30 @@ impl Gen {
                 b(self.rng.pick(&["1", "-1", "x", "5"])),
                 self.key(),
             ],
-            _ => vec![
+            5 => vec![
                 b("EVAL"),
                 b("return redis.call('incr', KEYS[1])"),
                 b("1"),
                 self.key(),
             ],
+            // The script cache on every server: a script only ever loaded
+            // this way (EVAL caches its script on one server only), so
+            // EXISTS and EVALSHA answer as one Redis would.
+            6 => self.cmd(&["SCRIPT", "LOAD", LOADED_SCRIPT]),
+            7 => vec![
+                b("SCRIPT"),
+                b("EXISTS"),
+                b(LOADED_SHA),
+                b("0123456789012345678901234567890123456789"),
+            ],
+            8 => vec![b("EVALSHA"), b(LOADED_SHA), b("1"), self.key()],
+            _ => {
+                if self.rng.one_in(4) {
+                    self.cmd(&["SCRIPT", "FLUSH"])
+                } else {
+                    self.cmd(&["SCRIPT", "LOAD", LOADED_SCRIPT])
+                }
+            }
         }
     }
 
@@ -987,16 +1016,16 @@ impl Gen {
     /// wipe it).
     fn refused_cmd(&mut self) -> (Vec<Vec<u8>>, Check) {
         let (cmd, name) = match self.rng.below(12) {
-            0 => (self.cmd(&["KEYS", "*"]), "KEYS"),
+            0 => (self.cmd(&["SCRIPT", "KILL"]), "SCRIPT"),
             1 => (self.cmd(&["MONITOR"]), "MONITOR"),
             2 => (self.cmd(&["WAITAOF", "0", "0", "0"]), "WAITAOF"),
             3 => (self.cmd(&["WAIT", "0", "0"]), "WAIT"),
             4 => (self.cmd(&["PUBSUB", "NUMPAT"]), "PUBSUB"),
             5 => (self.cmd(&["PUBSUB", "CHANNELS"]), "PUBSUB"),
             6 => (self.cmd(&["FLUSHALL"]), "FLUSHALL"),
-            7 => (self.cmd(&["SCAN", "0"]), "SCAN"),
-            8 => (self.cmd(&["RANDOMKEY"]), "RANDOMKEY"),
-            9 => (self.cmd(&["DBSIZE"]), "DBSIZE"),
+            7 => (self.cmd(&["FUNCTION", "LIST"]), "FUNCTION"),
+            8 => (self.cmd(&["SWAPDB", "0", "1"]), "SWAPDB"),
+            9 => (self.cmd(&["FLUSHDB"]), "FLUSHDB"),
             10 => (vec![b("RESET")], "RESET"),
             _ => (self.cmd(&["CLIENT", "PAUSE", "100"]), "CLIENT PAUSE"),
         };

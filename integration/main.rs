@@ -12,6 +12,7 @@ mod config_cli;
 mod config_matrix;
 mod dedicated;
 mod differential;
+mod fanout;
 mod faults;
 mod metrics;
 mod protocol;

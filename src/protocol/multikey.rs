@@ -1,15 +1,23 @@
 //! Commands split across backends (MGET, MSET, DEL, UNLINK, EXISTS, TOUCH):
 //! the split into one sub-request per backend, and the merge of their replies.
+//! The same gather collects the replies of fan-out commands (`fanout`).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::protocol::command::{Args, Split};
+use crate::protocol::fanout;
 use crate::protocol::resp;
 
-/// Waits for every part of a split command, then merges them into the reply
-/// the client would have had from a single Redis.
+/// How a gather's parts become one reply.
+enum Merge {
+    Split(Split),
+    FanOut(fanout::Merge),
+}
+
+/// Waits for every part of a split or fan-out command, then merges them
+/// into the reply the client would have had from a single Redis.
 pub struct Gather {
-    split: Split,
+    merge: Merge,
     parts: Vec<Option<Bytes>>,
     remaining: usize,
     /// MGET only: for each key in the client's order, (part, index in that part's reply).
@@ -17,6 +25,16 @@ pub struct Gather {
 }
 
 impl Gather {
+    /// The gather of a fan-out sent as `parts` sub-requests.
+    pub fn fan_out(merge: fanout::Merge, parts: usize) -> Gather {
+        Gather {
+            merge: Merge::FanOut(merge),
+            parts: vec![None; parts],
+            remaining: parts,
+            order: Vec::new(),
+        }
+    }
+
     /// Stores one part; returns the merged reply once the last part is in.
     pub fn fill(&mut self, part: u32, reply: Bytes) -> Option<Bytes> {
         let slot = self.parts.get_mut(part as usize)?;
@@ -35,7 +53,11 @@ impl Gather {
         if let Some(err) = parts.iter().find(|p| resp::is_error(p)) {
             return (*err).clone();
         }
-        match self.split {
+        let split = match self.merge {
+            Merge::Split(split) => split,
+            Merge::FanOut(m) => return fanout::merge(m, &parts),
+        };
+        match split {
             Split::Mset => {
                 if parts.iter().all(|p| &p[..] == resp::OK) {
                     Bytes::from_static(resp::OK)
@@ -166,7 +188,7 @@ pub fn plan(
         })
         .collect::<Vec<_>>();
     let gather = Gather {
-        split,
+        merge: Merge::Split(split),
         remaining: parts.len(),
         parts: vec![None; parts.len()],
         order,

@@ -114,6 +114,21 @@ impl RouteTable {
         }
     }
 
+    /// Where a command about the whole keyspace goes (KEYS, SCAN, SCRIPT
+    /// LOAD...): every server in sharding mode, every master in cluster
+    /// mode, in ascending route order (SCAN cursors number them by it).
+    pub fn keyspace_servers(&self) -> Vec<usize> {
+        match &self.placement {
+            Placement::Hashed(_) => (0..self.servers.len()).collect(),
+            Placement::Cluster(map) => {
+                let mut masters: Vec<usize> = map.shards.iter().map(|s| s.master).collect();
+                masters.sort_unstable();
+                masters.dedup();
+                masters
+            }
+        }
+    }
+
     /// The master of a placement group in cluster mode: where a read sent to
     /// a replica goes when the replica fails.
     pub fn master_of(&self, group: u64) -> Option<usize> {

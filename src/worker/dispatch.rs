@@ -7,10 +7,11 @@ use bytes::Bytes;
 use mio::Token;
 
 use crate::protocol::command::{
-    self, Args, Block, Command, KeyError, KeyPositions, Kind, Local, Sub, Tx,
+    self, Args, Block, Command, FanOut, KeyError, KeyPositions, Kind, Local, Sub, Tx,
 };
+use crate::protocol::fanout;
 use crate::protocol::local;
-use crate::protocol::multikey::{self, Plan};
+use crate::protocol::multikey::{self, Gather, Plan};
 use crate::protocol::resp;
 use crate::routing::table::Place;
 use crate::worker::admin;
@@ -180,6 +181,7 @@ impl Dispatch<'_, '_> {
             Kind::Keyed(_) | Kind::Blocking(..) => self.keyed(t, cmd, &frame, &args),
             Kind::Transaction(tx) => self.transaction(t, tx, cmd, &frame, &args),
             Kind::PubSub(sub) => self.pubsub(t, sub, &args),
+            Kind::FanOut(fan) => self.fan_out(t, fan, &frame, &args),
             Kind::Split(split) => {
                 let positions = match cmd.key_positions(&args) {
                     Ok(p) => p,
@@ -754,6 +756,45 @@ impl Dispatch<'_, '_> {
             conns.push((server, tok));
         }
         Ok(tok)
+    }
+
+    /// A command about the whole keyspace, the script cache or the function
+    /// libraries: one sub-request per server (cluster mode: per master, and
+    /// per replica too for the script cache, which Redis 7 does not
+    /// replicate while EVALSHA_RO may be read from a replica), SCAN's to the
+    /// one its cursor names, merged by a `Gather`.
+    fn fan_out(&mut self, t: Token, fan: FanOut, frame: &Bytes, args: &FrameArgs<'_>) {
+        let route = self.ctx.view.route();
+        let servers = if fan.every_node() {
+            (0..route.servers.len()).collect()
+        } else {
+            route.keyspace_servers()
+        };
+        if servers.is_empty() {
+            return self.no_server(t);
+        }
+        let req = as_multibulk(frame, args);
+        let random = self.ctx.view.random();
+        let plan = match fanout::plan(fan, args, &req, servers.len(), random) {
+            Ok(p) => p,
+            Err(reply) => return self.reply(t, reply),
+        };
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
+        };
+        let gather = Gather::fan_out(plan.merge, plan.parts.len());
+        let seq = c.push(Slot::Gather(Box::new(gather)));
+        self.ctx.counters.pool.fragments += plan.parts.len() as u64;
+        for (i, (at, req)) in plan.parts.into_iter().enumerate() {
+            let to = ReplyTo::Client {
+                token: t,
+                seq,
+                part: i as u32,
+            };
+            // `at` < servers.len(): plan only names positions in the list.
+            let server = servers.get(at).copied().unwrap_or(usize::MAX);
+            self.up.send(self.ctx, server, None, t, req, to);
+        }
     }
 
     /// A request with no key to route by that Redis answers without touching

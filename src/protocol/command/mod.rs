@@ -2,7 +2,7 @@
 //!
 //! For each command name the table says whether it is routed by its keys
 //! ([`Kind::Keyed`]), split over backends and merged ([`Kind::Split`]),
-//! answered by the proxy itself ([`Kind::Local`]) or refused
+//! sent to every backend and merged ([`Kind::FanOut`]), answered by the proxy itself ([`Kind::Local`]) or refused
 //! ([`Kind::Unsupported`]), together with Redis's arity and `readonly` flag.
 //! Key positions follow Redis 7.x key specs (plus the 7.4/8.x hash field
 //! expiration commands and the 8.2 stream deletion commands), including
@@ -22,7 +22,7 @@ use std::time::Duration;
 pub use keys::{KeyError, KeyIter, KeyPositions};
 use keys::{arg, streams_block};
 use table::*;
-pub use types::{Args, Command, Keys, Kind, Local, Split, Sub, Timeout, Tx};
+pub use types::{Args, Command, FanOut, Keys, Kind, Local, Split, Sub, Timeout, Tx};
 
 /// How long a blocking request may block.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,9 +55,11 @@ impl Command {
             Kind::Keyed(keys) | Kind::Blocking(keys, _) => keys.positions(args),
             Kind::Split(split) => split_keys(split).positions(args),
             Kind::Transaction(Tx::Watch) => FROM1.positions(args),
-            Kind::Local(_) | Kind::Unsupported(_) | Kind::Transaction(_) | Kind::PubSub(_) => {
-                Ok(KeyPositions::NONE)
-            }
+            Kind::Local(_)
+            | Kind::FanOut(_)
+            | Kind::Unsupported(_)
+            | Kind::Transaction(_)
+            | Kind::PubSub(_) => Ok(KeyPositions::NONE),
         }
     }
 
@@ -323,8 +325,52 @@ mod tests {
         ] {
             assert!(matches!(kind(n), Some(Kind::Blocking(..))), "{n}");
         }
-        for n in ["move", "keys", "scan", "flushall", "pubsub", "cluster"] {
+        for n in [
+            "move", "flushall", "pubsub", "cluster", "script", "function",
+        ] {
             assert!(matches!(kind(n), Some(Kind::Unsupported(_))), "{n}");
+        }
+        assert_eq!(kind("scan"), Some(Kind::FanOut(FanOut::Scan)));
+        assert_eq!(kind("keys"), Some(Kind::FanOut(FanOut::Keys)));
+        assert_eq!(kind("dbsize"), Some(Kind::FanOut(FanOut::Dbsize)));
+        assert_eq!(kind("randomkey"), Some(Kind::FanOut(FanOut::RandomKey)));
+        let sub = |line: &str| {
+            let a = args(&line.split(' ').collect::<Vec<_>>());
+            lookup_request(&a).map(|c| (c.name, c.kind))
+        };
+        assert_eq!(
+            sub("script load x"),
+            Some(("script|load", Kind::FanOut(FanOut::ScriptSame)))
+        );
+        assert_eq!(
+            sub("SCRIPT EXISTS a b"),
+            Some(("script|exists", Kind::FanOut(FanOut::ScriptExists)))
+        );
+        assert_eq!(
+            sub("SCRIPT FLUSH").map(|(_, k)| k),
+            Some(Kind::FanOut(FanOut::ScriptSame))
+        );
+        for line in ["FUNCTION LOAD x", "FUNCTION DELETE x", "FUNCTION FLUSH"] {
+            assert_eq!(
+                sub(line).map(|(_, k)| k),
+                Some(Kind::FanOut(FanOut::FunctionSame)),
+                "{line}"
+            );
+        }
+        assert!(FanOut::ScriptExists.every_node() && FanOut::ScriptSame.every_node());
+        assert!(!FanOut::FunctionSame.every_node() && !FanOut::Keys.every_node());
+        for line in [
+            "SCRIPT KILL",
+            "SCRIPT DEBUG YES",
+            "FUNCTION LIST",
+            "FUNCTION DUMP",
+            "FUNCTION STATS",
+        ] {
+            assert_eq!(
+                sub(line).map(|(_, k)| k),
+                Some(Kind::Unsupported(SCRIPTING)),
+                "{line}"
+            );
         }
         assert_eq!(kind("subscribe"), Some(Kind::PubSub(Sub::Subscribe)));
         assert_eq!(kind("sunsubscribe"), Some(Kind::PubSub(Sub::Sunsubscribe)));

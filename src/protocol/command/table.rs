@@ -1,7 +1,7 @@
 //! The table itself: one line per command (arity, keys, readonly), and the
 //! reasons shown for refused ones.
 
-use super::types::{Command, Keys, Kind, Local, Split, Sub, Timeout, Tx};
+use super::types::{Command, FanOut, Keys, Kind, Local, Split, Sub, Timeout, Tx};
 
 // Table construction helpers: one line per command keeps the table
 // reviewable against Redis's command docs.
@@ -95,6 +95,16 @@ const fn split(name: &'static str, arity: i16, split: Split, readonly: bool) -> 
     }
 }
 
+const fn fan_out(name: &'static str, arity: i16, fan: FanOut, readonly: bool) -> Command {
+    Command {
+        name,
+        arity,
+        kind: Kind::FanOut(fan),
+        readonly,
+        subcommands: &[],
+    }
+}
+
 const fn local(name: &'static str, arity: i16, local: Local) -> Command {
     Command {
         name,
@@ -158,8 +168,6 @@ impl Command {
 
 pub(super) const PUBSUB: &str =
     "PUBSUB introspection would have to ask every server and merge their answers";
-pub(super) const KEYSPACE: &str =
-    "the keyspace is spread over several backends, so no single backend can answer";
 pub(super) const FLUSH: &str = "flushing must reach every backend; run it on each backend directly";
 pub(super) const ADMIN: &str = "server administration must be done on each backend directly";
 pub(super) const REPLICATION: &str = "replication is configured per backend, not through the proxy";
@@ -167,7 +175,7 @@ pub(super) const CLUSTER: &str = "the proxy hides the cluster topology from its 
 pub(super) const DATABASES: &str = "only database 0 is available through the proxy";
 pub(super) const MIGRATE: &str =
     "moving keys between servers behind the proxy would break its sharding";
-pub(super) const SCRIPTING: &str = "scripts and functions must be managed on each backend directly";
+pub(super) const SCRIPTING: &str = "this subcommand concerns one backend's scripts or functions; run it on each backend directly (LOAD, EXISTS, FLUSH and DELETE are sent to every backend)";
 pub(super) const MONITOR: &str = "MONITOR would need a dedicated connection to every backend";
 pub(super) const WAIT: &str = "WAIT and WAITAOF count the replicas acknowledging this connection's writes, but a client's writes travel on the proxy's shared connections";
 pub(super) const RESET: &str = "RESET would reset a backend connection shared with other clients";
@@ -201,6 +209,22 @@ pub(super) static XGROUP: &[Command] = &[
     keyed("xgroup|setid", -5, K2, WRITE),
 ];
 
+/// Managing the script cache everywhere lets EVALSHA run wherever its keys
+/// live; the rest (KILL, DEBUG...) concerns one backend.
+pub(super) static SCRIPT: &[Command] = &[
+    fan_out("script|exists", -3, FanOut::ScriptExists, WRITE),
+    fan_out("script|flush", -2, FanOut::ScriptSame, WRITE),
+    fan_out("script|load", 3, FanOut::ScriptSame, WRITE),
+];
+
+/// As SCRIPT: loading and deleting libraries everywhere lets FCALL run
+/// wherever its keys live; LIST, DUMP, RESTORE, STATS, KILL stay refused.
+pub(super) static FUNCTION: &[Command] = &[
+    fan_out("function|delete", 3, FanOut::FunctionSame, WRITE),
+    fan_out("function|flush", -2, FanOut::FunctionSame, WRITE),
+    fan_out("function|load", -3, FanOut::FunctionSame, WRITE),
+];
+
 pub(super) static COMMANDS: &[Command] = TABLE;
 
 /// Sorted by name (byte order) so that it is easy to review and COMMAND
@@ -230,7 +254,7 @@ pub(super) const TABLE: &[Command] = &[
     local("command", -1, Local::Command),
     unsupported("config", -2, ADMIN, WRITE),
     keyed("copy", -3, K1_2, WRITE),
-    unsupported("dbsize", 1, KEYSPACE, READ),
+    fan_out("dbsize", 1, FanOut::Dbsize, READ),
     unsupported("debug", -2, ADMIN, WRITE),
     keyed("decr", 2, K1, WRITE),
     keyed("decrby", 3, K1, WRITE),
@@ -252,7 +276,7 @@ pub(super) const TABLE: &[Command] = &[
     keyed("fcall_ro", -3, NUMKEYS_AT_2, READ),
     unsupported("flushall", -1, FLUSH, WRITE),
     unsupported("flushdb", -1, FLUSH, WRITE),
-    unsupported("function", -2, SCRIPTING, WRITE),
+    unsupported("function", -2, SCRIPTING, WRITE).with_subcommands(FUNCTION),
     keyed("geoadd", -5, K1, WRITE),
     keyed("geodist", -4, K1, READ),
     keyed("geohash", -2, K1, READ),
@@ -307,7 +331,7 @@ pub(super) const TABLE: &[Command] = &[
     keyed("incrby", 3, K1, WRITE),
     keyed("incrbyfloat", 3, K1, WRITE),
     local("info", -1, Local::Info),
-    unsupported("keys", 2, KEYSPACE, READ),
+    fan_out("keys", 2, FanOut::Keys, READ),
     unsupported("lastsave", 1, ADMIN, WRITE),
     unsupported("latency", -2, ADMIN, WRITE),
     keyed("lcs", -3, K1_2, READ),
@@ -353,7 +377,7 @@ pub(super) const TABLE: &[Command] = &[
     unsupported("pubsub", -2, PUBSUB, WRITE),
     pubsub("punsubscribe", -1, Sub::Punsubscribe),
     local("quit", -1, Local::Quit),
-    unsupported("randomkey", 1, KEYSPACE, READ),
+    fan_out("randomkey", 1, FanOut::RandomKey, READ),
     unsupported("readonly", 1, CLUSTER, WRITE),
     unsupported("readwrite", 1, CLUSTER, WRITE),
     keyed("rename", 3, K1_2, WRITE),
@@ -370,9 +394,9 @@ pub(super) const TABLE: &[Command] = &[
     keyed("rpushx", -3, K1, WRITE),
     keyed("sadd", -3, K1, WRITE),
     unsupported("save", 1, ADMIN, WRITE),
-    unsupported("scan", -2, KEYSPACE, READ),
+    fan_out("scan", -2, FanOut::Scan, READ),
     keyed("scard", 2, K1, READ),
-    unsupported("script", -2, SCRIPTING, WRITE),
+    unsupported("script", -2, SCRIPTING, WRITE).with_subcommands(SCRIPT),
     keyed("sdiff", -2, ALL, READ),
     keyed("sdiffstore", -3, ALL, WRITE),
     local("select", 2, Local::Select),

@@ -58,6 +58,41 @@ pub enum Split {
     SumInt,
 }
 
+/// Commands about the whole keyspace, the script cache or the function
+/// libraries, sent to every server (sharding mode) or every master or node
+/// (cluster mode), their replies merged. O(servers) and not atomic: each
+/// server answers at its own moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FanOut {
+    /// SCAN: one server per call, in order; the cursor says which.
+    Scan,
+    /// KEYS: the arrays concatenated.
+    Keys,
+    /// DBSIZE: the counts summed.
+    Dbsize,
+    /// RANDOMKEY: a key from a random server that has one.
+    RandomKey,
+    /// SCRIPT LOAD/FLUSH: every server must give the same reply, which is
+    /// the reply. Replicas too: Redis 7 does not replicate the script cache,
+    /// and EVALSHA_RO may be read from a replica.
+    ScriptSame,
+    /// SCRIPT EXISTS: 1 for a sha only where every server (replicas too)
+    /// has it.
+    ScriptExists,
+    /// FUNCTION LOAD/DELETE/FLUSH: the same reply from every master, which
+    /// is the reply. Replicas get libraries by replication (and refuse
+    /// these commands).
+    FunctionSame,
+}
+
+impl FanOut {
+    /// Sent to replicas as well as masters (cluster mode; in sharding mode
+    /// every server is a master).
+    pub fn every_node(self) -> bool {
+        matches!(self, FanOut::ScriptSame | FanOut::ScriptExists)
+    }
+}
+
 /// Commands the proxy answers itself, never forwarding them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Local {
@@ -91,6 +126,8 @@ pub enum Kind {
     /// Split per backend and merged by the proxy. Key layout implied
     /// (MGET/DEL...: every arg from 1; MSET: pairs from 1).
     Split(Split),
+    /// Sent to every server (every master in cluster mode) and merged.
+    FanOut(FanOut),
     /// Answered by the proxy itself.
     Local(Local),
     /// Cannot work through a sharding proxy. The str is the reason shown to
