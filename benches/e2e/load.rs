@@ -147,20 +147,17 @@ impl Row {
         )
     }
 
-    /// The progress line printed for a measured run.
+    /// The progress line printed for a measured run: the recorded fields,
+    /// aligned.
     pub fn console(&self) -> String {
+        let tsv = self.tsv();
+        let f: Vec<&str> = tsv.trim_end().split('\t').collect();
+        let [kind, round, test, cfg, target, rps, p50, p99, cpu, rss] = f[..] else {
+            return tsv;
+        };
         format!(
-            "   {:<3} {:<8} {:<5} {:<7} {:<11} {:>9.0} req/s  p50 {:>6.3}  p99 {:>6.3} ms  cpu {:>6.2} us/req  rss {:>6} kB",
-            self.kind,
-            format!("r{}", self.round),
-            self.test.name(),
-            self.cfg.to_string(),
-            self.target,
-            self.rps,
-            self.p50,
-            self.p99,
-            self.cpu_us,
-            self.rss_kb
+            "   {kind:<3} {:<8} {test:<5} {cfg:<7} {target:<11} {rps:>9} req/s  p50 {p50:>6}  p99 {p99:>6} ms  cpu {cpu:>6} us/req  rss {rss:>6} kB",
+            format!("r{round}")
         )
     }
 }

@@ -445,85 +445,98 @@ impl Drop for KeepLogs {
     }
 }
 
-type Nreq = BTreeMap<(Test, Cfg), u64>;
-
-/// Chooses -n per test and load shape so a run lasts about DURATION seconds:
-/// one short run of each against `target`.
-fn calibrate(
-    results: &mut Results,
-    knobs: &Knobs,
-    target: &Target,
-    cfgs: &[Cfg],
-    stop: &Stop,
-) -> Result<Nreq, Error> {
-    let mut nreq = Nreq::new();
-    for test in Test::ALL {
-        for &cfg in cfgs {
-            stop.check()?;
-            let n0 = u64::from(cfg.clients * cfg.pipeline * 100).max(20_000);
-            let row = results
-                .run("calib", 0, test, cfg, target, n0)
-                .map_err(|e| Error::Step {
-                    what: format!(
-                        "calibration ({} {cfg} against {})",
-                        test.name(),
-                        target.name
-                    ),
-                    why: e.to_string(),
-                })?;
-            nreq.insert((test, cfg), load::requests_for(row.rps, knobs.duration));
-        }
-    }
-    Ok(nreq)
+/// The measured load: the results file, the knobs, the requests per run
+/// chosen by calibration, and the interrupt flag checked before every run.
+struct Load<'a> {
+    results: Results,
+    knobs: &'a Knobs,
+    stop: &'a Stop,
+    /// (kind, test, shape) -> requests per run.
+    nreq: BTreeMap<(&'static str, Test, Cfg), u64>,
 }
 
-/// ROUNDS interleaved rounds: every target runs a shape before the next
-/// shape starts, and the target order rotates each round so that none
-/// always runs first. A failed run is reported and skipped.
-fn rounds(
-    results: &mut Results,
-    knobs: &Knobs,
-    (kind, label): (&'static str, &str),
-    targets: &[Target],
-    nreq: &Nreq,
-    skip: impl Fn(Test, &Target) -> bool,
-    stop: &Stop,
-) -> Result<(), Error> {
-    for round in 1..=knobs.rounds {
-        let mut order: Vec<&Target> = targets.iter().collect();
-        order.rotate_left((round as usize - 1) % targets.len());
-        let names: Vec<&str> = order.iter().map(|t| t.name).collect();
-        println!(
-            "== {label} {round}/{} (order: {})",
-            knobs.rounds,
-            names.join(" ")
-        );
+impl Load<'_> {
+    /// Chooses -n per test and load shape of `kind` so a run lasts about
+    /// DURATION seconds: one short run of each against `target`.
+    fn calibrate(
+        &mut self,
+        kind: &'static str,
+        target: &Target,
+        cfgs: &[Cfg],
+    ) -> Result<(), Error> {
         for test in Test::ALL {
-            for cfg in CFGS {
-                let Some(&n) = nreq.get(&(test, cfg)) else {
-                    continue;
-                };
-                for target in &order {
-                    if skip(test, target) {
-                        continue;
-                    }
-                    stop.check()?;
-                    match results.run(kind, round, test, cfg, target, n) {
-                        Ok(row) => println!("{}", row.console()),
-                        Err(e @ RunError::Write { .. }) => return Err(e.into()),
-                        Err(e) => eprintln!(
-                            "   {} {} c={} P={}: redis-benchmark {e}",
-                            target.name,
+            for &cfg in cfgs {
+                self.stop.check()?;
+                let n0 = u64::from(cfg.clients * cfg.pipeline * 100).max(20_000);
+                let row = self
+                    .results
+                    .run("calib", 0, test, cfg, target, n0)
+                    .map_err(|e| Error::Step {
+                        what: format!(
+                            "calibration ({} {cfg} against {})",
                             test.name(),
-                            cfg.clients,
-                            cfg.pipeline
+                            target.name
                         ),
+                        why: e.to_string(),
+                    })?;
+                let n = load::requests_for(row.rps, self.knobs.duration);
+                self.nreq.insert((kind, test, cfg), n);
+            }
+        }
+        Ok(())
+    }
+
+    /// ROUNDS interleaved rounds of the calibrated shapes of `kind`: every
+    /// target runs a shape before the next shape starts, and the target order
+    /// rotates each round so that none always runs first. A failed run is
+    /// reported and skipped.
+    fn rounds(
+        &mut self,
+        kind: &'static str,
+        label: &str,
+        targets: &[Target],
+        skip: impl Fn(Test, &Target) -> bool,
+    ) -> Result<(), Error> {
+        let rounds = self.knobs.rounds;
+        for round in 1..=rounds {
+            let mut order: Vec<&Target> = targets.iter().collect();
+            order.rotate_left((round as usize - 1) % targets.len());
+            let names: Vec<&str> = order.iter().map(|t| t.name).collect();
+            println!("== {label} {round}/{rounds} (order: {})", names.join(" "));
+            for test in Test::ALL {
+                for cfg in CFGS {
+                    let Some(&n) = self.nreq.get(&(kind, test, cfg)) else {
+                        continue;
+                    };
+                    for target in order.iter().filter(|t| !skip(test, t)) {
+                        self.stop.check()?;
+                        match self.results.run(kind, round, test, cfg, target, n) {
+                            Ok(row) => println!("{}", row.console()),
+                            Err(e @ RunError::Write { .. }) => return Err(e.into()),
+                            Err(e) => eprintln!(
+                                "   {} {} c={} P={}: redis-benchmark {e}",
+                                target.name,
+                                test.name(),
+                                cfg.clients,
+                                cfg.pipeline
+                            ),
+                        }
                     }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// nreq.tsv: `KIND.TEST.CLIENTS.PIPELINE`, requests per run.
+    fn nreq_tsv(&self) -> String {
+        self.nreq
+            .iter()
+            .map(|((kind, t, c), n)| {
+                format!("{kind}.{}.{}.{}\t{n}\n", t.name(), c.clients, c.pipeline)
+            })
+            .collect()
+    }
 }
 
 /// SETs every key of the keyspace (4× KEYSPACE random SETs) straight into a
@@ -548,6 +561,30 @@ fn prefill(port: u16, extra: &[&str], keyspace: u64) -> Result<(), Error> {
         })
 }
 
+/// The idle-client measure against each fresh proxy in turn; idle.tsv's
+/// rows. A proxy that fails it is reported and left out.
+fn idle_clients(redis: &RedisMode, n: usize, stop: &Stop) -> Result<String, Error> {
+    let mut tsv = String::new();
+    for name in ["nutcracker", "aster1", "aster2"] {
+        stop.check()?;
+        let t = redis.target(name);
+        println!("== {n} idle clients: {name}");
+        match idle::measure(t.port, n, t.pids[0], &|| stop.requested()) {
+            Ok(m) => {
+                println!(
+                    "   RSS kB before, connected, after one PING each, fds held: {} {} {} {}",
+                    m.base_kb, m.connected_kb, m.after_ping_kb, m.held
+                );
+                tsv += &m.tsv(name);
+            }
+            Err(e) => eprintln!("   failed: {e}"),
+        }
+        // Let the proxy reap the closed connections.
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    Ok(tsv)
+}
+
 fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
     // 1000 clients per run, the idle clients (both ends are in processes
     // started from here), plus the proxies' own sockets.
@@ -561,7 +598,7 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
     );
     println!("== work dir {}", work.display());
 
-    let mut results = Results::create(&work.join("results.tsv"), knobs.keyspace)?;
+    let results = Results::create(&work.join("results.tsv"), knobs.keyspace)?;
     let redis = RedisMode::start(work)?;
     let mut cluster: Option<ClusterMode> = None;
     let _logs = KeepLogs {
@@ -569,26 +606,11 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
         keep: knobs.keep_work,
     };
 
-    let mut idle_tsv = String::new();
-    if !knobs.skip_idle {
-        for name in ["nutcracker", "aster1", "aster2"] {
-            stop.check()?;
-            let t = redis.target(name);
-            println!("== {} idle clients: {name}", knobs.idle_clients);
-            match idle::measure(t.port, knobs.idle_clients, t.pids[0], &|| stop.requested()) {
-                Ok(m) => {
-                    println!(
-                        "   RSS kB before, connected, after one PING each, fds held: {} {} {} {}",
-                        m.base_kb, m.connected_kb, m.after_ping_kb, m.held
-                    );
-                    idle_tsv += &m.tsv(name);
-                }
-                Err(e) => eprintln!("   failed: {e}"),
-            }
-            // Let the proxy reap the closed connections.
-            std::thread::sleep(Duration::from_secs(2));
-        }
-    }
+    let idle_tsv = if knobs.skip_idle {
+        String::new()
+    } else {
+        idle_clients(&redis, knobs.idle_clients, stop)?
+    };
     write_file(&work.join("idle.tsv"), &idle_tsv)?;
 
     println!("== prefill {} keys into each server", knobs.keyspace);
@@ -600,26 +622,16 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
         "== calibrate -n for ~{}s runs (against nutcracker)",
         knobs.duration
     );
-    let mut nreq: BTreeMap<(&str, Test, Cfg), u64> = BTreeMap::new();
-    let main_n = calibrate(
-        &mut results,
+    let mut load = Load {
+        results,
         knobs,
-        &redis.target("nutcracker"),
-        &CFGS,
         stop,
-    )?;
-    nreq.extend(main_n.iter().map(|(&(t, c), &n)| (("main", t, c), n)));
+        nreq: BTreeMap::new(),
+    };
+    load.calibrate("main", &redis.target("nutcracker"), &CFGS)?;
     let targets = ["direct", "nutcracker", "aster1", "aster2"].map(|n| redis.target(n));
     let t0 = Instant::now();
-    rounds(
-        &mut results,
-        knobs,
-        ("main", "round"),
-        &targets,
-        &main_n,
-        |_, _| false,
-        stop,
-    )?;
+    load.rounds("main", "round", &targets, |_, _| false)?;
     println!("== load: {} s", t0.elapsed().as_secs());
 
     if !knobs.skip_cluster {
@@ -628,15 +640,8 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
         println!("== cluster: prefill, calibrate");
         prefill(c.cluster.port(0), &["--cluster"], knobs.keyspace)?;
         // No -c 1000 runs against the cluster.
-        let cluster_cfgs: Vec<Cfg> = CFGS.iter().copied().filter(|c| c.clients < 1000).collect();
-        let cluster_n = calibrate(
-            &mut results,
-            knobs,
-            &c.target("asterc"),
-            &cluster_cfgs,
-            stop,
-        )?;
-        nreq.extend(cluster_n.iter().map(|(&(t, c), &n)| (("cluster", t, c), n)));
+        let cfgs: Vec<Cfg> = CFGS.iter().copied().filter(|c| c.clients < 1000).collect();
+        load.calibrate("cluster", &c.target("asterc"), &cfgs)?;
         let targets = [
             c.target("cluster"),
             c.target("asterc"),
@@ -645,22 +650,10 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
         // MGET of random keys spans slots: redis-benchmark --cluster cannot
         // send it (CROSSSLOT), aster splits it.
         let skip = |test: Test, t: &Target| t.name == "cluster" && test == Test::Mget;
-        rounds(
-            &mut results,
-            knobs,
-            ("cluster", "cluster round"),
-            &targets,
-            &cluster_n,
-            skip,
-            stop,
-        )?;
+        load.rounds("cluster", "cluster round", &targets, skip)?;
     }
 
-    let nreq_tsv: String = nreq
-        .iter()
-        .map(|((kind, t, c), n)| format!("{kind}.{}.{}.{}\t{n}\n", t.name(), c.clients, c.pipeline))
-        .collect();
-    write_file(&work.join("nreq.tsv"), &nreq_tsv)?;
+    write_file(&work.join("nreq.tsv"), &load.nreq_tsv())?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -721,6 +714,12 @@ fn self_check() {
                 cpu_us: cpu,
                 rss_kb: 12_000,
             };
+            if round == 1 && target == "direct" {
+                assert_eq!(
+                    row.console(),
+                    "   main r1       GET   50/1    direct          50000 req/s  p50  0.500  p99  1.500 ms  cpu   9.00 us/req  rss  12000 kB"
+                );
+            }
             rows += &row.tsv();
         }
     }
