@@ -226,6 +226,17 @@ fn cluster_mode_classic_and_shard_channels() {
     sub.send_cmd(&["SSUBSCRIBE", "{s}1", "{s}2"]);
     assert_eq!(sub.read_reply().unwrap(), confirm("ssubscribe", "{s}1", 1));
     assert_eq!(sub.read_reply().unwrap(), confirm("ssubscribe", "{s}2", 2));
+    let counted = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        (publ.cmd(&["PUBSUB", "NUMSUB", "news"])
+            == Reply::Array(vec![Reply::bulk("news"), Reply::Int(1)])
+            && publ.cmd(&["PUBSUB", "SHARDNUMSUB", "{s}1"])
+                == Reply::Array(vec![Reply::bulk("{s}1"), Reply::Int(1)]))
+        .then_some(())
+    });
+    assert!(
+        counted.is_some(),
+        "PUBSUB NUMSUB/SHARDNUMSUB over the masters"
+    );
     let err = sub.cmd(&["SSUBSCRIBE", "a", "b"]);
     assert!(
         err.error().is_some_and(|e| e.starts_with("CROSSSLOT")),
@@ -251,4 +262,50 @@ fn cluster_mode_classic_and_shard_channels() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[test]
+fn pubsub_introspection_asks_every_server() {
+    let s = Shards::start(3);
+    let chans = s.key_per_server("intro");
+    let mut sub = s.client();
+    let mut other = s.client();
+    for ch in &chans {
+        sub.send_cmd(&["SUBSCRIBE", ch]);
+        sub.read_reply().expect("confirmation");
+    }
+    sub.send_cmd(&["PSUBSCRIBE", "intro*"]);
+    sub.read_reply().expect("confirmation");
+    let all = poll_until(
+        Duration::from_secs(3),
+        Duration::from_millis(50),
+        || match other.cmd(&["PUBSUB", "CHANNELS", "intro*"]) {
+            Reply::Array(v) if v.len() == chans.len() => Some(v),
+            _ => None,
+        },
+    )
+    .expect("every server's channels");
+    let mut got: Vec<String> = all.iter().map(|r| r.text().to_string()).collect();
+    got.sort();
+    let mut want = chans.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let mut numsub = vec!["PUBSUB", "NUMSUB"];
+    numsub.extend(chans.iter().map(String::as_str));
+    numsub.push("nobody");
+    let mut expect = Vec::new();
+    for ch in &chans {
+        expect.push(Reply::bulk(ch));
+        expect.push(Reply::Int(1));
+    }
+    expect.push(Reply::bulk("nobody"));
+    expect.push(Reply::Int(0));
+    assert_eq!(other.cmd(&numsub), Reply::Array(expect));
+    // The pattern is on every server, but counted once.
+    assert_eq!(other.cmd(&["PUBSUB", "NUMPAT"]), Reply::Int(1));
+    let r = other.cmd(&["PUBSUB", "HELP"]);
+    assert!(
+        r.error().is_some_and(|e| e.contains("not supported")),
+        "{r:?}"
+    );
 }

@@ -40,6 +40,12 @@ pub enum Merge {
     },
     Same,
     AllOnes,
+    /// Bulk strings of every array, each once.
+    Union,
+    /// Flat (name, count) arrays in the same order: the counts summed.
+    SumPairs,
+    /// Integers: the largest.
+    Max,
 }
 
 /// What to send where: (keyspace server position, request) per part, and
@@ -80,6 +86,9 @@ pub fn plan(
         }),
         FanOut::ScriptSame | FanOut::FunctionSame => every(Merge::Same),
         FanOut::ScriptExists => every(Merge::AllOnes),
+        FanOut::PubsubChannels => every(Merge::Union),
+        FanOut::PubsubNumsub => every(Merge::SumPairs),
+        FanOut::PubsubNumpat => every(Merge::Max),
     })
 }
 
@@ -170,7 +179,76 @@ pub fn merge(m: Merge, parts: &[&Bytes]) -> Bytes {
             None => unexpected("the command"),
         },
         Merge::AllOnes => merge_all_ones(parts),
+        Merge::Union => merge_union(parts),
+        Merge::SumPairs => merge_sum_pairs(parts),
+        Merge::Max => {
+            let mut max: i64 = 0;
+            for p in parts {
+                match resp::int_reply(p) {
+                    Some(v) => max = max.max(v),
+                    None => return unexpected("PUBSUB NUMPAT"),
+                }
+            }
+            resp::int(max)
+        }
     }
+}
+
+/// PUBSUB CHANNELS: every element once, in the order first seen.
+fn merge_union(parts: &[&Bytes]) -> Bytes {
+    let mut seen: Vec<&[u8]> = Vec::new();
+    let mut elems = Vec::new();
+    for p in parts {
+        if resp::array_elements(p, &mut elems).is_none() {
+            return unexpected("PUBSUB CHANNELS");
+        }
+        for r in &elems {
+            let e = &p[r.clone()];
+            if !seen.contains(&e) {
+                seen.push(e);
+            }
+        }
+    }
+    let mut out = BytesMut::with_capacity(16 + seen.iter().map(|e| e.len()).sum::<usize>());
+    resp::put_int(&mut out, b'*', seen.len() as i64);
+    for e in seen {
+        out.put_slice(e);
+    }
+    out.freeze()
+}
+
+/// PUBSUB NUMSUB: every server lists the same channels in the request's
+/// order, each followed by its count there; the counts are summed.
+fn merge_sum_pairs(parts: &[&Bytes]) -> Bytes {
+    let mut names: Vec<&[u8]> = Vec::new();
+    let mut sums: Vec<i64> = Vec::new();
+    let mut elems = Vec::new();
+    for (n, p) in parts.iter().enumerate() {
+        if resp::array_elements(p, &mut elems).is_none() || elems.len() % 2 != 0 {
+            return unexpected("PUBSUB NUMSUB");
+        }
+        for (i, pair) in elems.chunks(2).enumerate() {
+            let name = &p[pair[0].clone()];
+            let Some(count) = resp::int_reply(&p[pair[1].clone()]) else {
+                return unexpected("PUBSUB NUMSUB");
+            };
+            if n == 0 {
+                names.push(name);
+                sums.push(count);
+            } else if i < names.len() && names[i] == name {
+                sums[i] = sums[i].saturating_add(count);
+            } else {
+                return unexpected("PUBSUB NUMSUB");
+            }
+        }
+    }
+    let mut out = BytesMut::with_capacity(16 + names.iter().map(|e| e.len() + 16).sum::<usize>());
+    resp::put_int(&mut out, b'*', 2 * names.len() as i64);
+    for (name, sum) in names.iter().zip(sums) {
+        out.put_slice(name);
+        resp::put_int(&mut out, b':', sum);
+    }
+    out.freeze()
 }
 
 fn unexpected(what: &str) -> Bytes {
@@ -410,5 +488,30 @@ mod tests {
             b"*3\r\n:1\r\n:0\r\n:0\r\n"
         );
         assert!(resp::is_error(&merge(Merge::AllOnes, &[&e1, &k0])));
+    }
+
+    #[test]
+    fn pubsub_merges() {
+        let a = b(b"*2\r\n$1\r\nx\r\n$1\r\ny\r\n");
+        let c = b(b"*2\r\n$1\r\ny\r\n$1\r\nz\r\n");
+        assert_eq!(
+            &merge(Merge::Union, &[&a, &c])[..],
+            b"*3\r\n$1\r\nx\r\n$1\r\ny\r\n$1\r\nz\r\n"
+        );
+        let n1 = b(b"*4\r\n$1\r\nx\r\n:1\r\n$1\r\ny\r\n:0\r\n");
+        let n2 = b(b"*4\r\n$1\r\nx\r\n:2\r\n$1\r\ny\r\n:5\r\n");
+        assert_eq!(
+            &merge(Merge::SumPairs, &[&n1, &n2])[..],
+            b"*4\r\n$1\r\nx\r\n:3\r\n$1\r\ny\r\n:5\r\n"
+        );
+        let other_order = b(b"*4\r\n$1\r\ny\r\n:1\r\n$1\r\nx\r\n:0\r\n");
+        assert!(resp::is_error(&merge(
+            Merge::SumPairs,
+            &[&n1, &other_order]
+        )));
+        assert_eq!(
+            &merge(Merge::Max, &[&resp::int(2), &resp::int(7), &resp::int(1)])[..],
+            b":7\r\n"
+        );
     }
 }

@@ -166,8 +166,7 @@ impl Command {
 
 // Reasons shown to users for unsupported commands.
 
-pub(super) const PUBSUB: &str =
-    "PUBSUB introspection would have to ask every server and merge their answers";
+pub(super) const PUBSUB: &str = "only PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS and SHARDNUMSUB are answered (from every server)";
 pub(super) const FLUSH: &str = "flushing must reach every backend; run it on each backend directly";
 pub(super) const ADMIN: &str = "server administration must be done on each backend directly";
 pub(super) const REPLICATION: &str = "replication is configured per backend, not through the proxy";
@@ -223,6 +222,15 @@ pub(super) static FUNCTION: &[Command] = &[
     fan_out("function|delete", 3, FanOut::FunctionSame, WRITE),
     fan_out("function|flush", -2, FanOut::FunctionSame, WRITE),
     fan_out("function|load", -3, FanOut::FunctionSame, WRITE),
+];
+
+/// PUBSUB introspection asks every master and merges the answers.
+pub(super) static PUBSUB_SUBS: &[Command] = &[
+    fan_out("pubsub|channels", -2, FanOut::PubsubChannels, READ),
+    fan_out("pubsub|numpat", 2, FanOut::PubsubNumpat, READ),
+    fan_out("pubsub|numsub", -2, FanOut::PubsubNumsub, READ),
+    fan_out("pubsub|shardchannels", -2, FanOut::PubsubChannels, READ),
+    fan_out("pubsub|shardnumsub", -2, FanOut::PubsubNumsub, READ),
 ];
 
 pub(super) static COMMANDS: &[Command] = TABLE;
@@ -374,7 +382,7 @@ pub(super) const TABLE: &[Command] = &[
     unsupported("psync", -3, REPLICATION, WRITE),
     keyed("pttl", 2, K1, READ),
     keyed("publish", 3, K1, WRITE),
-    unsupported("pubsub", -2, PUBSUB, WRITE),
+    unsupported("pubsub", -2, PUBSUB, WRITE).with_subcommands(PUBSUB_SUBS),
     pubsub("punsubscribe", -1, Sub::Punsubscribe),
     local("quit", -1, Local::Quit),
     fan_out("randomkey", 1, FanOut::RandomKey, READ),

@@ -83,6 +83,13 @@ pub enum FanOut {
     /// is the reply. Replicas get libraries by replication (and refuse
     /// these commands).
     FunctionSame,
+    /// PUBSUB CHANNELS / SHARDCHANNELS: every server's channels, once each.
+    PubsubChannels,
+    /// PUBSUB NUMSUB / SHARDNUMSUB: each channel's subscribers summed.
+    PubsubNumsub,
+    /// PUBSUB NUMPAT: the largest count (a pattern is subscribed on every
+    /// server in sharding mode, so a sum would count it once per server).
+    PubsubNumpat,
 }
 
 impl FanOut {
