@@ -19,12 +19,13 @@ fn one_worker(servers: usize) -> Shards {
     })
 }
 
+/// A numeric INFO field (the `None` of a missing one fails the caller's
+/// poll rather than panicking mid-poll).
 fn info_field(c: &mut Client, field: &str) -> Option<u64> {
-    let info = c.cmd(&["INFO"]);
-    info.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().parse().ok())
+    crate::harness::info_field(&crate::harness::info(c, None), field)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[test]

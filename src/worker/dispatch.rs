@@ -303,14 +303,8 @@ impl Dispatch<'_, '_> {
     /// no other client waits behind it; the client's later requests wait
     /// until it is answered, as Redis does not read a blocked client's.
     fn blocking(&mut self, t: Token, server: usize, req: Bytes, block: Block) {
-        let Some(c) = self.ctx.conns.client(t) else {
+        let Some((seq, to)) = self.waiting_slot(t) else {
             return;
-        };
-        let seq = c.push(Slot::Waiting);
-        let to = ReplyTo::Client {
-            token: t,
-            seq,
-            part: 0,
         };
         match self.up.lease(self.ctx, server, t, Release::WhenIdle) {
             Ok(conn) => {
@@ -584,15 +578,23 @@ impl Dispatch<'_, '_> {
 
     /// Sends a request on the client's own connection; returns its slot.
     fn pinned(&mut self, t: Token, conn: mio::Token, req: Bytes) -> Option<u64> {
-        let c = self.ctx.conns.client(t)?;
-        let seq = c.push(Slot::Waiting);
-        let to = ReplyTo::Client {
-            token: t,
-            seq,
-            part: 0,
-        };
+        let (seq, to) = self.waiting_slot(t)?;
         self.up.send_leased(self.ctx, conn, req, to, None);
         Some(seq)
+    }
+
+    /// The client's next reply slot, waiting for a backend: its number, and
+    /// where its reply goes.
+    fn waiting_slot(&mut self, t: Token) -> Option<(u64, ReplyTo)> {
+        let seq = self.ctx.conns.client(t)?.push(Slot::Waiting);
+        Some((
+            seq,
+            ReplyTo::Client {
+                token: t,
+                seq,
+                part: 0,
+            },
+        ))
     }
 
     /// SUBSCRIBE and friends. Subscriptions are made on connections of the
@@ -839,14 +841,8 @@ impl Dispatch<'_, '_> {
     }
 
     fn forward(&mut self, t: Token, server: usize, fallback: Option<usize>, req: Bytes) {
-        let Some(c) = self.ctx.conns.client(t) else {
+        let Some((_, to)) = self.waiting_slot(t) else {
             return;
-        };
-        let seq = c.push(Slot::Waiting);
-        let to = ReplyTo::Client {
-            token: t,
-            seq,
-            part: 0,
         };
         self.up.send(self.ctx, server, fallback, t, req, to);
     }
