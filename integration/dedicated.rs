@@ -314,3 +314,128 @@ fn cluster_mode_blocks_and_runs_transactions_per_node() {
         Reply::Array(vec![Reply::Int(1), Reply::bulk("v")])
     );
 }
+
+/// A client's pipelined requests around a transaction ran out of order:
+/// the plain ones went on shared connections, the transaction on one of
+/// its own, and nothing ordered the two. A request that moves the client
+/// onto its own connection now waits for its earlier requests.
+#[test]
+fn pipelined_requests_around_transactions_and_blocks_run_in_order() {
+    for s in [one_worker(1), one_worker(3)] {
+        let mut c = s.client();
+        let mut check = s.client();
+        for i in 0..40 {
+            let (b, v) = (format!("b{i}"), format!("c{i}"));
+            let mut batch = Vec::new();
+            for cmd in [
+                &["WATCH", "fin"][..],
+                &["UNWATCH"],
+                &["SET", "fin", &b],
+                &["MULTI"],
+                &["SET", "fin", &v],
+                &["EXEC"],
+                &["SET", "x", "1"],
+                &["MULTI"],
+                &["INCR", "x"],
+                &["EXEC"],
+                &["RPUSH", "q", "a"],
+                &["BLPOP", "q", "0"],
+            ] {
+                batch.extend(crate::harness::encode_str(cmd));
+            }
+            c.send(&batch);
+            let replies = c.read_replies(12);
+            assert_eq!(
+                check.cmd(&["GET", "fin"]),
+                Reply::bulk(&v),
+                "round {i}: {replies:?}"
+            );
+            assert_eq!(replies[9], Reply::Array(vec![Reply::Int(2)]), "round {i}");
+            assert_eq!(
+                replies[11],
+                Reply::Array(vec![Reply::bulk("q"), Reply::bulk("a")]),
+                "round {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sigterm_closes_blocked_clients_at_once() {
+    let mut s = one_worker(1);
+    let mut blocked = s.client();
+    blocked.send_cmd(&["BLPOP", "never", "0"]);
+    assert!(!blocked.readable_within(Duration::from_millis(300)));
+    let started = Instant::now();
+    s.proxy.signal("TERM");
+    assert!(
+        blocked.closed_within(Duration::from_secs(2)),
+        "a blocked client was kept by the drain"
+    );
+    let exited = s.proxy.wait_exit(Duration::from_secs(4));
+    assert!(
+        exited.is_some() && started.elapsed() < Duration::from_secs(3),
+        "the proxy waited {:?} for a blocked client",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_subscribe_is_applied_whole_or_refused_whole() {
+    let s = Shards::start_with(3, |c| {
+        c.set("thread", "1").set("max_dedicated_connections", "2")
+    });
+    let chans = s.key_per_server("whole");
+    let mut sub = s.client();
+    sub.send_cmd(&["SUBSCRIBE", &chans[0], &chans[1], &chans[2]]);
+    let r = sub.read_reply().expect("reply");
+    assert!(
+        r.error().is_some_and(|e| e.contains("pub/sub")),
+        "three servers, two connections allowed: {r:?}"
+    );
+    assert!(
+        !sub.readable_within(Duration::from_millis(200)),
+        "more replies"
+    );
+    // Nothing was left subscribed: a normal command still works (RESP2).
+    assert_eq!(sub.cmd(&["SET", "k", "v"]), Reply::ok());
+}
+
+#[test]
+fn a_reload_that_lowers_the_bound_trims_the_pool() {
+    let s = Shards::start_with(1, |c| {
+        c.set("thread", "1").set("max_dedicated_connections", "8")
+    });
+    let mut clients: Vec<Client> = (0..4).map(|_| s.client()).collect();
+    for c in &mut clients {
+        c.send_cmd(&["BLPOP", "trim", "0"]);
+    }
+    let mut w = s.client();
+    let all = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        (info_field(&mut w, "dedicated_connections_in_use") == Some(4)).then_some(())
+    });
+    assert!(all.is_some());
+    for _ in 0..4 {
+        assert!(!w.cmd(&["RPUSH", "trim", "x"]).is_error());
+    }
+    for c in &mut clients {
+        assert!(!c.read_reply().expect("woken").is_error());
+    }
+    let pooled = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        (info_field(&mut w, "dedicated_connections_pooled") == Some(4)).then_some(())
+    });
+    assert!(pooled.is_some(), "{:?}", w.cmd(&["INFO"]));
+    std::fs::write(
+        s.proxy.config_path(),
+        s.conf
+            .clone()
+            .set("max_dedicated_connections", "1")
+            .to_toml(),
+    )
+    .expect("rewrite config");
+    s.proxy.signal("HUP");
+    let trimmed = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
+        (info_field(&mut w, "dedicated_connections_pooled") == Some(1)).then_some(())
+    });
+    assert!(trimmed.is_some(), "{:?}", w.cmd(&["INFO"]));
+}

@@ -310,3 +310,38 @@ fn pubsub_introspection_asks_every_server() {
         "{r:?}"
     );
 }
+
+/// A subscriber that does not read: the proxy reads the server for it, so
+/// the server's pub/sub output limit no longer applies; the proxy applies
+/// Redis's (32 MiB) itself and closes it.
+#[test]
+fn a_subscriber_that_does_not_read_is_closed_past_the_pubsub_limit() {
+    let server = RedisServer::start();
+    let conf = crate::harness::ClusterConf::new("flood", &[&server]).set("thread", "1");
+    let proxy = Proxy::start_with_args(&conf.to_toml(), &["-v", "warn"]);
+    let mut sub = proxy.client();
+    socket2::SockRef::from(sub.stream())
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    sub.send_cmd(&["SUBSCRIBE", "flood"]);
+    let mut publ = proxy.client();
+    let payload = "x".repeat(100 * 1024);
+    let ready = poll_until(Duration::from_secs(3), Duration::from_millis(20), || {
+        (publ.cmd(&["PUBLISH", "flood", "probe"]) == Reply::Int(1)).then_some(())
+    });
+    assert!(ready.is_some());
+    for _ in 0..500 {
+        publ.cmd(&["PUBLISH", "flood", &payload]);
+    }
+    let log = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        proxy.log().contains("pub/sub limit").then_some(())
+    });
+    assert!(log.is_some(), "no close logged:\n{}", proxy.log());
+    // Its backend subscription is gone with it (what the kernel still
+    // holds for its small window drains slowly, so EOF is not awaited).
+    let gone = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        (publ.cmd(&["PUBLISH", "flood", "after"]) == Reply::Int(0)).then_some(())
+    });
+    assert!(gone.is_some(), "the subscription outlived its client");
+    drop(sub);
+}

@@ -129,10 +129,22 @@ pub(crate) struct Client {
     /// Waiting in a blocking command: its slot, and its own connection.
     /// Its later requests wait, as Redis does not read a blocked client's.
     blocked: Option<(u64, Token)>,
+    /// `blocked` is a blocking command (not EXEC, DISCARD or UNWATCH
+    /// awaiting its reply, which also holds later requests).
+    blocking: bool,
     /// The blocking command was answered: its held requests may go on.
     unblocked: bool,
     session: Session,
-    subs: Subs,
+    /// Made on the first subscription: most clients never subscribe, and
+    /// every idle client would pay for it.
+    subs: Option<Box<Subs>>,
+    /// A request that moves the client onto a connection of its own, kept
+    /// back until every earlier request of the client is answered: they ran
+    /// on shared connections, and must run first, as one Redis runs them.
+    deferred: Option<Box<(Bytes, Vec<Range<usize>>)>>,
+    /// To be closed at once, whatever it is owed (a subscriber that does
+    /// not read its messages).
+    doomed: bool,
 }
 
 /// What `Client::next_request` found.
@@ -167,18 +179,51 @@ impl Client {
             dirty: false,
             held: false,
             blocked: None,
+            blocking: false,
             unblocked: false,
             session: Session::Normal,
-            subs: Subs::default(),
+            subs: None,
+            deferred: None,
+            doomed: false,
         }
     }
 
+    /// Whether requests of its own are still unanswered.
+    pub(crate) fn awaiting(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// Keeps `frame` (with its argument ranges) back until every earlier
+    /// request is answered; `next_request` gives it again then.
+    pub(crate) fn defer(&mut self, frame: Bytes, args: &[Range<usize>]) {
+        self.deferred = Some(Box::new((frame, args.to_vec())));
+    }
+
+    pub(crate) fn doom(&mut self) {
+        self.doomed = true;
+    }
+
+    pub(crate) fn is_doomed(&self) -> bool {
+        self.doomed
+    }
+
+    /// Unsent reply bytes.
+    pub(crate) fn unsent(&self) -> usize {
+        self.out_bytes
+    }
+
     pub(crate) fn subs(&self) -> &Subs {
-        &self.subs
+        static NONE: Subs = Subs {
+            channels: BTreeMap::new(),
+            patterns: BTreeMap::new(),
+            shard: BTreeMap::new(),
+            conns: Vec::new(),
+        };
+        self.subs.as_deref().unwrap_or(&NONE)
     }
 
     pub(crate) fn subs_mut(&mut self) -> &mut Subs {
-        &mut self.subs
+        self.subs.get_or_insert_with(Box::default)
     }
 
     pub(crate) fn tx(&self) -> &Session {
@@ -203,10 +248,19 @@ impl Client {
     /// Its request in slot `seq` blocks on connection `conn`.
     pub(crate) fn block_on(&mut self, seq: u64, conn: Token) {
         self.blocked = Some((seq, conn));
+        self.blocking = true;
     }
 
+    /// Its request in slot `seq` (EXEC, DISCARD, UNWATCH) ends its use of
+    /// connection `conn`: later requests wait for its reply.
+    pub(crate) fn await_on(&mut self, seq: u64, conn: Token) {
+        self.blocked = Some((seq, conn));
+        self.blocking = false;
+    }
+
+    /// Waiting in a blocking command.
     pub(crate) fn is_blocked(&self) -> bool {
-        self.blocked.is_some()
+        self.blocked.is_some() && self.blocking
     }
 
     /// The connections it holds of its own, to close when it leaves.
@@ -218,7 +272,7 @@ impl Client {
         };
         pin.into_iter()
             .chain(self.blocked.map(|(_, c)| c))
-            .chain(self.subs.conns.iter().map(|&(_, c)| c))
+            .chain(self.subs().conns.iter().map(|&(_, c)| c))
             .collect()
     }
 
@@ -290,6 +344,17 @@ impl Client {
         }
         if self.held || self.blocked.is_some() {
             return Ok(Next::Wait);
+        }
+        if self.deferred.is_some() {
+            if !self.slots.is_empty() {
+                return Ok(Next::Wait);
+            }
+            if let Some(d) = self.deferred.take() {
+                let (frame, ranges) = *d;
+                args.clear();
+                args.extend(ranges);
+                return Ok(Next::Request(frame));
+            }
         }
         if self.slots.len() >= MAX_PENDING || self.out_bytes >= OUT_SOFT_LIMIT {
             self.held = true;
@@ -392,7 +457,8 @@ impl Client {
     /// Held requests may go on once it has drained below half of both
     /// limits. Returns true when it was released.
     pub(crate) fn release(&mut self) -> bool {
-        let unblocked = std::mem::take(&mut self.unblocked);
+        let unblocked = std::mem::take(&mut self.unblocked)
+            || (self.deferred.is_some() && self.slots.is_empty());
         if self.held && self.slots.len() < MAX_PENDING / 2 && self.out_bytes < OUT_SOFT_LIMIT / 2 {
             self.held = false;
             return true;

@@ -127,6 +127,17 @@ impl Dispatch<'_, '_> {
                 }
             }
         }
+        // A request that moves the client onto a connection of its own
+        // (a blocking command, the first WATCH, the first keyed command of
+        // a transaction) waits until its earlier requests, on shared
+        // connections, are answered: they must run first.
+        if self.switches_connection(t, cmd, &args)
+            && let Some(c) = self.ctx.conns.client(t)
+            && c.awaiting()
+        {
+            c.defer(frame, ranges);
+            return;
+        }
         let queued = !matches!(
             cmd.kind,
             Kind::Transaction(Tx::Multi | Tx::Exec | Tx::Discard | Tx::Watch)
@@ -402,7 +413,7 @@ impl Dispatch<'_, '_> {
     fn last_on_pin(&mut self, t: Token, pin: Pin, req: Bytes) {
         let seq = self.pinned(t, pin.conn, req);
         if let (Some(c), Some(seq)) = (self.ctx.conns.client(t), seq) {
-            c.block_on(seq, pin.conn);
+            c.await_on(seq, pin.conn);
         }
         self.up.release_when_idle(self.ctx, pin.conn);
     }
@@ -583,6 +594,24 @@ impl Dispatch<'_, '_> {
         Some(seq)
     }
 
+    /// Whether this request would start using a connection of the client's
+    /// own, so the client's earlier requests on shared ones must be
+    /// answered first.
+    fn switches_connection(&mut self, t: Token, cmd: &Command, args: &FrameArgs<'_>) -> bool {
+        let Some(c) = self.ctx.conns.client(t) else {
+            return false;
+        };
+        match (cmd.kind, c.tx()) {
+            (Kind::Transaction(Tx::Watch), Session::Normal) => true,
+            (Kind::Keyed(_) | Kind::Blocking(..) | Kind::Split(_), Session::Multi(m)) => {
+                m.pin.is_none()
+            }
+            (Kind::Blocking(..), _) => true,
+            (Kind::Keyed(_), Session::Normal | Session::Watching(_)) => cmd.block(args).is_some(),
+            _ => false,
+        }
+    }
+
     /// The client's next reply slot, waiting for a backend: its number, and
     /// where its reply goes.
     fn waiting_slot(&mut self, t: Token) -> Option<(u64, ReplyTo)> {
@@ -620,18 +649,34 @@ impl Dispatch<'_, '_> {
                     return self.reply(t, resp::error(msg));
                 }
             }
+            // Every connection first, so a SUBSCRIBE is applied whole or
+            // refused whole: Redis never half-applies one.
+            let mut planned = Vec::with_capacity(args.len() - 1);
+            let mut opened = Vec::new();
             for i in 1..args.len() {
                 let name = Bytes::copy_from_slice(args.get(i));
                 let mut tokens = Vec::new();
                 for server in self.sub_targets(sub, &name) {
                     match self.sub_conn(t, server) {
-                        Ok(tok) => tokens.push(tok),
-                        Err(reply) => return self.reply(t, reply),
+                        Ok((tok, new)) => {
+                            tokens.push(tok);
+                            if new {
+                                opened.push(tok);
+                            }
+                        }
+                        Err(reply) => {
+                            self.drop_sub_conns(t, &opened);
+                            return self.reply(t, reply);
+                        }
                     }
                 }
                 if tokens.is_empty() {
+                    self.drop_sub_conns(t, &opened);
                     return self.no_server(t);
                 }
+                planned.push((name, tokens));
+            }
+            for (name, tokens) in planned {
                 for &tok in &tokens {
                     let cmd = resp::command(&[upper.as_bytes(), &name]);
                     self.up.send_raw(self.ctx, tok, cmd);
@@ -737,8 +782,20 @@ impl Dispatch<'_, '_> {
             .collect()
     }
 
-    /// The client's subscriber connection to route server `server`.
-    fn sub_conn(&mut self, t: Token, server: usize) -> Result<Token, Bytes> {
+    /// Closes subscriber connections just opened for a SUBSCRIBE that is
+    /// refused after all.
+    fn drop_sub_conns(&mut self, t: Token, opened: &[Token]) {
+        if let Some(c) = self.ctx.conns.client(t) {
+            c.subs_mut().conns.retain(|(_, tok)| !opened.contains(tok));
+        }
+        for &tok in opened {
+            self.up.revoke(self.ctx, tok, t);
+        }
+    }
+
+    /// The client's subscriber connection to route server `server`, and
+    /// whether it was opened now.
+    fn sub_conn(&mut self, t: Token, server: usize) -> Result<(Token, bool), Bytes> {
         let known = self.ctx.conns.client(t).and_then(|c| {
             c.subs()
                 .conns
@@ -749,7 +806,7 @@ impl Dispatch<'_, '_> {
         if let Some(tok) = known
             && self.ctx.conns.backend(tok).is_some()
         {
-            return Ok(tok);
+            return Ok((tok, false));
         }
         let tok = self.up.lease(self.ctx, server, t, Release::Subscriber)?;
         if let Some(c) = self.ctx.conns.client(t) {
@@ -757,7 +814,7 @@ impl Dispatch<'_, '_> {
             conns.retain(|(s, _)| *s != server);
             conns.push((server, tok));
         }
-        Ok(tok)
+        Ok((tok, true))
     }
 
     /// A command about the whole keyspace, the script cache or the function

@@ -219,6 +219,7 @@ impl Worker {
                     );
                     self.upstream.reopen_all(&mut ctx);
                 }
+                self.upstream.trim_pool(&mut ctx);
                 self.upstream.remap(&mut ctx);
             }
         }
@@ -444,6 +445,16 @@ impl Worker {
                 continue;
             };
             c.unmark();
+            if c.is_doomed() {
+                warn!(
+                    "cluster {name}: client {}: {} bytes of pub/sub messages unread, over the \
+                     32 MiB pub/sub limit: closing",
+                    c.peer(),
+                    c.unsent()
+                );
+                self.close_client(t);
+                continue;
+            }
             if let Some((unsent, _)) = c.over_limit(limit) {
                 warn!(
                     "cluster {name}: client {}: {unsent} bytes of replies unread, \
@@ -488,7 +499,9 @@ impl Worker {
                 // what they are owed, and go (`Client::finished`).
                 for t in self.conns.client_tokens() {
                     match self.conns.client(t) {
-                        Some(c) if c.idle() => self.close_client(t),
+                        // A blocked command is not a request about to
+                        // finish: its client goes too, as Redis does.
+                        Some(c) if c.idle() || c.is_blocked() => self.close_client(t),
                         Some(c) => c.close_after_reply(),
                         None => {}
                     }

@@ -31,6 +31,10 @@ use crate::worker::timers::Timers;
 use crate::worker::tune::tune;
 use crate::worker::view::View;
 
+/// Unsent messages past which a subscriber is closed: Redis's default
+/// `client-output-buffer-limit pubsub` hard limit.
+const PUBSUB_OUTPUT_LIMIT: usize = 32 * 1024 * 1024;
+
 /// Redirects one request may follow before the client gets the last one.
 const MAX_REDIRECTS: u8 = 5;
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
@@ -465,6 +469,15 @@ impl Upstream {
             ctx.conns.reply(client, m);
         }
         self.messages = messages;
+        // A subscriber that does not read its messages is closed past
+        // Redis's own pub/sub hard limit, as Redis closes it: the proxy
+        // reads the server for it, so the server's limit no longer would.
+        if let Some(c) = ctx.conns.client(client)
+            && c.unsent() > PUBSUB_OUTPUT_LIMIT
+        {
+            c.doom();
+            ctx.conns.mark_client(client);
+        }
         match (broken, status) {
             (Some(e), _) => self.fail(ctx, t, e),
             (None, ReadStatus::WouldBlock) => {}
@@ -696,8 +709,8 @@ impl Upstream {
         if self.dedicated >= max && !self.evict_pooled(ctx) {
             ctx.counters.pool.dedicated_refused += 1;
             return Err(resp::error(&format!(
-                "ERR no dedicated backend connection left for blocking commands and \
-                 transactions (max_dedicated_connections = {max} per worker)"
+                "ERR no dedicated backend connection left for blocking commands, \
+                 transactions and pub/sub (max_dedicated_connections = {max} per worker)"
             )));
         }
         if let Some(err) = self.servers[si.0].backing_off(ctx.now) {
@@ -713,6 +726,12 @@ impl Upstream {
             b.set_lease(lease);
         }
         Ok(t)
+    }
+
+    /// A reload lowered `max_dedicated_connections`: idle pooled
+    /// connections beyond it are closed (leased ones when given back).
+    pub(crate) fn trim_pool(&mut self, ctx: &mut Ctx<'_>) {
+        while self.dedicated > ctx.view.cfg().max_dedicated_connections && self.evict_pooled(ctx) {}
     }
 
     /// Closes one idle pooled dedicated connection; false if there is none.
@@ -779,7 +798,10 @@ impl Upstream {
         let Some(b) = ctx.conns.backend(t) else {
             return;
         };
-        if !b.idle() || b.options() != self.options {
+        if !b.idle()
+            || b.options() != self.options
+            || self.dedicated > ctx.view.cfg().max_dedicated_connections
+        {
             self.drop_conn(ctx, t);
             return;
         }
