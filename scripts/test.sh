@@ -30,10 +30,12 @@ fi
 # Every file outside the build directories, ignored ones included, with its
 # size and mtime: the tests may write only under temporary directories, so
 # this must be the same after the run (a log appended to run/ shows too).
+# (grep finds nothing in a fresh clone and exits 1: under pipefail that must
+# not end the script.)
 tree_state() {
   git status --porcelain --ignored --untracked-files=all \
     | sed 's/^...//' \
-    | grep -v -e '^target/' -e '^fuzz/target/' \
+    | { grep -v -e '^target/' -e '^fuzz/target/' || true; } \
     | sort \
     | while IFS= read -r f; do echo "$f $(stat -c '%s %Y' "$f" 2>/dev/null)"; done
 }
