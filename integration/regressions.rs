@@ -635,3 +635,52 @@ fn a_stats_port_equal_to_a_cluster_port_is_refused_by_t() {
         );
     }
 }
+
+/// INFO summed what the workers last published (every 200 ms at most), so
+/// right after traffic it could say 0 commands. The worker answering INFO
+/// now publishes its own counters first: with one worker, INFO is current.
+#[test]
+fn info_counts_its_own_worker_s_traffic_at_once() {
+    use crate::harness::{info, info_num};
+    let s = Shards::start_with(1, |c| c.set("thread", "1"));
+    for i in 0..10 {
+        assert_eq!(
+            s.client().cmd(&["SET", &format!("i{i}"), "v"]),
+            crate::harness::Reply::ok()
+        );
+    }
+    let mut c = s.client();
+    let text = info(&mut c, Some("stats"));
+    assert!(info_num(&text, "total_commands_processed") >= 11, "{text}");
+    assert!(
+        info_num(&text, "total_connections_received") >= 11,
+        "{text}"
+    );
+}
+
+/// A second SIGTERM during the drain was ignored: the proxy waited out the
+/// 5 s drain. It now exits at once.
+#[test]
+fn a_second_sigterm_ends_the_drain_at_once() {
+    let mut s = Shards::start_with(1, |c| c.set("thread", "1").set("read_timeout", "0"));
+    let mut c = s.client();
+    assert_eq!(c.cmd(&["SET", "d", "v"]), crate::harness::Reply::ok());
+    s.servers[0].pause();
+    c.send_cmd(&["GET", "d"]);
+    std::thread::sleep(Duration::from_millis(200));
+    s.proxy.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        s.proxy.is_alive(),
+        "the drain should wait for the GET in flight"
+    );
+    let started = Instant::now();
+    s.proxy.signal("TERM");
+    let exited = s.proxy.wait_exit(Duration::from_secs(3));
+    assert!(
+        exited.is_some() && started.elapsed() < Duration::from_secs(2),
+        "a second SIGTERM took {:?}",
+        started.elapsed()
+    );
+    s.servers[0].resume();
+}

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use log::{error, info};
+use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook::iterator::Signals;
 
@@ -159,6 +159,21 @@ fn run(
             }
             _ => {}
         }
+    }
+    // A second SIGTERM or SIGINT during the drain ends the process at once,
+    // as an operator who sends it twice means.
+    let spawned = std::thread::Builder::new()
+        .name("aster-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGTERM || sig == SIGINT {
+                    warn!("got a second SIGTERM or SIGINT while draining: exiting now");
+                    std::process::exit(0);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        warn!("cannot watch for a second SIGTERM while draining: {e}");
     }
     clusters.stop_all();
     let _ = stop_supervisor.send(supervisor::Msg::Shutdown);

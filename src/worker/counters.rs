@@ -53,6 +53,17 @@ impl Counters {
         if !self.unpublished || now < self.next_publish {
             return;
         }
+        self.publish_now(now, worker, servers);
+    }
+
+    /// Publishes at once (INFO asked: the answering worker's own counters
+    /// are then current; the other workers' at most 200 ms old).
+    pub(crate) fn publish_now(
+        &mut self,
+        now: Instant,
+        worker: usize,
+        servers: impl FnOnce() -> Vec<(String, ServerStats)>,
+    ) {
         self.unpublished = false;
         self.next_publish = now + PUBLISH_EVERY;
         let snap = WorkerSnapshot {

@@ -155,6 +155,10 @@ impl Dispatch<'_, '_> {
         match cmd.kind {
             Kind::Local(Local::Info) => {
                 let resp3 = self.ctx.conns.client(t).is_some_and(|c| c.resp3());
+                let (up, conns) = (&*self.up, &mut *self.ctx.conns);
+                self.ctx
+                    .counters
+                    .publish_now(self.ctx.now, self.ctx.view.index(), || up.snapshot(conns));
                 let (up, now) = (&*self.up, self.ctx.now);
                 let usable = |i| up.usable(now, i);
                 let reply = admin::info(
