@@ -20,6 +20,43 @@ pub enum ReadStatus {
     Error(io::Error),
 }
 
+/// A source that reads by appending to a `BytesMut`.
+pub trait RecvInto: Read {
+    /// Appends at most `max` bytes read from `self` to `buf`; how many.
+    /// This default zeroes the room first, as `Read` needs initialized
+    /// memory; sockets override it to read into the spare capacity as is.
+    fn recv_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+        let len = buf.len();
+        buf.resize(len + max, 0);
+        let got = self.read(&mut buf[len..]);
+        buf.truncate(len + *got.as_ref().unwrap_or(&0));
+        got
+    }
+}
+
+impl RecvInto for &[u8] {}
+
+impl RecvInto for mio::net::TcpStream {
+    /// recv(2) straight into the buffer's spare capacity: a proxy reads
+    /// every byte it forwards, and zeroing each read's room first cost
+    /// as many stores as the data itself.
+    fn recv_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        let want = spare.len().min(max);
+        // SAFETY: `spare` is `buf`'s unused capacity, at least `want` bytes
+        // (reserved above); recv(2) writes at most `want` bytes there and
+        // touches nothing else.
+        let n = unsafe { libc::recv(self.as_raw_fd(), spare.as_mut_ptr().cast(), want, 0) };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        // SAFETY: recv returned n <= want: the first n spare bytes are now
+        // initialized, and they are within the capacity.
+        unsafe { buf.set_len(buf.len() + n.min(want)) };
+        Ok(n)
+    }
+}
+
 /// Reads into `buf` until the socket would block or `budget` bytes were read.
 /// Read sizes adapt to the traffic: a read that fills its chunk doubles the
 /// next one, so pipelined streams take few syscalls and idle ones zero little.
@@ -31,7 +68,7 @@ pub enum ReadStatus {
 /// Without it (the event said the peer closed), reading goes on to the end so
 /// the close is seen now: no later event would report it.
 pub fn read_into(
-    sock: &mut impl Read,
+    sock: &mut impl RecvInto,
     buf: &mut BytesMut,
     budget: usize,
     stop_short: bool,
@@ -39,15 +76,9 @@ pub fn read_into(
     let mut chunk = 4096;
     let mut total = 0;
     loop {
-        let len = buf.len();
-        buf.resize(len + chunk, 0);
-        match sock.read(&mut buf[len..]) {
-            Ok(0) => {
-                buf.truncate(len);
-                return ReadStatus::Eof;
-            }
+        match sock.recv_into(buf, chunk) {
+            Ok(0) => return ReadStatus::Eof,
             Ok(n) => {
-                buf.truncate(len + n);
                 total += n;
                 if total >= budget {
                     return ReadStatus::Budget;
@@ -59,14 +90,11 @@ pub fn read_into(
                     chunk *= 2;
                 }
             }
-            Err(e) => {
-                buf.truncate(len);
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => return ReadStatus::WouldBlock,
-                    io::ErrorKind::Interrupted => {}
-                    _ => return ReadStatus::Error(e),
-                }
-            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => return ReadStatus::WouldBlock,
+                io::ErrorKind::Interrupted => {}
+                _ => return ReadStatus::Error(e),
+            },
         }
     }
 }
@@ -204,5 +232,33 @@ mod tests {
             read_into(&mut src, &mut buf, 5000, true),
             ReadStatus::Budget
         ));
+    }
+
+    #[test]
+    fn sockets_read_into_spare_capacity_byte_for_byte() {
+        use std::io::Write as _;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut peer =
+            std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (sock, _) = l.accept().expect("accept");
+        sock.set_nonblocking(true).expect("nonblocking");
+        let mut sock = mio::net::TcpStream::from_std(sock);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let writer = std::thread::spawn(move || {
+            peer.write_all(&data).expect("write");
+            data
+        });
+        let mut buf = BytesMut::from(&b"kept"[..]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while buf.len() < 4 + 300_000 && std::time::Instant::now() < deadline {
+            match read_into(&mut sock, &mut buf, 64 * 1024, false) {
+                ReadStatus::Error(e) => panic!("{e}"),
+                ReadStatus::Eof => break,
+                _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
+        let data = writer.join().expect("writer");
+        assert_eq!(&buf[..4], b"kept");
+        assert_eq!(&buf[4..], &data[..]);
     }
 }
