@@ -185,16 +185,20 @@ pub fn requests_for(rps: f64, duration: f64) -> u64 {
 /// process that is gone).
 pub fn cpu_ticks(pids: &[u32]) -> u64 {
     pids.iter()
-        .filter_map(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // Fields after "comm)": state is the first, utime the 12th.
-            let rest = stat.rsplit_once(") ")?.1;
-            let mut f = rest.split_whitespace().skip(11);
-            let utime: u64 = f.next()?.parse().ok()?;
-            let stime: u64 = f.next()?.parse().ok()?;
-            Some(utime + stime)
-        })
+        .filter_map(|pid| stat_ticks(&format!("/proc/{pid}/stat")))
         .sum()
+}
+
+/// utime + stime in clock ticks from one `stat` file of /proc: a process's
+/// (all its threads) or one thread's (`/proc/PID/task/TID/stat`).
+pub fn stat_ticks(path: &str) -> Option<u64> {
+    let stat = fs::read_to_string(path).ok()?;
+    // Fields after "comm)": state is the first, utime the 12th.
+    let rest = stat.rsplit_once(") ")?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// VmRSS in kB summed over `pids`.

@@ -8,22 +8,28 @@
 //! (`integration/harness/`), which owns each by pid and stops it when the
 //! value is dropped: at the end, on an error, on a panic, and on
 //! SIGINT/SIGTERM/SIGHUP (caught, then acted on between two steps):
-//! 1. three redis-servers, nutcracker (ketama, fnv1a_64, aliases) and two
-//!    aster processes (thread = 1 and thread = 2) over the same servers;
-//! 2. IDLE_CLIENTS idle clients against each proxy in turn: RSS before and
+//! 1. three redis-servers, nutcracker (ketama, fnv1a_64, aliases) and four
+//!    aster processes over the same servers, in the configs users run:
+//!    thread = 1 from a TOML with only the required keys (health pings on,
+//!    every option at its default), the same with `ping_fail_limit = 0`,
+//!    and an unmodified twemproxy-style `nutcracker.yml` (no
+//!    `auto_eject_hosts`, so no pings); and thread = 2 (TOML);
+//! 2. the idle CPU of every proxy over ~2 s before any load (it must be ~0:
+//!    a config-dependent spin or timer shows here first);
+//! 3. IDLE_CLIENTS idle clients against each proxy in turn: RSS before and
 //!    after;
-//! 3. GET, SET and MGET (10 keys) at -c 50 -P 1, -c 50 -P 16, -c 1000 -P 1
-//!    against direct Redis, nutcracker, aster thread=1 and thread=2,
-//!    interleaved (the target order rotates each round), ROUNDS rounds; per
-//!    run: req/s, p50, p99, CPU µs per request and RSS of the process under
-//!    test;
-//! 4. cluster mode: a 3-master Redis Cluster; aster (redis_cluster,
-//!    thread = 1) vs redis-benchmark --cluster vs aster in redis mode.
+//! 4. GET, SET and MGET (10 keys) at -c 50 -P 1, -c 50 -P 16, -c 1000 -P 1
+//!    against direct Redis, nutcracker and every aster, interleaved (the
+//!    target order rotates each round), ROUNDS rounds; per run: req/s, p50,
+//!    p99, CPU µs per request and RSS of the process under test;
+//! 5. cluster mode: a 3-master Redis Cluster; aster (redis_cluster,
+//!    thread = 1; its idle CPU first) vs redis-benchmark --cluster vs aster
+//!    in redis mode.
 //!
-//! Output, in the work dir: `results.tsv` (one row per run), `idle.tsv`,
-//! `nreq.tsv` (requests per run chosen by calibration) and `meta.tsv` (the
-//! machine and versions); with KEEP_WORK set, also `logs/` (every server's
-//! and proxy's log).
+//! Output, in the work dir: `results.tsv` (one row per run), `idle_cpu.tsv`,
+//! `idle.tsv`, `nreq.tsv` (requests per run chosen by calibration) and
+//! `meta.tsv` (the machine and versions); with KEEP_WORK set, also `logs/`
+//! (every server's and proxy's log).
 //!
 //! Knobs (environment): DURATION (seconds per run, approx., default 3),
 //! ROUNDS (3), KEYSPACE (100000), IDLE_CLIENTS (10000), SKIP_IDLE=1,
@@ -37,6 +43,7 @@
 #[path = "../../integration/harness/mod.rs"]
 mod harness;
 mod idle;
+mod idle_cpu;
 mod load;
 
 use std::collections::BTreeMap;
@@ -283,13 +290,27 @@ fn aster_conf(
     conf
 }
 
-/// The redis-mode setup: three servers, nutcracker and two aster processes
+/// A TOML with only the required keys and `thread`, as a user writes it:
+/// every other option at aster's default (health pings on), plus `extra`.
+fn aster_min_conf(name: &str, thread: u32, servers: Vec<String>, extra: &[(&str, &str)]) -> String {
+    let mut conf = harness::ClusterConf::with_server_lines(name, servers);
+    conf.fields = vec![("thread".into(), thread.to_string())];
+    for (k, v) in extra {
+        conf = conf.set(k, v);
+    }
+    conf.to_toml()
+}
+
+/// The redis-mode setup: three servers, nutcracker and the aster processes
 /// over them. Each value stops its process on drop.
 struct RedisMode {
     servers: Vec<RedisServer>,
     nutcracker: Nutcracker,
     nut_pid: u32,
+    /// thread = 1: TOML defaults, `ping_fail_limit = 0`, nutcracker.yml.
     aster1: Proxy,
+    aster1p0: Proxy,
+    aster1yml: Proxy,
     aster2: Proxy,
 }
 
@@ -303,13 +324,11 @@ impl RedisMode {
             .enumerate()
             .map(|(i, s)| format!("{}:1 redis{}", s.addr(), i + 1))
             .collect();
-        let mut yml = format!(
-            "bench:\n  listen: 127.0.0.1:{}\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  auto_eject_hosts: false\n  servers:\n",
+        let servers_yml: String = ring.iter().map(|s| format!("   - {s}\n")).collect();
+        let yml = format!(
+            "bench:\n  listen: 127.0.0.1:{}\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  auto_eject_hosts: false\n  servers:\n{servers_yml}",
             harness::free_port()
         );
-        for s in &ring {
-            yml += &format!("   - {s}\n");
-        }
         let yml_path = work.join("nutcracker.yml");
         write_file(&yml_path, &yml)?;
         let nutcracker = Nutcracker::start_file(&yml_path);
@@ -317,16 +336,27 @@ impl RedisMode {
             what: "finding nutcracker's pid".into(),
             why: format!("no child process runs with {}", yml_path.display()),
         })?;
-        let aster1 = Proxy::start_at_info(
-            &aster_conf("aster1", "redis", 1, ring.clone()).to_toml(),
+        let aster1 = Proxy::start_at_info(&aster_min_conf("aster1", 1, ring.clone(), &[]), &[]);
+        let aster1p0 = Proxy::start_at_info(
+            &aster_min_conf("aster1p0", 1, ring.clone(), &[("ping_fail_limit", "0")]),
             &[],
         );
+        // As twemproxy users write it: no auto_eject_hosts (so no pings).
+        let aster_yml = format!(
+            "bench:\n  listen: 127.0.0.1:{}\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  servers:\n{servers_yml}",
+            harness::free_port()
+        );
+        let aster_yml_path = work.join("aster-nutcracker.yml");
+        write_file(&aster_yml_path, &aster_yml)?;
+        let aster1yml = start_yml_one_worker(&aster_yml_path);
         let aster2 = Proxy::start_at_info(&aster_conf("aster2", "redis", 2, ring).to_toml(), &[]);
         Ok(RedisMode {
             servers,
             nutcracker,
             nut_pid,
             aster1,
+            aster1p0,
+            aster1yml,
             aster2,
         })
     }
@@ -336,6 +366,8 @@ impl RedisMode {
             "direct" => (self.servers[0].port(), self.servers[0].pid()),
             "nutcracker" => (self.nutcracker.port(), self.nut_pid),
             "aster1" => (self.aster1.port(), self.aster1.pid()),
+            "aster1p0" => (self.aster1p0.port(), self.aster1p0.pid()),
+            "aster1yml" => (self.aster1yml.port(), self.aster1yml.pid()),
             "aster2" => (self.aster2.port(), self.aster2.pid()),
             other => unreachable!("no redis-mode target {other}"),
         };
@@ -345,6 +377,53 @@ impl RedisMode {
             pids: vec![pid],
             extra: vec![],
         }
+    }
+}
+
+/// Starts aster on a nutcracker.yml with one worker thread. A yml has no
+/// `thread` key: aster gives each pool one worker per CPU it may run on, so
+/// the proxy is started while this thread may run on one CPU only (the
+/// child inherits that), then every one of its threads, and this one, gets
+/// the whole CPU set back, so it is scheduled like the other targets. If
+/// the affinity cannot be changed the proxy keeps one worker per core (the
+/// idle CPU table shows its thread count).
+fn start_yml_one_worker(path: &Path) -> Proxy {
+    // SAFETY: sched_getaffinity/sched_setaffinity read and write only the
+    // cpu_set_t values passed; CPU_* only touch the set they are given.
+    unsafe {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let mut all: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size, &mut all) != 0 {
+            eprintln!("e2e: sched_getaffinity failed; aster1yml gets one worker per core");
+            return Proxy::start_yml_file(path, &[]);
+        }
+        let Some(first) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &all))
+        else {
+            return Proxy::start_yml_file(path, &[]);
+        };
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(first, &mut one);
+        let narrowed = libc::sched_setaffinity(0, size, &one) == 0;
+        let proxy = Proxy::start_yml_file(path, &[]);
+        if narrowed {
+            if libc::sched_setaffinity(0, size, &all) != 0 {
+                eprintln!("e2e: cannot restore the driver's CPU affinity");
+            }
+            let pid = proxy.pid();
+            for tid in fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+            {
+                if libc::sched_setaffinity(tid, size, &all) != 0 {
+                    eprintln!("e2e: cannot widen the CPU affinity of aster1yml thread {tid}");
+                }
+            }
+        } else {
+            eprintln!("e2e: cannot narrow the CPU affinity; aster1yml gets one worker per core");
+        }
+        proxy
     }
 }
 
@@ -565,7 +644,7 @@ fn prefill(port: u16, extra: &[&str], keyspace: u64) -> Result<(), Error> {
 /// rows. A proxy that fails it is reported and left out.
 fn idle_clients(redis: &RedisMode, n: usize, stop: &Stop) -> Result<String, Error> {
     let mut tsv = String::new();
-    for name in ["nutcracker", "aster1", "aster2"] {
+    for name in ["nutcracker", "aster1", "aster1p0", "aster1yml", "aster2"] {
         stop.check()?;
         let t = redis.target(name);
         println!("== {n} idle clients: {name}");
@@ -584,6 +663,11 @@ fn idle_clients(redis: &RedisMode, n: usize, stop: &Stop) -> Result<String, Erro
     }
     Ok(tsv)
 }
+
+/// How long a fresh proxy is left alone before its idle CPU is sampled (its
+/// workers allocate and connect on their first loop turns), and the window.
+const IDLE_CPU_SETTLE: Duration = Duration::from_secs(1);
+const IDLE_CPU_WINDOW: Duration = Duration::from_secs(2);
 
 fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
     // 1000 clients per run, the idle clients (both ends are in processes
@@ -605,6 +689,18 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
         work: work.to_path_buf(),
         keep: knobs.keep_work,
     };
+
+    // Idle CPU first, before anything has talked to the proxies.
+    println!("== idle CPU over {} s", IDLE_CPU_WINDOW.as_secs());
+    std::thread::sleep(IDLE_CPU_SETTLE);
+    stop.check()?;
+    let procs: Vec<(&str, u32)> = ["nutcracker", "aster1", "aster1p0", "aster1yml", "aster2"]
+        .iter()
+        .map(|&n| (n, redis.target(n).pids[0]))
+        .collect();
+    let mut idle_cpu_tsv = idle_cpu::measure(&procs, IDLE_CPU_WINDOW);
+    let idle_cpu_path = work.join("idle_cpu.tsv");
+    write_file(&idle_cpu_path, &idle_cpu_tsv)?;
 
     let idle_tsv = if knobs.skip_idle {
         String::new()
@@ -629,7 +725,15 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
         nreq: BTreeMap::new(),
     };
     load.calibrate("main", &redis.target("nutcracker"), &CFGS)?;
-    let targets = ["direct", "nutcracker", "aster1", "aster2"].map(|n| redis.target(n));
+    let targets = [
+        "direct",
+        "nutcracker",
+        "aster1",
+        "aster1p0",
+        "aster1yml",
+        "aster2",
+    ]
+    .map(|n| redis.target(n));
     let t0 = Instant::now();
     load.rounds("main", "round", &targets, |_, _| false)?;
     println!("== load: {} s", t0.elapsed().as_secs());
@@ -637,6 +741,10 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
     if !knobs.skip_cluster {
         stop.check()?;
         let c = cluster.insert(ClusterMode::start()?);
+        println!("== cluster: idle CPU over {} s", IDLE_CPU_WINDOW.as_secs());
+        std::thread::sleep(IDLE_CPU_SETTLE);
+        idle_cpu_tsv += &idle_cpu::measure(&[("asterc", c.asterc.pid())], IDLE_CPU_WINDOW);
+        write_file(&idle_cpu_path, &idle_cpu_tsv)?;
         println!("== cluster: prefill, calibrate");
         prefill(c.cluster.port(0), &["--cluster"], knobs.keyspace)?;
         // No -c 1000 runs against the cluster.
@@ -684,6 +792,7 @@ fn self_check() {
     assert!(load::rss_kb(&[me]) > 0, "no VmRSS for this process");
     // A pid that cannot exist counts as nothing, not as an error.
     assert_eq!(load::cpu_ticks(&[u32::MAX]) + load::rss_kb(&[u32::MAX]), 0);
+    idle_cpu::self_check();
 
     let python = Command::new("python3")
         .arg("--version")
@@ -700,6 +809,8 @@ fn self_check() {
             ("direct", 50_000.0, 9.0),
             ("nutcracker", 40_000.0, 12.0),
             ("aster1", 59_800.0 + f64::from(round) * 1200.0, 6.0),
+            ("aster1p0", 44_000.0, 10.0),
+            ("aster1yml", 60_000.0, 2.0),
             ("aster2", 56_000.0, 7.0),
         ] {
             let row = Row {
@@ -725,6 +836,10 @@ fn self_check() {
     }
     let files = [
         ("results.tsv", rows),
+        (
+            "idle_cpu.tsv",
+            "nutcracker\t11\t1\t2.00\t0\t11/nutcracker\t0\naster1\t12\t4\t2.00\t1\t13/aster-sup\t1\naster1p0\t14\t4\t2.00\t200\t15/aster-sup\t199\naster1yml\t16\t4\t2.00\t0\t16/aster-proxy\t0\n".into(),
+        ),
         ("idle.tsv", "nutcracker\t1000\t200000\t210000\t10000\naster1\t2000\t50000\t52000\t10000\n".into()),
         ("nreq.tsv", "main.GET.50.1\t217000\n".into()),
         (
@@ -757,6 +872,19 @@ fn self_check() {
         "| GET | -c 50 -P 1 | aster thread=1 | 61,600 | 2% | 0.500 | 1.500 | 6.00 | 11.7 |",
         "| GET | -c 50 -P 1 | 1.54 | 1.40 | 0.91 | 1.23 | 0.50 | 0.58 |",
         "| aster thread=1 | 2.0 MB | 48.8 MB | 50.8 MB | 5,120 B |",
+        // Idle CPU: ticks/s per process and its busiest thread; a spin flagged.
+        "| aster thread=1 | 12 | 4 | 0.5 | 13/aster-sup | 0.5 | ok |",
+        "| aster t=1 ping_fail_limit=0 | 14 | 4 | 100.0 | 15/aster-sup | 99.5 | ✗ above 1 tick/s |",
+        // The ratio table of each thread=1 config: vs twemproxy, vs direct.
+        "| TOML, defaults (health pings on) | GET | -c 50 -P 1 | 1.54 | 1.23 | 0.50 | 1.00 |",
+        "| TOML, ping_fail_limit = 0 | GET | -c 50 -P 1 | 1.10 | 0.88 | 0.83 | 0.71 |",
+        "| nutcracker.yml (no auto_eject_hosts) | GET | -c 50 -P 1 | 1.50 | 1.20 | 0.17 | 0.97 |",
+        // The targets, per config.
+        "| req/s ≥ 1.3× twemproxy at pipeline 1: TOML, defaults (health pings on) | GET c50 1.54 | **met** |",
+        "| req/s ≥ 1.3× twemproxy at pipeline 1: TOML, ping_fail_limit = 0 | GET c50 1.10 ✗ | **not met** |",
+        "| CPU per request ≤ 0.7× twemproxy's at pipeline 1: nutcracker.yml (no auto_eject_hosts) | GET c50 0.17 | **met** |",
+        "| idle CPU ≤ 1 tick/s (every aster process, before any load) | ",
+        "aster t=1 ping_fail_limit=0 100.0 ✗",
         "redis-benchmark -h 127.0.0.1 -p PORT -c 50 -P 1 -n 217000 -r 100000 --csv -t get",
         "Measured 1970-01-01 00:00 UTC on 2 cores (Test CPU)",
     ] {

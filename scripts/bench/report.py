@@ -2,8 +2,9 @@
 
     python3 scripts/bench/report.py WORK_DIR [--out docs/benchmarks.md]
 
-Reads WORK_DIR/results.tsv, idle.tsv, nreq.tsv and meta.tsv (written by
-benches/e2e, see its load.rs and idle.rs for the columns), prints the
+Reads WORK_DIR/results.tsv, idle_cpu.tsv, idle.tsv, nreq.tsv and meta.tsv
+(written by benches/e2e, see its load.rs, idle_cpu.rs and idle.rs for the
+columns; idle_cpu.tsv may be missing in an older work dir), prints the
 markdown section, and with --out replaces the part of that file between the
 `<!-- bench.sh:begin -->` and `<!-- bench.sh:end -->` markers (a file
 without them gets a fresh page). Starts no process and opens no socket.
@@ -20,8 +21,17 @@ BEGIN, END = "<!-- bench.sh:begin -->", "<!-- bench.sh:end -->"
 TESTS = ["GET", "SET", "MGET"]
 CFGS = ["50/1", "50/16", "1000/1"]
 NAMES = {"direct": "redis (direct)", "nutcracker": "twemproxy", "aster1": "aster thread=1",
+         "aster1p0": "aster t=1 ping_fail_limit=0", "aster1yml": "aster t=1 nutcracker.yml",
          "aster2": "aster thread=2", "cluster": "cluster (direct)",
          "asterc": "aster cluster t=1"}
+# The configs aster thread=1 runs in, as users run it: (target, description).
+T1_CONFIGS = [("aster1", "TOML, defaults (health pings on)"),
+              ("aster1p0", "TOML, ping_fail_limit = 0"),
+              ("aster1yml", "nutcracker.yml (no auto_eject_hosts)")]
+REDIS_TARGETS = ["direct", "nutcracker", "aster1", "aster1p0", "aster1yml", "aster2"]
+# Idle CPU above this many ticks per second is flagged: an idle proxy must
+# not spin nor wake on a short timer.
+IDLE_TICKS_MAX = 1.0
 TEST_ARGS = {"GET": "-t get", "SET": "-t set", "MGET": "MGET " + " ".join(["key:__rand_int__"] * 10)}
 
 
@@ -45,6 +55,11 @@ class Results:
         self.nreq = dict(read_tsv(os.path.join(work, "nreq.tsv")))
         # target, RSS kB before, connected, after one PING each, fds held
         self.idle = [(f[0], *map(int, f[1:5])) for f in read_tsv(os.path.join(work, "idle.tsv"))]
+        # target, pid, threads, seconds, ticks, busiest thread, its ticks
+        path = os.path.join(work, "idle_cpu.tsv")
+        self.idle_cpu = [dict(target=f[0], pid=int(f[1]), threads=int(f[2]), secs=float(f[3]),
+                              ticks=int(f[4]), busiest=f[5], busiest_ticks=int(f[6]))
+                         for f in (read_tsv(path) if os.path.exists(path) else [])]
         self.meta = dict(read_tsv(os.path.join(work, "meta.tsv")))
 
     def has(self, kind, test, cfg, target):
@@ -87,13 +102,13 @@ def short(test, cfg):
     return f"{test} c{c}" + (f"/P{p}" if p != "1" else "")
 
 
-def verdict(cases, ok):
+def verdict(cases, ok, spec=".2f"):
     """cases: [(label, value)]. Lists every case, marks the misses."""
     cases = [(k, v) for k, v in cases if v is not None]
     if not cases:
         return "not measured", "–"
     hits = sum(1 for _, v in cases if ok(v))
-    text = ", ".join(f"{k} {v:.2f}" + ("" if ok(v) else " ✗") for k, v in cases)
+    text = ", ".join(f"{k} {v:{spec}}" + ("" if ok(v) else " ✗") for k, v in cases)
     if hits == len(cases):
         return "**met**", text
     return (f"**not met** ({hits} of {len(cases)} cases)" if hits else "**not met**"), text
@@ -117,7 +132,7 @@ def redis_mode(w, res):
     w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for test in TESTS:
         for cfg in CFGS:
-            for t in ["direct", "nutcracker", "aster1", "aster2"]:
+            for t in REDIS_TARGETS:
                 if not res.has("main", test, cfg, t):
                     continue
                 sp = res.spread("main", test, cfg, t)
@@ -144,6 +159,53 @@ def redis_mode(w, res):
                  res.ratio("main", test, cfg, "aster1", "nutcracker", "cpu"),
                  res.ratio("main", test, cfg, "aster2", "nutcracker", "cpu")]
             w(f"| {test} | {cfg_text(cfg)} | " + " | ".join(fmt(x, ".2f") for x in r) + " |")
+    w("")
+    w("`t1` here is aster thread=1 from a TOML with defaults; the table below gives the same ratios "
+      "for each thread=1 config.")
+    w("")
+
+
+def configs(w, res):
+    w("### aster thread=1 in the configs users run")
+    w("")
+    w("The same three servers behind aster thread=1 started three ways, in the same rounds: a TOML "
+      "with only the required keys and `thread = 1` (every other option at its default, so health "
+      "pings are on), the same TOML with `ping_fail_limit = 0` (no pings), and a twemproxy-style "
+      "`nutcracker.yml` without `auto_eject_hosts` (no pings either), run with `aster-proxy -c FILE.yml`. "
+      "Ratios are medians over rounds of the ratio within a round.")
+    w("")
+    w("| config | test | clients / pipeline | req/s / twemproxy | req/s / direct "
+      "| CPU per req / twemproxy | req/s / TOML defaults |")
+    w("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+    for t, desc in T1_CONFIGS:
+        for test in TESTS:
+            for cfg in CFGS:
+                if not res.has("main", test, cfg, t):
+                    continue
+                r = [res.ratio("main", test, cfg, t, "nutcracker"),
+                     res.ratio("main", test, cfg, t, "direct"),
+                     res.ratio("main", test, cfg, t, "nutcracker", "cpu"),
+                     res.ratio("main", test, cfg, t, "aster1")]
+                w(f"| {desc} | {test} | {cfg_text(cfg)} | " + " | ".join(fmt(x, ".2f") for x in r) + " |")
+    w("")
+
+
+def idle_cpu(w, res):
+    w("### Idle CPU (before any load)")
+    w("")
+    w("utime + stime of each fresh proxy over about 2 s with no client connected, from "
+      "`/proc/PID/stat`, and of its busiest thread from `/proc/PID/task/TID/stat`, in clock ticks "
+      f"per second (1 tick = 1/{os.sysconf('SC_CLK_TCK')} s of CPU). An idle proxy should use about "
+      f"none; more than {IDLE_TICKS_MAX:g} tick/s is flagged.")
+    w("")
+    w("| process | pid | threads | ticks/s | busiest thread (tid/name) | its ticks/s | |")
+    w("| --- | ---: | ---: | ---: | --- | ---: | --- |")
+    for r in res.idle_cpu:
+        rate = r["ticks"] / r["secs"] if r["secs"] > 0 else 0.0
+        brate = r["busiest_ticks"] / r["secs"] if r["secs"] > 0 else 0.0
+        flag = "ok" if rate <= IDLE_TICKS_MAX else f"✗ above {IDLE_TICKS_MAX:g} tick/s"
+        w(f"| {NAMES.get(r['target'], r['target'])} | {r['pid']} | {r['threads']} | {rate:.1f} "
+          f"| {r['busiest']} | {brate:.1f} | {flag} |")
     w("")
 
 
@@ -202,16 +264,22 @@ def targets(w, res):
     w("")
     w("| target | measured | verdict |")
     w("| --- | --- | --- |")
-    rows_t = [
-        ("req/s ≥ 1.3× twemproxy at pipeline 1", "main", "aster1", "nutcracker", "rps",
-         [(t, c) for t in TESTS for c in ["50/1", "1000/1"]], lambda x: x >= 1.3),
-        ("req/s ≥ 2× twemproxy at pipeline 16", "main", "aster1", "nutcracker", "rps",
-         [(t, "50/16") for t in TESTS], lambda x: x >= 2.0),
-        ("CPU per request ≤ 0.5× twemproxy's", "main", "aster1", "nutcracker", "cpu",
-         [(t, c) for t in TESTS for c in CFGS], lambda x: x <= 0.5),
-        ("thread=2 ahead of thread=1 (req/s)", "main", "aster2", "aster1", "rps",
-         [(t, c) for t in TESTS for c in CFGS], lambda x: x > 1.0),
-    ]
+    p1 = [(t, c) for t in TESTS for c in ["50/1", "1000/1"]]
+    p16 = [(t, "50/16") for t in TESTS]
+    rows_t = []
+    for t1, desc in T1_CONFIGS:
+        rows_t += [
+            (f"req/s ≥ 1.3× twemproxy at pipeline 1: {desc}", "main", t1, "nutcracker", "rps",
+             p1, lambda x: x >= 1.3),
+            (f"req/s ≥ 2× twemproxy at pipeline 16: {desc}", "main", t1, "nutcracker", "rps",
+             p16, lambda x: x >= 2.0),
+            (f"CPU per request ≤ 0.7× twemproxy's at pipeline 1: {desc}", "main", t1, "nutcracker",
+             "cpu", p1, lambda x: x <= 0.7),
+            (f"CPU per request ≤ 0.45× twemproxy's at pipeline 16: {desc}", "main", t1, "nutcracker",
+             "cpu", p16, lambda x: x <= 0.45),
+        ]
+    rows_t.append(("thread=2 ahead of thread=1 (req/s)", "main", "aster2", "aster1", "rps",
+                   [(t, c) for t in TESTS for c in CFGS], lambda x: x > 1.0))
     if res.has_cluster():
         rows_t.append(("cluster mode within 10% of redis mode (req/s, GET and SET)", "cluster", "asterc",
                        "aster1", "rps", [(t, c) for t in ["GET", "SET"] for c in ["50/1", "50/16"]],
@@ -222,6 +290,11 @@ def targets(w, res):
     for label, kind, a, b, field, cases, ok in rows_t:
         v, m = verdict([(short(t, c), res.ratio(kind, t, c, a, b, field)) for t, c in cases], ok)
         w(f"| {label} | {m} | {v} |")
+    if res.idle_cpu:
+        cases = [(NAMES.get(r["target"], r["target"]), r["ticks"] / r["secs"] if r["secs"] > 0 else 0.0)
+                 for r in res.idle_cpu if r["target"] != "nutcracker"]
+        v, m = verdict(cases, lambda x: x <= IDLE_TICKS_MAX, ".1f")
+        w(f"| idle CPU ≤ {IDLE_TICKS_MAX:g} tick/s (every aster process, before any load) | {m} | {v} |")
     if res.idle:
         d = {t: after - base for t, base, conn, after, held in res.idle}
         if d.get("nutcracker", 0) > 0:
@@ -256,10 +329,15 @@ def commands(w, res):
     w("")
     w("The servers: three `redis-server --save '' --appendonly no` on loopback; twemproxy "
       "(`-i 100`) with `hash: fnv1a_64`, `distribution: ketama`, `redis: true`, "
-      "`auto_eject_hosts: false` and the three servers as `127.0.0.1:PORT:1 redisN`; aster with the "
-      "same servers and aliases, `thread = 1` or `thread = 2`, `hash_tag = \"\"`, every other option "
-      "at its default (so health pings and the slowlog timer are on). `redis (direct)` is the first "
-      "of the three servers alone.")
+      "`auto_eject_hosts: false` and the three servers as `127.0.0.1:PORT:1 redisN`. aster with the "
+      "same servers and aliases, four ways: `thread = 1` from a TOML with only `name`, `listen_addr`, "
+      "`servers` and `thread` (every other option at its default, so health pings and the slowlog "
+      "timer are on); the same plus `ping_fail_limit = 0`; a `nutcracker.yml` with `listen`, "
+      "`hash: fnv1a_64`, `distribution: ketama`, `redis: true` and `servers` only (no "
+      "`auto_eject_hosts`: no pings), run as `aster-proxy -c FILE.yml -s PORT -a 127.0.0.1 -i 100` "
+      "and started on one CPU so that it makes one worker (a yml pool gets one per CPU), then given "
+      "every CPU back; and `thread = 2` (TOML with `hash_tag = \"\"`, otherwise defaults). "
+      "`redis (direct)` is the first of the three servers alone.")
     w("")
 
 
@@ -292,7 +370,10 @@ def render(work):
     out = []
     w = out.append
     heading(w, res)
+    if res.idle_cpu:
+        idle_cpu(w, res)
     redis_mode(w, res)
+    configs(w, res)
     if res.has_cluster():
         cluster_mode(w, res)
     if res.idle:
