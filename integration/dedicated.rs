@@ -7,7 +7,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Client, Proxy, RedisCluster, Reply, Shards, args, poll_until};
+use crate::harness::{Client, Proxy, RedisCluster, Reply, Shards, args, info_u64, poll_until};
 
 /// One worker and one shared connection per server: anything that stalled
 /// a shared connection would stall the other client here.
@@ -17,15 +17,6 @@ fn one_worker(servers: usize) -> Shards {
             .set("server_connections", "1")
             .set("read_timeout", "300")
     })
-}
-
-/// A numeric INFO field (the `None` of a missing one fails the caller's
-/// poll rather than panicking mid-poll).
-fn info_field(c: &mut Client, field: &str) -> Option<u64> {
-    crate::harness::info_field(&crate::harness::info(c, None), field)?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[test]
@@ -140,7 +131,7 @@ fn a_client_that_leaves_while_blocked_releases_its_connection_at_once() {
     thread::sleep(Duration::from_millis(100));
     assert_eq!(other.cmd(&["LLEN", "orphan"]), Reply::Int(1));
     let gone = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        (info_field(&mut other, "dedicated_connections_in_use") == Some(0)).then_some(())
+        (info_u64(&mut other, "dedicated_connections_in_use") == Some(0)).then_some(())
     });
     assert!(
         gone.is_some(),
@@ -159,8 +150,8 @@ fn dedicated_connections_are_pooled_bounded_and_counted() {
     a.send_cmd(&["BLPOP", "q1", "0"]);
     assert!(!a.readable_within(Duration::from_millis(200)));
     let counted = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        (info_field(&mut watcher, "blocked_clients") == Some(1)
-            && info_field(&mut watcher, "dedicated_connections_in_use") == Some(1))
+        (info_u64(&mut watcher, "blocked_clients") == Some(1)
+            && info_u64(&mut watcher, "dedicated_connections_in_use") == Some(1))
         .then_some(())
     });
     assert!(counted.is_some(), "{:?}", watcher.cmd(&["INFO"]));
@@ -175,12 +166,12 @@ fn dedicated_connections_are_pooled_bounded_and_counted() {
     assert!(!a.read_reply().expect("woken").is_error());
     // Released to the pool, then reused: still one connection in all.
     let pooled = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        (info_field(&mut watcher, "dedicated_connections_pooled") == Some(1)).then_some(())
+        (info_u64(&mut watcher, "dedicated_connections_pooled") == Some(1)).then_some(())
     });
     assert!(pooled.is_some(), "{:?}", watcher.cmd(&["INFO"]));
     assert_eq!(b.cmd(&["BRPOP", "q2", "0.1"]), Reply::Nil);
     assert_eq!(
-        info_field(&mut watcher, "dedicated_connections_refused"),
+        info_u64(&mut watcher, "dedicated_connections_refused"),
         Some(1)
     );
 
@@ -412,7 +403,7 @@ fn a_reload_that_lowers_the_bound_trims_the_pool() {
     }
     let mut w = s.client();
     let all = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        (info_field(&mut w, "dedicated_connections_in_use") == Some(4)).then_some(())
+        (info_u64(&mut w, "dedicated_connections_in_use") == Some(4)).then_some(())
     });
     assert!(all.is_some());
     for _ in 0..4 {
@@ -422,7 +413,7 @@ fn a_reload_that_lowers_the_bound_trims_the_pool() {
         assert!(!c.read_reply().expect("woken").is_error());
     }
     let pooled = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        (info_field(&mut w, "dedicated_connections_pooled") == Some(4)).then_some(())
+        (info_u64(&mut w, "dedicated_connections_pooled") == Some(4)).then_some(())
     });
     assert!(pooled.is_some(), "{:?}", w.cmd(&["INFO"]));
     std::fs::write(
@@ -435,7 +426,52 @@ fn a_reload_that_lowers_the_bound_trims_the_pool() {
     .expect("rewrite config");
     s.proxy.signal("HUP");
     let trimmed = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        (info_field(&mut w, "dedicated_connections_pooled") == Some(1)).then_some(())
+        (info_u64(&mut w, "dedicated_connections_pooled") == Some(1)).then_some(())
     });
     assert!(trimmed.is_some(), "{:?}", w.cmd(&["INFO"]));
+}
+
+/// Dedicated connections are opened as shared ones are: backend password,
+/// `backend_db` (and HELLO 3 for RESP3 clients) first.
+#[test]
+fn dedicated_connections_get_the_backend_options() {
+    let s = one_worker(1);
+    let mut direct = s.servers[0].client();
+    assert_eq!(
+        direct.cmd(&["CONFIG", "SET", "requirepass", "bpass"]),
+        Reply::ok()
+    );
+    // A proxy of its own (the Shards one keeps its port, without these).
+    let conf = crate::harness::ClusterConf::new("opts", &[&s.servers[0]])
+        .set("thread", "1")
+        .set("backend_password", "\"bpass\"")
+        .set("backend_db", "3");
+    let proxy = Proxy::start(&conf.to_toml());
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["MULTI"]), Reply::ok());
+    assert_eq!(c.cmd(&["SET", "in3", "m"]), Reply::status("QUEUED"));
+    assert_eq!(c.cmd(&["EXEC"]), Reply::Array(vec![Reply::ok()]));
+    assert!(!c.cmd(&["RPUSH", "l3", "x"]).is_error());
+    assert_eq!(
+        c.cmd(&["BLPOP", "l3", "1"]),
+        Reply::Array(vec![Reply::bulk("l3"), Reply::bulk("x")])
+    );
+    let mut r3 = proxy.client();
+    assert!(!r3.cmd(&["HELLO", "3"]).is_error());
+    assert_eq!(r3.cmd(&["MULTI"]), Reply::ok());
+    assert_eq!(r3.cmd(&["HSET", "h3", "f", "v"]), Reply::status("QUEUED"));
+    assert_eq!(r3.cmd(&["HGETALL", "h3"]), Reply::status("QUEUED"));
+    r3.send_cmd(&["EXEC"]);
+    let raw = r3.read_raw(1, Duration::from_secs(2));
+    assert!(
+        raw.starts_with(b"*2\r\n:1\r\n%1\r\n"),
+        "a RESP3 client's transaction runs on a RESP3 connection: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    assert_eq!(direct.cmd(&["AUTH", "bpass"]), Reply::ok());
+    assert_eq!(direct.cmd(&["SELECT", "3"]), Reply::ok());
+    assert_eq!(direct.cmd(&["GET", "in3"]), Reply::bulk("m"));
+    assert_eq!(direct.cmd(&["EXISTS", "h3"]), Reply::Int(1));
+    assert_eq!(direct.cmd(&["SELECT", "0"]), Reply::ok());
+    assert_eq!(direct.cmd(&["DBSIZE"]), Reply::Int(0));
 }

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use crate::harness::{Client, Proxy, RedisCluster, RedisServer, Reply, Shards, poll_until};
+use crate::harness::{
+    Client, Proxy, RedisCluster, RedisServer, Reply, Shards, info_u64, poll_until,
+};
 
 fn message(kind: &str, parts: &[&str]) -> Reply {
     let mut v = vec![Reply::bulk(kind)];
@@ -20,15 +22,6 @@ fn confirm(kind: &str, name: &str, count: i64) -> Reply {
         Reply::bulk(name),
         Reply::Int(count),
     ])
-}
-
-/// A numeric INFO field (the `None` of a missing one fails the caller's
-/// poll rather than panicking mid-poll).
-fn info_field(c: &mut Client, field: &str) -> Option<u64> {
-    crate::harness::info_field(&crate::harness::info(c, None), field)?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[test]
@@ -105,7 +98,7 @@ fn resp2_subscribed_mode_rules_and_unsubscribe_all() {
         Reply::Array(vec![Reply::bulk("pong"), Reply::bulk("")])
     );
     let leased = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        info_field(&mut watcher, "dedicated_connections_in_use")
+        info_u64(&mut watcher, "dedicated_connections_in_use")
             .is_some_and(|n| n >= 2)
             .then_some(())
     });
@@ -130,7 +123,7 @@ fn resp2_subscribed_mode_rules_and_unsubscribe_all() {
     // Out of subscribed mode: normal commands again, connections released.
     assert_eq!(sub.cmd(&["SET", "k", "v"]), Reply::ok());
     let released = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        (info_field(&mut watcher, "dedicated_connections_in_use") == Some(0)).then_some(())
+        (info_u64(&mut watcher, "dedicated_connections_in_use") == Some(0)).then_some(())
     });
     assert!(released.is_some(), "{:?}", watcher.cmd(&["INFO"]));
     // Nothing to unsubscribe from: Redis's nil confirmation.
@@ -205,12 +198,12 @@ fn a_subscriber_that_leaves_releases_its_connections() {
         sub.send_cmd(&["PSUBSCRIBE", "gone*"]);
         sub.read_reply().expect("confirmation");
         let leased = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-            (info_field(&mut watcher, "dedicated_connections_in_use") == Some(3)).then_some(())
+            (info_u64(&mut watcher, "dedicated_connections_in_use") == Some(3)).then_some(())
         });
         assert!(leased.is_some(), "a pattern is subscribed on every server");
     }
     let released = poll_until(Duration::from_secs(3), Duration::from_millis(50), || {
-        (info_field(&mut watcher, "dedicated_connections_in_use") == Some(0)).then_some(())
+        (info_u64(&mut watcher, "dedicated_connections_in_use") == Some(0)).then_some(())
     });
     assert!(released.is_some(), "{:?}", watcher.cmd(&["INFO"]));
     assert_eq!(watcher.cmd(&["PUBLISH", "gone1", "x"]), Reply::Int(0));

@@ -23,6 +23,12 @@ pub fn info_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
 }
 
+/// A numeric field of a fresh INFO; `None` when missing, so a poll waiting
+/// for it goes on instead of panicking.
+pub fn info_u64(c: &mut Client, key: &str) -> Option<u64> {
+    info_field(&info(c, None), key)?.trim().parse().ok()
+}
+
 /// A numeric `key:value` of an INFO text; panics if missing or not a number.
 pub fn info_num(text: &str, key: &str) -> u64 {
     info_field(text, key)

@@ -104,11 +104,24 @@ impl Dispatch<'_, '_> {
             self.flag_transaction(t);
             return self.reply(t, wrong_arity(cmd));
         }
+        // The client's state, read once for the checks below.
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
+        };
+        let seen = Seen {
+            resp3: c.resp3(),
+            subscribed: !c.subs().is_empty(),
+            awaiting: c.awaiting(),
+            session: match c.tx() {
+                Session::Normal => SessionKind::Normal,
+                Session::Watching(_) => SessionKind::Watching,
+                Session::Multi(m) => SessionKind::Multi {
+                    pinned: m.pin.is_some(),
+                },
+            },
+        };
         // A RESP2 client with subscriptions may only manage them, as in Redis.
-        if let Some(c) = self.ctx.conns.client(t)
-            && !c.subs().is_empty()
-            && !c.resp3()
-        {
+        if seen.subscribed && !seen.resp3 {
             match cmd.kind {
                 Kind::PubSub(_) | Kind::Local(Local::Quit) => {}
                 Kind::Local(Local::Ping) => {
@@ -131,9 +144,9 @@ impl Dispatch<'_, '_> {
         // (a blocking command, the first WATCH, the first keyed command of
         // a transaction) waits until its earlier requests, on shared
         // connections, are answered: they must run first.
-        if self.switches_connection(t, cmd, &args)
+        if seen.awaiting
+            && switches_connection(seen.session, cmd, &args)
             && let Some(c) = self.ctx.conns.client(t)
-            && c.awaiting()
         {
             c.defer(frame, ranges);
             return;
@@ -143,13 +156,7 @@ impl Dispatch<'_, '_> {
             Kind::Transaction(Tx::Multi | Tx::Exec | Tx::Discard | Tx::Watch)
                 | Kind::Local(Local::Quit)
         );
-        if queued
-            && self
-                .ctx
-                .conns
-                .client(t)
-                .is_some_and(|c| matches!(c.tx(), Session::Multi(_)))
-        {
+        if queued && matches!(seen.session, SessionKind::Multi { .. }) {
             return self.queue(t, cmd, &frame, &args);
         }
         match cmd.kind {
@@ -598,24 +605,6 @@ impl Dispatch<'_, '_> {
         Some(seq)
     }
 
-    /// Whether this request would start using a connection of the client's
-    /// own, so the client's earlier requests on shared ones must be
-    /// answered first.
-    fn switches_connection(&mut self, t: Token, cmd: &Command, args: &FrameArgs<'_>) -> bool {
-        let Some(c) = self.ctx.conns.client(t) else {
-            return false;
-        };
-        match (cmd.kind, c.tx()) {
-            (Kind::Transaction(Tx::Watch), Session::Normal) => true,
-            (Kind::Keyed(_) | Kind::Blocking(..) | Kind::Split(_), Session::Multi(m)) => {
-                m.pin.is_none()
-            }
-            (Kind::Blocking(..), _) => true,
-            (Kind::Keyed(_), Session::Normal | Session::Watching(_)) => cmd.block(args).is_some(),
-            _ => false,
-        }
-    }
-
     /// The client's next reply slot, waiting for a backend: its number, and
     /// where its reply goes.
     fn waiting_slot(&mut self, t: Token) -> Option<(u64, ReplyTo)> {
@@ -936,4 +925,35 @@ fn confirmation(resp3: bool, kind: &str, name: Option<&[u8]>, count: usize) -> B
     }
     resp::put_int(&mut out, b':', count as i64);
     out.freeze()
+}
+
+/// What `Dispatch::request` reads of the client once, before routing.
+struct Seen {
+    resp3: bool,
+    subscribed: bool,
+    /// Requests of its own still unanswered.
+    awaiting: bool,
+    session: SessionKind,
+}
+
+#[derive(Clone, Copy)]
+enum SessionKind {
+    Normal,
+    Watching,
+    Multi { pinned: bool },
+}
+
+/// Whether this request would start using a connection of the client's
+/// own, so the client's earlier requests on shared ones must be answered
+/// first.
+fn switches_connection(session: SessionKind, cmd: &Command, args: &FrameArgs<'_>) -> bool {
+    match (cmd.kind, session) {
+        (Kind::Transaction(Tx::Watch), SessionKind::Normal) => true,
+        (Kind::Keyed(_) | Kind::Blocking(..) | Kind::Split(_), SessionKind::Multi { pinned }) => {
+            !pinned
+        }
+        (Kind::Blocking(..), _) => true,
+        (Kind::Keyed(_), _) => cmd.block(args).is_some(),
+        _ => false,
+    }
 }

@@ -919,26 +919,43 @@ pub(crate) fn needs_reopen(old: &ClusterConfig, new: &ClusterConfig) -> bool {
 }
 
 /// A pub/sub message frame (RESP2 array or RESP3 push): `message`,
-/// `pmessage` or `smessage` first.
+/// `pmessage` or `smessage` first. Only the header and the first element
+/// are looked at, not the payload.
 fn is_message(frame: &[u8]) -> bool {
-    let mut parts = Vec::new();
-    let first = match frame.first() {
-        Some(b'*') => resp::array_elements(frame, &mut parts).and_then(|_| parts.first().cloned()),
-        Some(b'>') => {
-            // The same layout as an array: read it as one.
-            let mut copy = frame.to_vec();
-            copy[0] = b'*';
-            resp::array_elements(&copy, &mut parts).and_then(|_| parts.first().cloned())
-        }
-        _ => None,
-    };
-    let Some(r) = first else {
+    if !matches!(frame.first(), Some(b'*' | b'>')) {
+        return false;
+    }
+    let Some(cr) = frame.iter().position(|&b| b == b'\r') else {
         return false;
     };
-    let Some(elem) = frame.get(r) else {
-        return false;
-    };
-    elem.ends_with(b"\r\nmessage\r\n")
-        || elem.ends_with(b"\r\npmessage\r\n")
-        || elem.ends_with(b"\r\nsmessage\r\n")
+    let first = frame.get(cr + 2..).unwrap_or(&[]);
+    [
+        &b"$7\r\nmessage\r\n"[..],
+        b"$8\r\npmessage\r\n",
+        b"$8\r\nsmessage\r\n",
+    ]
+    .iter()
+    .any(|kind| first.starts_with(kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_message;
+
+    #[test]
+    fn messages_are_told_from_confirmations_in_both_protocols() {
+        assert!(is_message(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n"));
+        assert!(is_message(
+            b">4\r\n$8\r\npmessage\r\n$2\r\np*\r\n$1\r\nc\r\n$1\r\nx\r\n"
+        ));
+        assert!(is_message(
+            b">3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$1\r\nx\r\n"
+        ));
+        assert!(!is_message(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"));
+        assert!(!is_message(
+            b">3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0\r\n"
+        ));
+        assert!(!is_message(b"+PONG\r\n"));
+        assert!(!is_message(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"));
+    }
 }
