@@ -43,12 +43,13 @@ impl Counters {
         self.unpublished.then_some(self.next_publish)
     }
 
-    /// Publishes if due: `servers` builds the per-server part.
+    /// Publishes if due: `servers` builds the per-server part and the
+    /// dedicated-connection gauges (leased, pooled, blocked clients).
     pub(crate) fn publish_if_due(
         &mut self,
         now: Instant,
         worker: usize,
-        servers: impl FnOnce() -> Vec<(String, ServerStats)>,
+        servers: impl FnOnce() -> (Vec<(String, ServerStats)>, [u64; 3]),
     ) {
         if !self.unpublished || now < self.next_publish {
             return;
@@ -62,13 +63,17 @@ impl Counters {
         &mut self,
         now: Instant,
         worker: usize,
-        servers: impl FnOnce() -> Vec<(String, ServerStats)>,
+        servers: impl FnOnce() -> (Vec<(String, ServerStats)>, [u64; 3]),
     ) {
         self.unpublished = false;
         self.next_publish = now + PUBLISH_EVERY;
+        let (servers, [in_use, pooled, blocked]) = servers();
+        self.pool.dedicated_in_use = in_use;
+        self.pool.dedicated_pooled = pooled;
+        self.pool.blocked_clients = blocked;
         let snap = WorkerSnapshot {
             pool: self.pool.clone(),
-            servers: servers(),
+            servers,
         };
         self.shared.publish(worker, snap);
     }

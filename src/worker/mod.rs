@@ -170,13 +170,6 @@ impl Worker {
                 let mut ctx = ctx!(self);
                 self.upstream.retire_unused(&mut ctx);
             }
-            let (leased, pooled, blocked) = self.upstream.dedicated_counts(&mut self.conns);
-            let pool = &mut self.counters.pool;
-            (
-                pool.dedicated_in_use,
-                pool.dedicated_pooled,
-                pool.blocked_clients,
-            ) = (leased, pooled, blocked);
             let (upstream, conns) = (&self.upstream, &mut self.conns);
             self.counters
                 .publish_if_due(self.now, self.view.index(), || upstream.snapshot(conns));

@@ -825,8 +825,8 @@ impl Upstream {
         }
     }
 
-    /// (dedicated connections leased, pooled; clients blocked) for the stats.
-    pub(crate) fn dedicated_counts(&self, conns: &mut Conns) -> (u64, u64, u64) {
+    /// [dedicated connections leased, pooled; clients blocked].
+    fn dedicated_counts(&self, conns: &mut Conns) -> [u64; 3] {
         let mut leased = 0;
         let mut pooled = 0;
         let mut blocked = 0;
@@ -842,7 +842,7 @@ impl Upstream {
                 }
             }
         }
-        (leased, pooled, blocked)
+        [leased, pooled, blocked]
     }
 
     /// Opens every connection to every server now rather than on first use.
@@ -863,8 +863,9 @@ impl Upstream {
         }
     }
 
-    /// Each server's counters, with what its connections hold now.
-    pub(crate) fn snapshot(&self, conns: &mut Conns) -> Vec<(String, ServerStats)> {
+    /// Each server's counters, with what its connections hold now, and the
+    /// dedicated-connection gauges: [leased, pooled, clients blocked].
+    pub(crate) fn snapshot(&self, conns: &mut Conns) -> (Vec<(String, ServerStats)>, [u64; 3]) {
         let mut out = Vec::with_capacity(self.servers.len());
         for (_, srv) in &self.servers {
             let mut st = srv.stats.clone();
@@ -880,7 +881,7 @@ impl Upstream {
             }
             out.push((srv.name().to_owned(), st));
         }
-        out
+        (out, self.dedicated_counts(conns))
     }
 }
 
