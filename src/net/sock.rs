@@ -2,12 +2,14 @@
 //! matches on `io::Error` kinds itself.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-/// The most buffers handed to one `writev`; Linux accepts 1024.
-pub const MAX_IOV: usize = 128;
+/// The most entries handed to one `writev`: Linux's IOV_MAX.
+pub const MAX_IOV: usize = 1024;
 
 #[derive(Debug)]
 pub enum ReadStatus {
@@ -41,7 +43,6 @@ impl RecvInto for mio::net::TcpStream {
     /// every byte it forwards, and zeroing each read's room first cost
     /// as many stores as the data itself.
     fn recv_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
         buf.reserve(max);
         let spare = buf.spare_capacity_mut();
         let want = spare.len().min(max);
@@ -57,9 +58,16 @@ impl RecvInto for mio::net::TcpStream {
     }
 }
 
+/// The least room worth a read into a buffer's tail before a new buffer is
+/// allocated: small requests are carved from one allocation a few KiB at a
+/// time instead of one allocation each.
+const MIN_ROOM: usize = 512;
+
 /// Reads into `buf` until the socket would block or `budget` bytes were read.
 /// Read sizes adapt to the traffic: a read that fills its chunk doubles the
 /// next one, so pipelined streams take few syscalls and idle ones zero little.
+/// A read uses the room left at the buffer's end when there is at least
+/// `MIN_ROOM` of it, and grows the buffer only otherwise.
 ///
 /// With `stop_short`, a read that returns less than asked ends the call: the
 /// socket's buffer is empty, and data arriving later raises a new
@@ -76,17 +84,23 @@ pub fn read_into(
     let mut chunk = 4096;
     let mut total = 0;
     loop {
-        match sock.recv_into(buf, chunk) {
+        let room = buf.capacity() - buf.len();
+        let want = if room >= MIN_ROOM {
+            room.min(chunk)
+        } else {
+            chunk
+        };
+        match sock.recv_into(buf, want) {
             Ok(0) => return ReadStatus::Eof,
             Ok(n) => {
                 total += n;
                 if total >= budget {
                     return ReadStatus::Budget;
                 }
-                if n < chunk && stop_short {
+                if n < want && stop_short {
                     return ReadStatus::WouldBlock;
                 }
-                if chunk < 256 * 1024 {
+                if n == chunk && chunk < 256 * 1024 {
                     chunk *= 2;
                 }
             }
@@ -102,27 +116,65 @@ pub fn read_into(
 /// Writes the queue with vectored writes until it is empty or the socket would
 /// block, and returns how many bytes went out. Partly written buffers are
 /// advanced in place, so nothing is copied.
-pub fn write_queue(sock: &mut impl Write, queue: &mut VecDeque<Bytes>) -> io::Result<usize> {
+pub fn write_queue(sock: &mut impl AsRawFd, queue: &mut VecDeque<Bytes>) -> io::Result<usize> {
     let mut total = 0;
+    let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_IOV];
     while !queue.is_empty() {
-        let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        let mut n = 0;
-        for (slot, b) in slices.iter_mut().zip(queue.iter()) {
-            *slot = IoSlice::new(b);
-            n += 1;
+        let n = gather(queue, &mut iov);
+        if n == 0 {
+            // Only empty buffers were left.
+            queue.clear();
+            break;
         }
-        match sock.write_vectored(&slices[..n]) {
+        // SAFETY: `gather` initialized the first `n` entries; each points
+        // into buffers `queue` holds alive and unchanged for the call.
+        let written = unsafe { libc::writev(sock.as_raw_fd(), iov.as_ptr().cast(), n as i32) };
+        match usize::try_from(written) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => {
                 total += written;
                 consume(queue, written);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(total),
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Err(e),
+                }
+            }
         }
     }
     Ok(total)
+}
+
+/// Fills `iov` from the front of `queue` and returns how many entries it
+/// used. Buffers that lie end to end in memory (requests split off one read
+/// buffer, replies off one backend read) share an entry: fewer entries for
+/// the kernel to walk, and more of the queue per call. An entry may span two
+/// adjacent allocations; that is sound here because the pointers only reach
+/// the kernel, never a Rust slice, and the queue keeps both alive.
+fn gather(queue: &VecDeque<Bytes>, iov: &mut [MaybeUninit<libc::iovec>]) -> usize {
+    let mut n = 0;
+    let mut end: *const u8 = std::ptr::null();
+    for b in queue.iter().filter(|b| !b.is_empty()) {
+        if n > 0 && b.as_ptr() == end {
+            // SAFETY: entry n - 1 was written on an earlier iteration.
+            let last = unsafe { iov[n - 1].assume_init_mut() };
+            last.iov_len += b.len();
+        } else {
+            if n == iov.len() {
+                break;
+            }
+            iov[n].write(libc::iovec {
+                iov_base: b.as_ptr().cast_mut().cast(),
+                iov_len: b.len(),
+            });
+            n += 1;
+        }
+        end = b.as_ptr().wrapping_add(b.len());
+    }
+    n
 }
 
 fn consume(queue: &mut VecDeque<Bytes>, mut written: usize) {
@@ -154,45 +206,66 @@ pub fn error_text(e: &io::Error) -> String {
 mod tests {
     use super::*;
 
-    /// A writer that accepts at most `cap` bytes per call.
-    struct Trickle {
-        out: Vec<u8>,
-        cap: usize,
+    /// Bytes that lie end to end in one buffer, as requests split off a
+    /// client's read buffer do.
+    fn pieces(data: &[u8], sizes: &[usize]) -> VecDeque<Bytes> {
+        let mut all = Bytes::copy_from_slice(data);
+        sizes.iter().map(|&n| all.split_to(n)).collect()
     }
-    impl Write for Trickle {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            if self.cap == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = b.len().min(self.cap);
-            self.out.extend_from_slice(&b[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
+
+    #[test]
+    fn adjacent_buffers_share_an_entry() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut q = pieces(&data, &[10, 0, 20, 30]);
+        // A buffer from elsewhere breaks the run; the run resumes after it.
+        q.insert(2, Bytes::from_static(b"elsewhere"));
+        let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; 4];
+        let n = gather(&q, &mut iov);
+        let lens: Vec<usize> = iov[..n]
+            .iter()
+            .map(|e| unsafe { e.assume_init_ref() }.iov_len)
+            .collect();
+        assert_eq!(lens, [10, 9, 50]);
+        // With one entry only the first run fits.
+        let mut one = [const { MaybeUninit::<libc::iovec>::uninit() }; 1];
+        assert_eq!(gather(&q, &mut one), 1);
+        assert_eq!(unsafe { one[0].assume_init_ref() }.iov_len, 10);
     }
 
     #[test]
     fn partial_writes_resume_in_place() {
-        let mut q: VecDeque<Bytes> = ["abc", "de", "fghij"]
-            .iter()
-            .map(|s| Bytes::from(*s))
-            .collect();
-        let mut w = Trickle {
-            out: vec![],
-            cap: 4,
-        };
-        assert_eq!(write_queue(&mut w, &mut q).unwrap(), 10);
-        assert!(q.is_empty());
-        assert_eq!(w.out, b"abcdefghij");
-        let mut q: VecDeque<Bytes> = [Bytes::from("xyz")].into();
-        let mut w = Trickle {
-            out: vec![],
-            cap: 0,
-        };
-        assert_eq!(write_queue(&mut w, &mut q).unwrap(), 0);
-        assert_eq!(q.len(), 1);
+        use std::io::Read as _;
+        use std::os::unix::net::UnixStream;
+        let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+        a.set_nonblocking(true).expect("nonblocking");
+        // Far more than a socket buffer, in runs of adjacent pieces and
+        // lone ones, so writes stop part way through a piece.
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut q = pieces(&data[..2_000_000], &[7; 2_000_000 / 7]);
+        let rest = 2_000_000 - 2_000_000 / 7 * 7;
+        q.push_back(Bytes::copy_from_slice(&data[2_000_000 - rest..2_000_000]));
+        for c in data[2_000_000..].chunks(999) {
+            q.push_back(Bytes::copy_from_slice(c));
+        }
+        // Nobody reads yet: the first call stops when the socket is full,
+        // part way through.
+        let mut sent = write_queue(&mut a, &mut q).expect("write");
+        assert!(sent > 0 && !q.is_empty());
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).expect("read");
+            got
+        });
+        while !q.is_empty() {
+            let n = write_queue(&mut a, &mut q).expect("write");
+            if n == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            sent += n;
+        }
+        drop(a);
+        assert_eq!(sent, data.len());
+        assert_eq!(reader.join().expect("reader"), data);
     }
 
     #[test]

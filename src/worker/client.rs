@@ -322,9 +322,14 @@ impl Client {
 
     /// Reads what the socket has (up to the per-wake-up budget). After its
     /// EOF there is nothing more to read.
-    pub(crate) fn read(&mut self, closed: bool) -> ReadStatus {
+    /// `room` is the worker's spare buffer, borrowed when this client holds
+    /// none.
+    pub(crate) fn read(&mut self, closed: bool, room: &mut BytesMut) -> ReadStatus {
         if self.eof {
             return ReadStatus::WouldBlock;
+        }
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = std::mem::take(room);
         }
         let status = sock::read_into(&mut self.sock, &mut self.rbuf, READ_BUDGET, !closed);
         if matches!(status, ReadStatus::Eof) {
@@ -367,10 +372,16 @@ impl Client {
     }
 
     /// Everything read was parsed: let the buffer go (requests in flight
-    /// keep what they need), so an idle client holds no read buffer.
-    pub(crate) fn release_read_buffer(&mut self) {
+    /// keep what they need), so an idle client holds no read buffer. Its
+    /// unused room goes back to the worker's `room` when larger than what
+    /// is there: the room past the requests just split off is never shared
+    /// with them.
+    pub(crate) fn release_read_buffer(&mut self, room: &mut BytesMut) {
         if self.rbuf.is_empty() {
-            self.rbuf = BytesMut::new();
+            let buf = std::mem::take(&mut self.rbuf);
+            if buf.capacity() > room.capacity() {
+                *room = buf;
+            }
         }
     }
 
@@ -503,7 +514,9 @@ mod tests {
 
     fn read_all(c: &mut Client) {
         for _ in 0..200 {
-            if matches!(c.read(true), ReadStatus::WouldBlock) && !c.rbuf.is_empty() {
+            if matches!(c.read(true, &mut BytesMut::new()), ReadStatus::WouldBlock)
+                && !c.rbuf.is_empty()
+            {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
@@ -551,7 +564,7 @@ mod tests {
             .expect("half-close");
         let mut eof = false;
         for _ in 0..200 {
-            if matches!(c.read(true), ReadStatus::Eof) {
+            if matches!(c.read(true, &mut BytesMut::new()), ReadStatus::Eof) {
                 eof = true;
                 break;
             }
@@ -571,5 +584,37 @@ mod tests {
         c.fill(seq, 0, Bytes::from_static(b"+PONG\r\n"));
         c.write().expect("write");
         assert!(c.finished());
+    }
+
+    /// Reads one request from `c` with the worker's `room` and splits it off.
+    fn one_request(c: &mut Client, peer: &mut std::net::TcpStream, room: &mut BytesMut) -> Bytes {
+        peer.write_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+            .expect("write");
+        let mut args = Vec::new();
+        for _ in 0..200 {
+            let _ = c.read(false, room);
+            if let Ok(Next::Request(frame)) = c.next_request(&mut args, &Limits::default()) {
+                c.release_read_buffer(room);
+                return frame;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("no request read");
+    }
+
+    #[test]
+    fn clients_carve_small_requests_from_one_buffer() {
+        let (mut a, mut pa) = pair();
+        let (mut b, mut pb) = pair();
+        let mut room = BytesMut::new();
+        let first = one_request(&mut a, &mut pa, &mut room);
+        assert!(a.rbuf.capacity() == 0, "an idle client holds no buffer");
+        // The next request, another client's, lands right after the first
+        // in the same allocation: no allocation per request.
+        let second = one_request(&mut b, &mut pb, &mut room);
+        assert_eq!(second.as_ptr(), first.as_ptr().wrapping_add(first.len()));
+        let third = one_request(&mut a, &mut pa, &mut room);
+        assert_eq!(third.as_ptr(), second.as_ptr().wrapping_add(second.len()));
+        assert_eq!(&third[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
     }
 }
