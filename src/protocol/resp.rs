@@ -166,6 +166,63 @@ pub fn parse_request(
     ReqState::default().parse(buf, args, limits)
 }
 
+/// The common case in one pass: a multibulk frame wholly in `buf`, every
+/// count and length plain digits within the limits. Anything else (a frame
+/// not all in yet, an inline command, an error to report) is left to the
+/// resuming parser: `Err` carries how far this pass looked, and `args` is
+/// then to be ignored.
+fn whole_multibulk(
+    buf: &[u8],
+    args: &mut Vec<Range<usize>>,
+    limits: &Limits,
+) -> Result<usize, usize> {
+    if buf.first() != Some(&b'*') {
+        return Err(0);
+    }
+    let (count, mut pos) = digits_line(buf, 1).ok_or(0usize)?;
+    if count == 0 || count > limits.max_args {
+        return Err(pos);
+    }
+    args.clear();
+    for _ in 0..count {
+        if buf.get(pos) != Some(&b'$') {
+            return Err(pos);
+        }
+        let (len, start) = digits_line(buf, pos + 1).ok_or(pos)?;
+        if len > limits.max_bulk {
+            return Err(start);
+        }
+        let end = start + len;
+        if buf.get(end..end + 2) != Some(b"\r\n") {
+            return Err(start);
+        }
+        args.push(start..end);
+        pos = end + 2;
+    }
+    Ok(pos)
+}
+
+/// The value of a line of 1 to 18 digits starting at `from`, and where the
+/// next line starts; `None` for anything else.
+fn digits_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut v = 0usize;
+    let mut i = from;
+    loop {
+        let b = *buf.get(i)?;
+        if b.is_ascii_digit() {
+            if i - from == 18 {
+                return None;
+            }
+            v = v * 10 + usize::from(b - b'0');
+            i += 1;
+        } else if b == b'\r' && i > from && buf.get(i + 1) == Some(&b'\n') {
+            return Some((v, i + 2));
+        } else {
+            return None;
+        }
+    }
+}
+
 /// A request parser that resumes where the last call stopped, so a frame
 /// arriving in many reads is scanned once, not once per read.
 ///
@@ -189,6 +246,12 @@ impl RequestParser {
         args: &mut Vec<Range<usize>>,
         limits: &Limits,
     ) -> Result<Option<usize>, ProtoError> {
+        if self.st.is_idle() {
+            match whole_multibulk(buf, args, limits) {
+                Ok(n) => return Ok(Some(n)),
+                Err(looked) => self.st.examined += looked as u64,
+            }
+        }
         let r = self.st.parse(buf, &mut self.args, limits);
         match r {
             Ok(None) => {}
@@ -973,6 +1036,14 @@ mod tests {
             b"*12345678901234567890123456789012345\r\n",
             b"*1\r\n$1\rX",
             b"a very long inline line\r\n",
+            // At and past the limits, whole: the one-pass path must agree.
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8\r\n12345678\r\n",
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$9\r\n123456789\r\n",
+            b"*4\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n",
+            b"*01\r\n$004\r\nPING\r\n",
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n$1234567890123456789\r\n",
+            b"*1\r\n$4\r\nPINGxx",
         ];
         for limits in [Limits::default(), small] {
             for r in requests {
