@@ -12,7 +12,9 @@
 //! `large.tsv` columns (no header): round, op (LRANGE / GET), target, rep,
 //! status (`ok`, `timeout`, `error`), milliseconds (to the last byte, or to
 //! the failure), bytes read, CPU ms of the process under test over the op
-//! (clock ticks, so in steps of 1/CLK_TCK s).
+//! (clock ticks, so in steps of 1/CLK_TCK s: only their mean over many ops
+//! means anything), and this client's own CPU ms over the op (its thread's
+//! CPU clock), which shows whether the client was the limit.
 
 use std::fmt;
 use std::fs::File;
@@ -28,8 +30,9 @@ pub const LIST_KEY: &str = "bench:large:list";
 pub const STR_KEY: &str = "bench:large:str";
 pub const LIST_LEN: usize = 1_000_000;
 pub const STR_LEN: usize = 10 * 1024 * 1024;
-/// Timed ops per target, op and round.
-pub const REPS: u32 = 5;
+/// Timed ops per target, op and round: a GET of 10 MiB takes ~10 ms, so a
+/// few more than 5 for a median that does not move with one slow op.
+pub const REPS: u32 = 10;
 /// A whole op, request to last byte: twemproxy's mbuf chain may be slow, but
 /// a reply that has not arrived after this is recorded as a timeout.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -352,7 +355,8 @@ impl Large {
                 None => match connect(target.port) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.record(round, op, target.name, rep, "error", 0.0, 0, 0.0)?;
+                        let row = row_tsv(round, op, target.name, rep, "error", 0.0, 0, 0.0, 0.0);
+                        self.record(&row)?;
                         eprintln!("   large {} {}: connect: {e}", op.name(), target.name);
                         continue;
                     }
@@ -360,8 +364,10 @@ impl Large {
             };
             let mut s = s;
             let c0 = cpu_ticks(&target.pids);
+            let me0 = thread_cpu();
             let (took, read, outcome) =
                 timed_op(&mut s, op, &self.payloads, &mut self.buf, OP_TIMEOUT);
+            let client_ms = thread_cpu().saturating_sub(me0).as_secs_f64() * 1e3;
             let cpu_ms = cpu_ticks(&target.pids).saturating_sub(c0) as f64 * 1e3 / self.hz as f64;
             let ms = took.as_secs_f64() * 1e3;
             let status = match &outcome {
@@ -369,9 +375,20 @@ impl Large {
                 Err(LargeError::Timeout { .. }) => "timeout",
                 Err(_) => "error",
             };
-            self.record(round, op, target.name, rep, status, ms, read, cpu_ms)?;
+            let row = row_tsv(
+                round,
+                op,
+                target.name,
+                rep,
+                status,
+                ms,
+                read,
+                cpu_ms,
+                client_ms,
+            );
+            self.record(&row)?;
             println!(
-                "   large r{round} {:<6} {:<11} rep {rep}  {ms:>9.1} ms  {read:>9} B  cpu {cpu_ms:>6.0} ms  {status}",
+                "   large r{round} {:<6} {:<11} rep {rep:>2}  {ms:>8.1} ms  {read:>9} B  cpu {cpu_ms:>4.0} ms  client cpu {client_ms:>5.1} ms  {status}",
                 op.name(),
                 target.name
             );
@@ -391,19 +408,7 @@ impl Large {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        round: u32,
-        op: Op,
-        target: &str,
-        rep: u32,
-        status: &str,
-        ms: f64,
-        read: usize,
-        cpu_ms: f64,
-    ) -> Result<(), LargeError> {
-        let row = row_tsv(round, op, target, rep, status, ms, read, cpu_ms);
+    fn record(&mut self, row: &str) -> Result<(), LargeError> {
         self.file
             .write_all(row.as_bytes())
             .map_err(|err| LargeError::Write {
@@ -423,10 +428,28 @@ pub fn row_tsv(
     ms: f64,
     read: usize,
     cpu_ms: f64,
+    client_ms: f64,
 ) -> String {
     format!(
-        "{round}\t{}\t{target}\t{rep}\t{status}\t{ms:.3}\t{read}\t{cpu_ms:.0}\n",
+        "{round}\t{}\t{target}\t{rep}\t{status}\t{ms:.3}\t{read}\t{cpu_ms:.0}\t{client_ms:.3}\n",
         op.name()
+    )
+}
+
+/// User + system CPU of the calling thread (the one that reads the replies),
+/// from CLOCK_THREAD_CPUTIME_ID: nanoseconds, unlike rusage's lagging µs.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes `ts`.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
     )
 }
 
@@ -442,9 +465,16 @@ pub fn self_check() {
     assert_eq!(p.lrange_reply.len(), 7 + 1000 * 22);
     assert_eq!(p.get_reply.len(), 7 + 5000 + 2);
     assert_eq!(
-        row_tsv(2, Op::Get, "aster1", 3, "ok", 12.3456, 5008, 10.0),
-        "2\tGET\taster1\t3\tok\t12.346\t5008\t10\n"
+        row_tsv(2, Op::Get, "aster1", 3, "ok", 12.3456, 5008, 10.0, 1.5),
+        "2\tGET\taster1\t3\tok\t12.346\t5008\t10\t1.500\n"
     );
+    let t = thread_cpu();
+    let wall = Instant::now();
+    let mut x = 0u64;
+    while thread_cpu() <= t && wall.elapsed() < Duration::from_millis(200) {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+    }
+    assert!(thread_cpu() > t, "no thread CPU counted ({x})");
 
     // Each case: what the fake server answers to one request.
     let lrange = p.lrange_reply.clone();

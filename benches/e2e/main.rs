@@ -688,6 +688,47 @@ fn idle_clients(redis: &RedisMode, n: usize, stop: &Stop) -> Result<String, Erro
     Ok(tsv)
 }
 
+/// Stores the large values on every server, then times the large replies
+/// against direct Redis, nutcracker and aster thread=1 in its three configs,
+/// in ROUNDS interleaved rounds (the target order rotates as in the load).
+fn large_replies(redis: &RedisMode, knobs: &Knobs, path: &Path, stop: &Stop) -> Result<(), Error> {
+    println!(
+        "== large values: a {}-element list and a {} MiB string into each server",
+        large::LIST_LEN,
+        large::STR_LEN >> 20
+    );
+    let mut big =
+        large::Large::create(path, large::Payloads::new(large::LIST_LEN, large::STR_LEN))?;
+    for s in &redis.servers {
+        stop.check()?;
+        large::load(s.port(), big.payloads()).map_err(|e| Error::Step {
+            what: format!("storing the large values on port {}", s.port()),
+            why: e.to_string(),
+        })?;
+    }
+    let t0 = Instant::now();
+    let targets =
+        ["direct", "nutcracker", "aster1", "aster1p0", "aster1yml"].map(|n| redis.target(n));
+    for round in 1..=knobs.rounds {
+        let mut order: Vec<&Target> = targets.iter().collect();
+        order.rotate_left((round as usize - 1) % targets.len());
+        let names: Vec<&str> = order.iter().map(|t| t.name).collect();
+        println!(
+            "== large replies {round}/{} (order: {})",
+            knobs.rounds,
+            names.join(" ")
+        );
+        for op in large::Op::ALL {
+            for target in &order {
+                stop.check()?;
+                big.measure(round, op, target, &|| stop.requested())?;
+            }
+        }
+    }
+    println!("== large replies: {} s", t0.elapsed().as_secs());
+    Ok(())
+}
+
 /// How long a fresh proxy is left alone before its idle CPU is sampled (its
 /// workers allocate and connect on their first loop turns), and the window.
 const IDLE_CPU_SETTLE: Duration = Duration::from_secs(1);
@@ -738,30 +779,6 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
         stop.check()?;
         prefill(s.port(), &[], knobs.keyspace)?;
     }
-    // Written even when skipped, so the report never reads an older one.
-    let large_path = work.join("large.tsv");
-    let mut big = None;
-    if knobs.skip_large {
-        write_file(&large_path, "")?;
-    } else {
-        println!(
-            "== large values: a {}-element list and a {} MiB string into each server",
-            large::LIST_LEN,
-            large::STR_LEN >> 20
-        );
-        let l = large::Large::create(
-            &large_path,
-            large::Payloads::new(large::LIST_LEN, large::STR_LEN),
-        )?;
-        for s in &redis.servers {
-            stop.check()?;
-            large::load(s.port(), l.payloads()).map_err(|e| Error::Step {
-                what: format!("storing the large values on port {}", s.port()),
-                why: e.to_string(),
-            })?;
-        }
-        big = Some(l);
-    }
     println!(
         "== calibrate -n for ~{}s runs (against nutcracker)",
         knobs.duration
@@ -786,29 +803,14 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
     load.rounds("main", "round", &targets, |_, _| false)?;
     println!("== load: {} s", t0.elapsed().as_secs());
 
-    // After the load, so the proxies' buffers grown by these replies do not
-    // show in the RSS column of the main table.
-    if let Some(big) = big.as_mut() {
-        let t0 = Instant::now();
-        let targets =
-            ["direct", "nutcracker", "aster1", "aster1p0", "aster1yml"].map(|n| redis.target(n));
-        for round in 1..=knobs.rounds {
-            let mut order: Vec<&Target> = targets.iter().collect();
-            order.rotate_left((round as usize - 1) % targets.len());
-            let names: Vec<&str> = order.iter().map(|t| t.name).collect();
-            println!(
-                "== large replies {round}/{} (order: {})",
-                knobs.rounds,
-                names.join(" ")
-            );
-            for op in large::Op::ALL {
-                for target in &order {
-                    stop.check()?;
-                    big.measure(round, op, target, &|| stop.requested())?;
-                }
-            }
-        }
-        println!("== large replies: {} s", t0.elapsed().as_secs());
+    // After the load, so neither the servers' memory for these values nor
+    // the proxies' buffers grown by their replies show in the main table.
+    let large_path = work.join("large.tsv");
+    if knobs.skip_large {
+        // Written even when skipped, so the report never reads an older one.
+        write_file(&large_path, "")?;
+    } else {
+        large_replies(&redis, knobs, &large_path, stop)?;
     }
 
     if !knobs.skip_cluster {
@@ -954,7 +956,7 @@ fn self_check() {
                 } else {
                     22_000_011
                 };
-                large_rows += &large::row_tsv(round, op, target, rep, "ok", ms, bytes, 40.0);
+                large_rows += &large::row_tsv(round, op, target, rep, "ok", ms, bytes, 40.0, 9.0);
             }
         }
         // Every op of round 1 timed out; round 2 went through.
@@ -968,6 +970,7 @@ fn self_check() {
                 60_000.0,
                 1_000_000,
                 0.0,
+                1.0,
             );
         } else {
             large_rows += &large::row_tsv(
@@ -979,6 +982,7 @@ fn self_check() {
                 80.0,
                 22_000_011,
                 30.0,
+                9.0,
             );
         }
     }
@@ -1022,10 +1026,10 @@ fn self_check() {
         "| GET | -c 50 -P 1 | redis (direct) | 50,000 | 0% | 0.500 | 1.500 | 9.00 | 11.7 | 20.00 |",
         // Large replies: medians, same-round ratios to direct, failures.
         "(LRANGE reply 22.0 MB, GET reply 10.5 MB)",
-        "| LRANGE key 0 -1 of 1,000,000 elements | redis (direct) | 51.0 | 50.0 | – | 40 | 4 / 0 |",
-        "| LRANGE key 0 -1 of 1,000,000 elements | aster thread=1 | 92.5 | 90.0 | 1.81 | 40 | 4 / 0 |",
-        "| LRANGE key 0 -1 of 1,000,000 elements | aster t=1 nutcracker.yml | 80.0 | 80.0 | failed | 30 | 1 / 1 (timeout) |",
-        "| GET of a 10 MiB value | twemproxy | 62.0 | 60.0 | 3.10 | 40 | 4 / 0 |",
+        "| LRANGE key 0 -1 of 1,000,000 elements | redis (direct) | 51.0 | 50.0 | – | 40.0 | 9.0 | 4 / 0 |",
+        "| LRANGE key 0 -1 of 1,000,000 elements | aster thread=1 | 92.5 | 90.0 | 1.81 | 40.0 | 9.0 | 4 / 0 |",
+        "| LRANGE key 0 -1 of 1,000,000 elements | aster t=1 nutcracker.yml | 80.0 | 80.0 | failed | 30.0 | 9.0 | 1 / 1 (timeout) |",
+        "| GET of a 10 MiB value | twemproxy | 62.0 | 60.0 | 3.10 | 40.0 | 9.0 | 4 / 0 |",
         "| large replies within 2× of direct Redis (LRANGE of 1M elements, GET of 10 MiB): TOML, defaults (health pings on) | LRANGE 1.81, GET 1.50 | **met** |",
         "| large replies within 2× of direct Redis (LRANGE of 1M elements, GET of 10 MiB): TOML, ping_fail_limit = 0 | LRANGE 2.45 ✗, GET 1.52 | **not met** (1 of 2 cases) |",
         "| large replies within 2× of direct Redis (LRANGE of 1M elements, GET of 10 MiB): nutcracker.yml (no auto_eject_hosts) | LRANGE failed ✗, GET 1.25 | **not met** (1 of 2 cases) |",
