@@ -227,12 +227,15 @@ pub fn read_exact_reply(
     deadline: Instant,
 ) -> Result<usize, LargeError> {
     let mut filled = 0;
+    // Set once, not per read (a syscall each inside the timed path): a read
+    // that stalls still returns by the deadline, and a reply that trickles
+    // is caught by the check below, at most one stall later.
+    let left = deadline.saturating_duration_since(Instant::now());
+    s.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
     while filled < want {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if Instant::now() >= deadline {
             return Err(LargeError::Timeout { read: filled });
         }
-        s.set_read_timeout(Some(left))?;
         match s.read(&mut buf[filled..]) {
             Ok(0) => return Err(LargeError::Closed { read: filled }),
             Ok(n) => filled += n,
@@ -350,7 +353,7 @@ impl Large {
             if stop() {
                 return Ok(());
             }
-            let s = match conn.take() {
+            let mut s = match conn.take() {
                 Some(s) => s,
                 None => match connect(target.port) {
                     Ok(s) => s,
@@ -362,7 +365,6 @@ impl Large {
                     }
                 },
             };
-            let mut s = s;
             let c0 = cpu_ticks(&target.pids);
             let me0 = thread_cpu();
             let (took, read, outcome) =
