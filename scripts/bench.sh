@@ -9,8 +9,9 @@
 # per-run results to a temp work dir, stops every process it started) and
 # the report generator scripts/bench/report.py. This script checks the tools,
 # builds, and runs the two. Knobs (environment): DURATION=3, ROUNDS=3,
-# KEYSPACE=100000, IDLE_CLIENTS=10000, SKIP_IDLE=1, SKIP_CLUSTER=1 (read by
-# the driver); OUT=docs/benchmarks.md (OUT= : write nothing), NO_BUILD=1,
+# KEYSPACE=100000, IDLE_CLIENTS=10000, SKIP_IDLE=1, SKIP_LARGE=1 (no large
+# replies: LRANGE of 1M elements, GET of 10 MiB), SKIP_CLUSTER=1 (read by the
+# driver); OUT=docs/benchmarks.md (OUT= : write nothing), NO_BUILD=1,
 # ASTER_BIN=path (the proxy under test), KEEP_WORK=1 (keep the work dir with
 # the raw results and the logs). See docs/benchmarks.md.
 set -uo pipefail

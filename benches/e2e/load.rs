@@ -5,16 +5,18 @@
 //! `results.tsv` columns (no header; `calib` rows are the calibration runs,
 //! which the report skips):
 //! kind, round, test, clients/pipeline, target, req/s, p50 ms, p99 ms,
-//! CPU µs per request, RSS kB.
+//! CPU µs per request, RSS kB, redis-benchmark's own CPU µs per request.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use crate::harness::{output_text, run_captured};
+use crate::harness::output_text;
 
 /// The commands measured, in table order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -128,12 +130,15 @@ pub struct Row {
     pub p99: f64,
     pub cpu_us: f64,
     pub rss_kb: u64,
+    /// redis-benchmark's own CPU (user + system) per request: near 1 core's
+    /// worth of it means the load generator, not the target, is the limit.
+    pub client_us: f64,
 }
 
 impl Row {
     pub fn tsv(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{:.0}\t{:.3}\t{:.3}\t{:.2}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{:.0}\t{:.3}\t{:.3}\t{:.2}\t{}\t{:.2}\n",
             self.kind,
             self.round,
             self.test.name(),
@@ -143,7 +148,8 @@ impl Row {
             self.p50,
             self.p99,
             self.cpu_us,
-            self.rss_kb
+            self.rss_kb,
+            self.client_us
         )
     }
 
@@ -152,11 +158,24 @@ impl Row {
     pub fn console(&self) -> String {
         let tsv = self.tsv();
         let f: Vec<&str> = tsv.trim_end().split('\t').collect();
-        let [kind, round, test, cfg, target, rps, p50, p99, cpu, rss] = f[..] else {
+        let [
+            kind,
+            round,
+            test,
+            cfg,
+            target,
+            rps,
+            p50,
+            p99,
+            cpu,
+            rss,
+            client,
+        ] = f[..]
+        else {
             return tsv;
         };
         format!(
-            "   {kind:<3} {:<8} {test:<5} {cfg:<7} {target:<11} {rps:>9} req/s  p50 {p50:>6}  p99 {p99:>6} ms  cpu {cpu:>6} us/req  rss {rss:>6} kB",
+            "   {kind:<3} {:<8} {test:<5} {cfg:<7} {target:<11} {rps:>9} req/s  p50 {p50:>6}  p99 {p99:>6} ms  cpu {cpu:>6} us/req  rss {rss:>6} kB  client cpu {client:>5} us/req",
             format!("r{round}")
         )
     }
@@ -224,10 +243,88 @@ pub fn clk_tck() -> u64 {
     u64::try_from(hz).ok().filter(|&hz| hz > 0).unwrap_or(100)
 }
 
+/// Runs `cmd` to completion with stdin closed and both pipes captured (read
+/// in threads, so a chatty child cannot block on a full pipe), reaping it
+/// with wait4(2) to get the CPU time (user + system) of that child alone.
+/// None if it did not exit within `limit`: it is killed then.
+///
+/// The harness's `run_captured` reaps through `std::process::Child`, which
+/// gives no rusage; getrusage(RUSAGE_CHILDREN) would count every child this
+/// process has reaped, not just this one.
+// The child is reaped by wait4 below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn run_with_cpu(cmd: &mut Command, limit: Duration) -> Option<(Output, Duration)> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out_t = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err_t = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let pid = child.id() as libc::pid_t;
+    let deadline = Instant::now() + limit;
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 only writes it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let exited = loop {
+        // SAFETY: wait4 on our own unreaped child writes only `status` and
+        // `usage`.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break true;
+        }
+        if r < 0 && io_errno() != libc::EINTR {
+            // Not our child any more (cannot happen: nothing else reaps it).
+            break false;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    if !exited {
+        // Still unreaped, so the pid is still this child's.
+        let _ = child.kill();
+        // SAFETY: as above; blocks until the killed child is reaped.
+        unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    }
+    let stdout = out_t.join().unwrap_or_default();
+    let stderr = err_t.join().unwrap_or_default();
+    if !exited {
+        return None;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    Some((
+        Output {
+            status: ExitStatus::from_raw(status),
+            stdout,
+            stderr,
+        },
+        cpu,
+    ))
+}
+
+fn io_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
 /// Runs redis-benchmark to completion; its output when it exited 0 and
-/// reported no error.
-pub fn redis_benchmark(args: &[String], limit: Duration) -> Result<String, RunError> {
-    let out = run_captured(Command::new("redis-benchmark").args(args), limit)
+/// reported no error, and its own CPU time.
+pub fn redis_benchmark(args: &[String], limit: Duration) -> Result<(String, Duration), RunError> {
+    let (out, cpu) = run_with_cpu(Command::new("redis-benchmark").args(args), limit)
         .ok_or(RunError::Hung { limit })?;
     // Proxies refuse CONFIG GET, which redis-benchmark only warns about.
     let text: String = output_text(&out)
@@ -244,7 +341,7 @@ pub fn redis_benchmark(args: &[String], limit: Duration) -> Result<String, RunEr
         let head: Vec<&str> = text.lines().take(3).collect();
         return Err(RunError::Failed(head.join(" / ")));
     }
-    Ok(text)
+    Ok((text, cpu))
 }
 
 /// Appends rows to results.tsv.
@@ -307,7 +404,7 @@ impl Results {
         // the whole benchmark.
         let limit = Duration::from_secs(300);
         let c0 = cpu_ticks(&target.pids);
-        let out = redis_benchmark(&args, limit)?;
+        let (out, client_cpu) = redis_benchmark(&args, limit)?;
         let c1 = cpu_ticks(&target.pids);
         let (rps, p50, p99) = parse_csv(&out).ok_or_else(|| RunError::NoResult(out.clone()))?;
         let row = Row {
@@ -321,6 +418,7 @@ impl Results {
             p99,
             cpu_us: c1.saturating_sub(c0) as f64 * 1e6 / self.hz as f64 / n as f64,
             rss_kb: rss_kb(&target.pids),
+            client_us: client_cpu.as_secs_f64() * 1e6 / n as f64,
         };
         self.file
             .write_all(row.tsv().as_bytes())

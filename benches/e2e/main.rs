@@ -21,20 +21,29 @@
 //! 4. GET, SET and MGET (10 keys) at -c 50 -P 1, -c 50 -P 16, -c 1000 -P 1
 //!    against direct Redis, nutcracker and every aster, interleaved (the
 //!    target order rotates each round), ROUNDS rounds; per run: req/s, p50,
-//!    p99, CPU µs per request and RSS of the process under test;
-//! 5. cluster mode: a 3-master Redis Cluster; aster (redis_cluster,
+//!    p99, CPU µs per request and RSS of the process under test, and
+//!    redis-benchmark's own CPU µs per request (from wait4's rusage of it:
+//!    on 2 cores it is often the limit, at pipeline 1 especially);
+//! 5. large replies: a 1,000,000-element list and a 10 MiB string stored on
+//!    every server after the prefill (pipelined RPUSH batches), then, after
+//!    the load above, `LRANGE key 0 -1` (~22 MB) and `GET` of the string
+//!    timed by a client here (see large.rs) against direct Redis, nutcracker
+//!    and aster thread=1 in its three configs, interleaved, ROUNDS rounds of
+//!    large::REPS ops each;
+//! 6. cluster mode: a 3-master Redis Cluster; aster (redis_cluster,
 //!    thread = 1; its idle CPU first) vs redis-benchmark --cluster vs aster
 //!    in redis mode.
 //!
 //! Output, in the work dir: `results.tsv` (one row per run), `idle_cpu.tsv`,
-//! `idle.tsv`, `nreq.tsv` (requests per run chosen by calibration) and
-//! `meta.tsv` (the machine and versions); with KEEP_WORK set, also `logs/`
-//! (every server's and proxy's log).
+//! `idle.tsv`, `large.tsv` (one row per large-reply op), `nreq.tsv`
+//! (requests per run chosen by calibration) and `meta.tsv` (the machine and
+//! versions); with KEEP_WORK set, also `logs/` (every server's and proxy's
+//! log).
 //!
 //! Knobs (environment): DURATION (seconds per run, approx., default 3),
 //! ROUNDS (3), KEYSPACE (100000), IDLE_CLIENTS (10000), SKIP_IDLE=1,
-//! SKIP_CLUSTER=1, KEEP_WORK=1; ASTER_PROXY_BIN overrides the binary under
-//! test (bench.sh sets it from ASTER_BIN).
+//! SKIP_LARGE=1, SKIP_CLUSTER=1, KEEP_WORK=1; ASTER_PROXY_BIN overrides the
+//! binary under test (bench.sh sets it from ASTER_BIN).
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it only checks
 //! its parsers and the report generator on made-up results, in well under a
@@ -44,6 +53,7 @@
 mod harness;
 mod idle;
 mod idle_cpu;
+mod large;
 mod load;
 
 use std::collections::BTreeMap;
@@ -94,6 +104,18 @@ impl fmt::Display for Error {
     }
 }
 
+impl From<large::LargeError> for Error {
+    fn from(e: large::LargeError) -> Error {
+        match e {
+            large::LargeError::Write { path, err } => Error::Io { path, err },
+            other => Error::Step {
+                what: "large replies".into(),
+                why: other.to_string(),
+            },
+        }
+    }
+}
+
 impl From<RunError> for Error {
     fn from(e: RunError) -> Error {
         match e {
@@ -120,6 +142,7 @@ struct Knobs {
     keyspace: u64,
     idle_clients: usize,
     skip_idle: bool,
+    skip_large: bool,
     skip_cluster: bool,
     keep_work: bool,
 }
@@ -142,6 +165,7 @@ impl Knobs {
             keyspace: num("KEYSPACE", 100_000)?,
             idle_clients: num("IDLE_CLIENTS", 10_000)?,
             skip_idle: flag("SKIP_IDLE"),
+            skip_large: flag("SKIP_LARGE"),
             skip_cluster: flag("SKIP_CLUSTER"),
             keep_work: flag("KEEP_WORK"),
         };
@@ -664,6 +688,47 @@ fn idle_clients(redis: &RedisMode, n: usize, stop: &Stop) -> Result<String, Erro
     Ok(tsv)
 }
 
+/// Stores the large values on every server, then times the large replies
+/// against direct Redis, nutcracker and aster thread=1 in its three configs,
+/// in ROUNDS interleaved rounds (the target order rotates as in the load).
+fn large_replies(redis: &RedisMode, knobs: &Knobs, path: &Path, stop: &Stop) -> Result<(), Error> {
+    println!(
+        "== large values: a {}-element list and a {} MiB string into each server",
+        large::LIST_LEN,
+        large::STR_LEN >> 20
+    );
+    let mut big =
+        large::Large::create(path, large::Payloads::new(large::LIST_LEN, large::STR_LEN))?;
+    for s in &redis.servers {
+        stop.check()?;
+        large::load(s.port(), big.payloads()).map_err(|e| Error::Step {
+            what: format!("storing the large values on port {}", s.port()),
+            why: e.to_string(),
+        })?;
+    }
+    let t0 = Instant::now();
+    let targets =
+        ["direct", "nutcracker", "aster1", "aster1p0", "aster1yml"].map(|n| redis.target(n));
+    for round in 1..=knobs.rounds {
+        let mut order: Vec<&Target> = targets.iter().collect();
+        order.rotate_left((round as usize - 1) % targets.len());
+        let names: Vec<&str> = order.iter().map(|t| t.name).collect();
+        println!(
+            "== large replies {round}/{} (order: {})",
+            knobs.rounds,
+            names.join(" ")
+        );
+        for op in large::Op::ALL {
+            for target in &order {
+                stop.check()?;
+                big.measure(round, op, target, &|| stop.requested())?;
+            }
+        }
+    }
+    println!("== large replies: {} s", t0.elapsed().as_secs());
+    Ok(())
+}
+
 /// How long a fresh proxy is left alone before its idle CPU is sampled (its
 /// workers allocate and connect on their first loop turns), and the window.
 const IDLE_CPU_SETTLE: Duration = Duration::from_secs(1);
@@ -738,6 +803,16 @@ fn run(knobs: &Knobs, work: &Path, stop: &Stop) -> Result<(), Error> {
     load.rounds("main", "round", &targets, |_, _| false)?;
     println!("== load: {} s", t0.elapsed().as_secs());
 
+    // After the load, so neither the servers' memory for these values nor
+    // the proxies' buffers grown by their replies show in the main table.
+    let large_path = work.join("large.tsv");
+    if knobs.skip_large {
+        // Written even when skipped, so the report never reads an older one.
+        write_file(&large_path, "")?;
+    } else {
+        large_replies(&redis, knobs, &large_path, stop)?;
+    }
+
     if !knobs.skip_cluster {
         stop.check()?;
         let c = cluster.insert(ClusterMode::start()?);
@@ -793,6 +868,33 @@ fn self_check() {
     // A pid that cannot exist counts as nothing, not as an error.
     assert_eq!(load::cpu_ticks(&[u32::MAX]) + load::rss_kb(&[u32::MAX]), 0);
     idle_cpu::self_check();
+    large::self_check();
+    // The client-CPU measure: a child that burns some CPU, and one that
+    // outlives its limit (killed and reaped, no result).
+    let (out, cpu) = load::run_with_cpu(
+        Command::new("sh").args([
+            "-c",
+            "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done",
+        ]),
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|| panic!("sh did not finish"));
+    assert!(
+        out.status.success() && output_text(&out) == "done\n",
+        "{out:?}"
+    );
+    assert!(
+        cpu > Duration::ZERO && cpu < Duration::from_secs(5),
+        "sh used {cpu:?}"
+    );
+    let t0 = Instant::now();
+    assert!(
+        load::run_with_cpu(Command::new("sleep").arg("5"), Duration::from_millis(50)).is_none()
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "the limit was not kept"
+    );
 
     let python = Command::new("python3")
         .arg("--version")
@@ -824,18 +926,69 @@ fn self_check() {
                 p99: 1.5,
                 cpu_us: cpu,
                 rss_kb: 12_000,
+                client_us: if target == "direct" { 20.0 } else { 18.5 },
             };
             if round == 1 && target == "direct" {
                 assert_eq!(
                     row.console(),
-                    "   main r1       GET   50/1    direct          50000 req/s  p50  0.500  p99  1.500 ms  cpu   9.00 us/req  rss  12000 kB"
+                    "   main r1       GET   50/1    direct          50000 req/s  p50  0.500  p99  1.500 ms  cpu   9.00 us/req  rss  12000 kB  client cpu 20.00 us/req"
                 );
             }
             rows += &row.tsv();
         }
     }
+    let mut large_rows = String::new();
+    for round in 1..=2u32 {
+        for (op, target, ms) in [
+            (large::Op::Lrange, "direct", [50.0, 52.0]),
+            (large::Op::Lrange, "nutcracker", [300.0, 310.0]),
+            (large::Op::Lrange, "aster1", [90.0, 95.0]),
+            (large::Op::Lrange, "aster1p0", [120.0, 130.0]),
+            (large::Op::Get, "direct", [20.0, 20.0]),
+            (large::Op::Get, "nutcracker", [60.0, 64.0]),
+            (large::Op::Get, "aster1", [30.0, 30.0]),
+            (large::Op::Get, "aster1p0", [30.0, 31.0]),
+            (large::Op::Get, "aster1yml", [25.0, 25.0]),
+        ] {
+            for (rep, ms) in (1..).zip(ms) {
+                let bytes = if op == large::Op::Get {
+                    10_485_771
+                } else {
+                    22_000_011
+                };
+                large_rows += &large::row_tsv(round, op, target, rep, "ok", ms, bytes, 40.0, 9.0);
+            }
+        }
+        // Every op of round 1 timed out; round 2 went through.
+        if round == 1 {
+            large_rows += &large::row_tsv(
+                1,
+                large::Op::Lrange,
+                "aster1yml",
+                1,
+                "timeout",
+                60_000.0,
+                1_000_000,
+                0.0,
+                1.0,
+            );
+        } else {
+            large_rows += &large::row_tsv(
+                2,
+                large::Op::Lrange,
+                "aster1yml",
+                1,
+                "ok",
+                80.0,
+                22_000_011,
+                30.0,
+                9.0,
+            );
+        }
+    }
     let files = [
         ("results.tsv", rows),
+        ("large.tsv", large_rows),
         (
             "idle_cpu.tsv",
             "nutcracker\t11\t1\t2.00\t0\t11/nutcracker\t0\naster1\t12\t4\t2.00\t1\t13/aster-sup\t1\naster1p0\t14\t4\t2.00\t200\t15/aster-sup\t199\naster1yml\t16\t4\t2.00\t0\t16/aster-proxy\t0\n".into(),
@@ -869,7 +1022,17 @@ fn self_check() {
     let text = output_text(&out);
     assert!(out.status.success(), "report.py failed:\n{text}");
     for want in [
-        "| GET | -c 50 -P 1 | aster thread=1 | 61,600 | 2% | 0.500 | 1.500 | 6.00 | 11.7 |",
+        "| GET | -c 50 -P 1 | aster thread=1 | 61,600 | 2% | 0.500 | 1.500 | 6.00 | 11.7 | 18.50 |",
+        "| GET | -c 50 -P 1 | redis (direct) | 50,000 | 0% | 0.500 | 1.500 | 9.00 | 11.7 | 20.00 |",
+        // Large replies: medians, same-round ratios to direct, failures.
+        "(LRANGE reply 22.0 MB, GET reply 10.5 MB)",
+        "| LRANGE key 0 -1 of 1,000,000 elements | redis (direct) | 51.0 | 50.0 | – | 40.0 | 9.0 | 4 / 0 |",
+        "| LRANGE key 0 -1 of 1,000,000 elements | aster thread=1 | 92.5 | 90.0 | 1.81 | 40.0 | 9.0 | 4 / 0 |",
+        "| LRANGE key 0 -1 of 1,000,000 elements | aster t=1 nutcracker.yml | 80.0 | 80.0 | failed | 30.0 | 9.0 | 1 / 1 (timeout) |",
+        "| GET of a 10 MiB value | twemproxy | 62.0 | 60.0 | 3.10 | 40.0 | 9.0 | 4 / 0 |",
+        "| large replies within 2× of direct Redis (LRANGE of 1M elements, GET of 10 MiB): TOML, defaults (health pings on) | LRANGE 1.81, GET 1.50 | **met** |",
+        "| large replies within 2× of direct Redis (LRANGE of 1M elements, GET of 10 MiB): TOML, ping_fail_limit = 0 | LRANGE 2.45 ✗, GET 1.52 | **not met** (1 of 2 cases) |",
+        "| large replies within 2× of direct Redis (LRANGE of 1M elements, GET of 10 MiB): nutcracker.yml (no auto_eject_hosts) | LRANGE failed ✗, GET 1.25 | **not met** (1 of 2 cases) |",
         "| GET | -c 50 -P 1 | 1.54 | 1.40 | 0.91 | 1.23 | 0.50 | 0.58 |",
         "| aster thread=1 | 2.0 MB | 48.8 MB | 50.8 MB | 5,120 B |",
         // Idle CPU: ticks/s per process and its busiest thread; a spin flagged.

@@ -2,9 +2,10 @@
 
     python3 scripts/bench/report.py WORK_DIR [--out docs/benchmarks.md]
 
-Reads WORK_DIR/results.tsv, idle_cpu.tsv, idle.tsv, nreq.tsv and meta.tsv
-(written by benches/e2e, see its load.rs, idle_cpu.rs and idle.rs for the
-columns; idle_cpu.tsv may be missing in an older work dir), prints the
+Reads WORK_DIR/results.tsv, idle_cpu.tsv, idle.tsv, large.tsv, nreq.tsv and
+meta.tsv (written by benches/e2e, see its load.rs, idle_cpu.rs, idle.rs and
+large.rs for the columns; idle_cpu.tsv and large.tsv may be missing, and
+results.tsv may lack the client-CPU column, in an older work dir), prints the
 markdown section, and with --out replaces the part of that file between the
 `<!-- bench.sh:begin -->` and `<!-- bench.sh:end -->` markers (a file
 without them gets a fresh page). Starts no process and opens no socket.
@@ -32,6 +33,8 @@ REDIS_TARGETS = ["direct", "nutcracker", "aster1", "aster1p0", "aster1yml", "ast
 # Idle CPU above this many ticks per second is flagged: an idle proxy must
 # not spin nor wake on a short timer.
 IDLE_TICKS_MAX = 1.0
+LARGE_OPS = [("LRANGE", "LRANGE key 0 -1 of 1,000,000 elements"), ("GET", "GET of a 10 MiB value")]
+LARGE_TARGETS = ["direct", "nutcracker", "aster1", "aster1p0", "aster1yml"]
 TEST_ARGS = {"GET": "-t get", "SET": "-t set", "MGET": "MGET " + " ".join(["key:__rand_int__"] * 10)}
 
 
@@ -46,12 +49,13 @@ class Results:
     def __init__(self, work):
         self.by = defaultdict(list)  # (kind, test, cfg, target) -> rows
         for f in read_tsv(os.path.join(work, "results.tsv")):
-            if len(f) != 10 or f[0] == "calib":
+            # 10 columns before redis-benchmark's own CPU was recorded.
+            if len(f) not in (10, 11) or f[0] == "calib":
                 continue
             kind, rnd, test, cfg, target = f[:5]
             self.by[(kind, test, cfg, target)].append(dict(
                 round=int(rnd), rps=float(f[5]), p50=float(f[6]), p99=float(f[7]),
-                cpu=float(f[8]), rss=int(f[9])))
+                cpu=float(f[8]), rss=int(f[9]), client=float(f[10]) if len(f) > 10 else None))
         self.nreq = dict(read_tsv(os.path.join(work, "nreq.tsv")))
         # target, RSS kB before, connected, after one PING each, fds held
         self.idle = [(f[0], *map(int, f[1:5])) for f in read_tsv(os.path.join(work, "idle.tsv"))]
@@ -60,14 +64,21 @@ class Results:
         self.idle_cpu = [dict(target=f[0], pid=int(f[1]), threads=int(f[2]), secs=float(f[3]),
                               ticks=int(f[4]), busiest=f[5], busiest_ticks=int(f[6]))
                          for f in (read_tsv(path) if os.path.exists(path) else [])]
+        # (op, target) -> rows: round, rep, status, ms, bytes, cpu_ms
+        self.large = defaultdict(list)
+        path = os.path.join(work, "large.tsv")
+        for f in (read_tsv(path) if os.path.exists(path) else []):
+            self.large[(f[1], f[2])].append(dict(round=int(f[0]), rep=int(f[3]), status=f[4],
+                                                 ms=float(f[5]), bytes=int(f[6]), cpu=float(f[7]),
+                                                 client=float(f[8])))
         self.meta = dict(read_tsv(os.path.join(work, "meta.tsv")))
 
     def has(self, kind, test, cfg, target):
         return (kind, test, cfg, target) in self.by
 
     def med(self, kind, test, cfg, target, field):
-        rs = self.by.get((kind, test, cfg, target))
-        return statistics.median(r[field] for r in rs) if rs else None
+        rs = [r[field] for r in self.by.get((kind, test, cfg, target), []) if r[field] is not None]
+        return statistics.median(rs) if rs else None
 
     def spread(self, kind, test, cfg, target):
         rs = self.by.get((kind, test, cfg, target))
@@ -82,6 +93,30 @@ class Results:
         ra = {r["round"]: r[field] for r in self.by.get((kind, test, cfg, a), [])}
         rb = {r["round"]: r[field] for r in self.by.get((kind, test, cfg, b), [])}
         v = [ra[k] / rb[k] for k in ra if k in rb and rb[k] > 0]
+        return statistics.median(v) if v else None
+
+    def large_med(self, op, target, field="ms"):
+        v = [r[field] for r in self.large.get((op, target), []) if r["status"] == "ok"]
+        return statistics.median(v) if v else None
+
+    def large_mean(self, op, target, field):
+        """Mean over ok ops: CPU is counted in clock ticks, of which only a mean over many ops
+        means anything (a median of 0s and 10s would not)."""
+        v = [r[field] for r in self.large.get((op, target), []) if r["status"] == "ok"]
+        return statistics.mean(v) if v else None
+
+    def large_round_ms(self, op, target):
+        """round -> median ms of its ok ops; inf for a round whose ops all failed."""
+        by_round = defaultdict(list)
+        for r in self.large.get((op, target), []):
+            by_round[r["round"]].append(r["ms"] if r["status"] == "ok" else None)
+        return {k: statistics.median(ok) if (ok := [x for x in v if x is not None]) else float("inf")
+                for k, v in by_round.items()}
+
+    def large_ratio(self, op, target):
+        """Median over rounds of target / direct, both medians of that round's ops."""
+        a, d = self.large_round_ms(op, target), self.large_round_ms(op, "direct")
+        v = [a[k] / d[k] for k in a if k in d and 0 < d[k] < float("inf")]
         return statistics.median(v) if v else None
 
     def has_cluster(self):
@@ -108,7 +143,8 @@ def verdict(cases, ok, spec=".2f"):
     if not cases:
         return "not measured", "–"
     hits = sum(1 for _, v in cases if ok(v))
-    text = ", ".join(f"{k} {v:{spec}}" + ("" if ok(v) else " ✗") for k, v in cases)
+    text = ", ".join(f"{k} " + ("failed" if v == float("inf") else f"{v:{spec}}") + ("" if ok(v) else " ✗")
+                     for k, v in cases)
     if hits == len(cases):
         return "**met**", text
     return (f"**not met** ({hits} of {len(cases)} cases)" if hits else "**not met**"), text
@@ -128,8 +164,9 @@ def heading(w, res):
 def redis_mode(w, res):
     w("### Throughput, latency, CPU and memory (redis mode)")
     w("")
-    w("| test | clients / pipeline | target | req/s | spread | p50 ms | p99 ms | CPU µs/req | RSS MB |")
-    w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("| test | clients / pipeline | target | req/s | spread | p50 ms | p99 ms | CPU µs/req | RSS MB "
+      "| bench client CPU µs/req |")
+    w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for test in TESTS:
         for cfg in CFGS:
             for t in REDIS_TARGETS:
@@ -140,10 +177,14 @@ def redis_mode(w, res):
                 w(f"| {test} | {cfg_text(cfg)} | {NAMES[t]} | {fmt(res.med('main', test, cfg, t, 'rps'), ',.0f')} "
                   f"| {fmt(sp, '.0f')}% | {fmt(res.med('main', test, cfg, t, 'p50'), '.3f')} "
                   f"| {fmt(res.med('main', test, cfg, t, 'p99'), '.3f')} | {fmt(res.med('main', test, cfg, t, 'cpu'), '.2f')} "
-                  f"| {fmt(rss / 1024 if rss is not None else None, '.1f')} |")
+                  f"| {fmt(rss / 1024 if rss is not None else None, '.1f')} "
+                  f"| {fmt(res.med('main', test, cfg, t, 'client'), '.2f')} |")
     w("")
     w("`spread`: (max − min) / median of req/s over the rounds. `CPU µs/req` and `RSS` are those of the "
-      "process under test: the proxy, or for `redis (direct)` the redis-server itself.")
+      "process under test: the proxy, or for `redis (direct)` the redis-server itself. "
+      "`bench client CPU µs/req` is redis-benchmark's own user + system time (wait4's rusage) per "
+      "request: redis-benchmark is one thread, so when req/s × that figure nears 1,000,000 µs/s it "
+      "has a whole core and is the limit, not the target (at pipeline 1 it often is).")
     w("")
     w("### Ratios (median over rounds of the ratio within a round)")
     w("")
@@ -243,6 +284,40 @@ def cluster_mode(w, res):
     w("")
 
 
+def large_replies(w, res):
+    w("### Large replies")
+    w("")
+    sizes = {op: res.large_med(op, "direct", "bytes") for op, _ in LARGE_OPS}
+    w("A list of 1,000,000 short elements (`elem:0000000000`..) and a 10 MiB string, stored on every "
+      "server under the same keys, read whole by a client in the driver that times one request from "
+      "its write to the reply's last byte and then checks every byte against the expected reply "
+      f"(LRANGE reply {fmt(sizes['LRANGE'] and sizes['LRANGE'] / 1e6, '.1f')} MB, GET reply "
+      f"{fmt(sizes['GET'] and sizes['GET'] / 1e6, '.1f')} MB). One op at a time on one connection, "
+      "several per target and round, targets interleaved as above. `vs direct`: median over rounds "
+      "of the target's median / direct's median in the same round. `CPU ms/op`: mean CPU of the "
+      "process under test per op (the proxy's alone, not the server's; for direct, the server's), "
+      "from clock ticks. `client CPU ms/op`: mean CPU of the driver's reading thread per op "
+      "(its thread's CPU clock), far below the wall time when the client is not the limit.")
+    w("")
+    w("| op | target | median ms | min ms | vs direct | CPU ms/op | client CPU ms/op | ops ok / failed |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for op, desc in LARGE_OPS:
+        for t in LARGE_TARGETS:
+            rows = res.large.get((op, t), [])
+            if not rows:
+                continue
+            ok = [r["ms"] for r in rows if r["status"] == "ok"]
+            failed = [r["status"] for r in rows if r["status"] != "ok"]
+            ratio = None if t == "direct" else res.large_ratio(op, t)
+            fail_text = f"{len(failed)} ({', '.join(sorted(set(failed)))})" if failed else "0"
+            w(f"| {desc} | {NAMES[t]} | {fmt(statistics.median(ok) if ok else None, ',.1f')} "
+              f"| {fmt(min(ok) if ok else None, ',.1f')} "
+              f"| {'failed' if ratio == float('inf') else fmt(ratio, '.2f')} "
+              f"| {fmt(res.large_mean(op, t, 'cpu'), '.1f')} | {fmt(res.large_mean(op, t, 'client'), '.1f')} "
+              f"| {len(ok)} / {fail_text} |")
+    w("")
+
+
 def idle_clients(w, res):
     w(f"### {int(res.meta['idle_clients']):,} idle clients")
     w("")
@@ -290,6 +365,12 @@ def targets(w, res):
     for label, kind, a, b, field, cases, ok in rows_t:
         v, m = verdict([(short(t, c), res.ratio(kind, t, c, a, b, field)) for t, c in cases], ok)
         w(f"| {label} | {m} | {v} |")
+    if res.large:
+        for t1, desc in T1_CONFIGS:
+            cases = [(op, res.large_ratio(op, t1)) for op, _ in LARGE_OPS]
+            v, m = verdict(cases, lambda x: x <= 2.0)
+            w(f"| large replies within 2× of direct Redis (LRANGE of 1M elements, GET of 10 MiB): {desc} "
+              f"| {m} | {v} |")
     if res.idle_cpu:
         cases = [(NAMES.get(r["target"], r["target"]), r["ticks"] / r["secs"] if r["secs"] > 0 else 0.0)
                  for r in res.idle_cpu if r["target"] != "nutcracker"]
@@ -374,6 +455,8 @@ def render(work):
         idle_cpu(w, res)
     redis_mode(w, res)
     configs(w, res)
+    if res.large:
+        large_replies(w, res)
     if res.has_cluster():
         cluster_mode(w, res)
     if res.idle:
