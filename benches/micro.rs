@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the per-request hot path: the RESP request parser, the
 //! reply scanner (small frames, and 1M-element ones arriving in 64 KiB reads),
-//! the command table, the key hashes and the routers.
+//! the command table, the key hashes and the routers; and the socket paths
+//! around them: a client's replies leaving in one `writev`, and a large reply
+//! relayed from one loopback socket to another.
 //!
 //! `cargo bench` prints one line per case: the median ns/op over several
 //! samples, plus the fastest and slowest sample. `cargo bench -- NAME` runs
@@ -10,10 +12,14 @@
 //! No benchmark framework on purpose: std::time::Instant and black_box keep
 //! the build fast for CI.
 
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
+
+use aster_proxy::net::sock::{self, ReadStatus};
 use aster_proxy::protocol::command::{self, Args, Split};
 use aster_proxy::protocol::multikey::{self, Plan};
 use aster_proxy::protocol::resp::{self, Limits};
@@ -132,6 +138,13 @@ fn main() {
         black_box(n.ok());
     });
 
+    // What the worker runs: a whole frame takes the one-pass path.
+    let mut parser = resp::RequestParser::default();
+    r.run("RequestParser GET (whole frame)", 1, || {
+        let n = parser.parse(black_box(&get), &mut ranges, &limits);
+        black_box(n.ok());
+    });
+
     let keys: Vec<Vec<u8>> = (0..10).map(|i| key(1000 + i * 7919)).collect();
     let mut mget_args: Vec<&[u8]> = vec![b"MGET"];
     mget_args.extend(keys.iter().map(Vec::as_slice));
@@ -210,6 +223,26 @@ fn main() {
                 }
             };
             assert_eq!(got, Ok(Some(big_reply.len())));
+        },
+    );
+    // A 10 MiB bulk: its data is skipped by length, never looked at.
+    let mut big_bulk = format!("${}\r\n", 10 << 20).into_bytes();
+    big_bulk.resize(big_bulk.len() + (10 << 20), b'x');
+    big_bulk.extend_from_slice(b"\r\n");
+    r.run(
+        "ReplyScanner 10 MiB bulk in 64 KiB reads (per read)",
+        160,
+        || {
+            let mut s = resp::ReplyScanner::new();
+            let mut end = 0;
+            let got = loop {
+                end = (end + READ).min(big_bulk.len());
+                match s.scan(black_box(&big_bulk[..end])) {
+                    Ok(None) if end < big_bulk.len() => {}
+                    other => break other,
+                }
+            };
+            assert_eq!(got, Ok(Some(big_bulk.len())));
         },
     );
     let mut big_req = format!("*{}\r\n$5\r\nRPUSH\r\n$4\r\nlist\r\n", BIG + 2).into_bytes();
@@ -389,4 +422,94 @@ fn main() {
             }
         }
     });
+
+    sockets(&r);
+}
+
+/// A connected loopback pair: the accepted end as a non-blocking mio stream
+/// (what the worker holds), and the connecting end.
+fn tcp_pair() -> (mio::net::TcpStream, std::net::TcpStream) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    let (ours, _) = l.accept().expect("accept");
+    ours.set_nonblocking(true).expect("nonblocking");
+    (mio::net::TcpStream::from_std(ours), peer)
+}
+
+/// Reads everything from `s` until it closes, in a thread.
+fn drain(mut s: std::net::TcpStream) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        while matches!(std::io::Read::read(&mut s, &mut buf), Ok(n) if n > 0) {}
+    })
+}
+
+/// Writes the whole queue, waiting out a full socket.
+fn write_all(sock: &mut mio::net::TcpStream, q: &mut VecDeque<Bytes>) {
+    while !q.is_empty() {
+        if sock::write_queue(sock, q).expect("write") == 0 {
+            std::thread::yield_now();
+        }
+    }
+}
+
+fn sockets(r: &Runner) {
+    // A client's 16 pipelined replies, each cut from a different backend
+    // read (so none lie end to end), leaving in one writev.
+    let (mut client, peer) = tcp_pair();
+    let drainer = drain(peer);
+    let replies: Vec<Bytes> = (0..16)
+        .map(|_| Bytes::copy_from_slice(b"$3\r\nxxx\r\n"))
+        .collect();
+    let mut q: VecDeque<Bytes> = VecDeque::with_capacity(16);
+    r.run("write_queue 16 small replies (per reply)", 16, || {
+        q.extend(replies.iter().cloned());
+        write_all(&mut client, &mut q);
+    });
+    drop(client);
+    let _ = drainer.join();
+
+    // A 10 MiB reply relayed as the worker relays it: read from the backend
+    // socket into one buffer (read_into, growing its reads), cut off, and
+    // written to the client socket (write_queue), the peers on threads.
+    const SIZE: usize = 10 << 20;
+    let (mut backend, mut feeder) = tcp_pair();
+    let (mut client, peer) = tcp_pair();
+    let drainer = drain(peer);
+    let (go, went) = std::sync::mpsc::channel::<bool>();
+    let feed = std::thread::spawn(move || {
+        let data = vec![b'x'; SIZE];
+        while went.recv().unwrap_or(false) {
+            if std::io::Write::write_all(&mut feeder, &data).is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = BytesMut::new();
+    let mut q: VecDeque<Bytes> = VecDeque::new();
+    r.run(
+        "relay 10 MiB: read_into + write_queue (per MiB)",
+        10,
+        || {
+            let _ = go.send(true);
+            let mut moved = 0;
+            while moved < SIZE {
+                match sock::read_into(&mut backend, &mut buf, 256 << 10, true) {
+                    ReadStatus::Eof | ReadStatus::Error(_) => panic!("feeder gone"),
+                    _ => {}
+                }
+                if buf.is_empty() {
+                    std::thread::yield_now();
+                    continue;
+                }
+                moved += buf.len();
+                q.push_back(buf.split().freeze());
+                write_all(&mut client, &mut q);
+            }
+        },
+    );
+    let _ = go.send(false);
+    drop(client);
+    let _ = feed.join();
+    let _ = drainer.join();
 }

@@ -4,7 +4,8 @@
 //! The binary (`src/main.rs`) is a thin shell over `control::app::main`. The
 //! library exports only what benchmarks and fuzz targets use: the protocol
 //! parsers and command table, the hashes and distributions, the slot
-//! functions and the supervisor's reply decoder. `docs/design.md` maps the
+//! functions, the socket read/write primitives and the supervisor's reply
+//! decoder. `docs/design.md` maps the
 //! folders.
 
 #![deny(rust_2018_idioms, unused_imports, dead_code)]

@@ -3,4 +3,4 @@
 //! the supervisor's pings and topology queries).
 
 pub mod rpc;
-pub(crate) mod sock;
+pub mod sock;
