@@ -2,7 +2,7 @@
 # Benchmarks aster against twemproxy (nutcracker) and direct Redis with
 # redis-benchmark, and writes the table of medians to docs/benchmarks.md.
 #
-#   scripts/bench.sh        # 8-10 minutes; DURATION=1 ROUNDS=1: about 2
+#   scripts/bench.sh        # about 12 minutes; DURATION=1 ROUNDS=1: about 3
 #
 # The work is done by two programs: the driver benches/e2e (starts every
 # server and proxy through the integration harness, runs the load, writes raw
