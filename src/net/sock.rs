@@ -58,6 +58,11 @@ impl RecvInto for mio::net::TcpStream {
     }
 }
 
+/// A read buffer that held more than this at once is let go when it
+/// empties, not kept for the next reads: the room left in it would keep the
+/// whole large allocation alive for as long as the connection lives.
+pub const KEEP_MAX: usize = 64 * 1024;
+
 /// The least room worth a read into a buffer's tail before a new buffer is
 /// allocated: small requests are carved from one allocation a few KiB at a
 /// time instead of one allocation each.

@@ -89,6 +89,8 @@ pub(crate) struct BackendConn {
     wq: VecDeque<Bytes>,
     inflight: VecDeque<Pending>,
     rbuf: BytesMut,
+    /// `rbuf` held more than `sock::KEEP_MAX` since it was last let go.
+    rbuf_large: bool,
     /// How far the reply at the front of `rbuf` has been scanned.
     scanner: ReplyScanner,
     /// When the write queue last made progress (or became non-empty).
@@ -135,6 +137,7 @@ impl BackendConn {
             wq: VecDeque::new(),
             inflight: VecDeque::new(),
             rbuf: BytesMut::new(),
+            rbuf_large: false,
             scanner: ReplyScanner::default(),
             write_since: now,
             dirty: false,
@@ -264,7 +267,19 @@ impl BackendConn {
     }
 
     pub(crate) fn read(&mut self, closed: bool) -> ReadStatus {
-        sock::read_into(&mut self.sock, &mut self.rbuf, READ_BUDGET, !closed)
+        let status = sock::read_into(&mut self.sock, &mut self.rbuf, READ_BUDGET, !closed);
+        self.rbuf_large |= self.rbuf.len() > sock::KEEP_MAX;
+        status
+    }
+
+    /// Lets an emptied buffer go if it grew large (see `sock::KEEP_MAX`),
+    /// once nothing more is owed: a stream of large replies keeps reading
+    /// into the room it has instead of regrowing a buffer for each.
+    fn shed_large_buffer(&mut self) {
+        if self.rbuf.is_empty() && self.inflight.is_empty() && std::mem::take(&mut self.rbuf_large)
+        {
+            self.rbuf = BytesMut::new();
+        }
     }
 
     /// The next complete reply read, with the request it answers. A reply to
@@ -274,7 +289,10 @@ impl BackendConn {
         loop {
             let n = match self.scanner.scan(&self.rbuf) {
                 Ok(Some(n)) => n,
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    self.shed_large_buffer();
+                    return Ok(None);
+                }
                 Err(e) => return Err(BackendError::Protocol(e.to_string())),
             };
             let reply = self.rbuf.split_to(n).freeze();
@@ -311,7 +329,10 @@ impl BackendConn {
         loop {
             let n = match self.scanner.scan(&self.rbuf) {
                 Ok(Some(n)) => n,
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    self.shed_large_buffer();
+                    return Ok(None);
+                }
                 Err(e) => return Err(BackendError::Protocol(e.to_string())),
             };
             let frame = self.rbuf.split_to(n).freeze();
@@ -516,6 +537,46 @@ mod tests {
         assert!(got[2].1.starts_with(b"-ERR unknown command"), "{got:?}");
         assert_eq!(got[3], (3, Bytes::from_static(b"+PONG\r\n")));
         assert!(b.idle());
+    }
+
+    /// A large reply grows the read buffer; once it is cut off and the
+    /// buffer is empty, the buffer goes, or its room would keep the whole
+    /// large allocation alive for as long as the connection lives.
+    #[test]
+    fn a_large_reply_leaves_no_buffer_behind() {
+        let redis = RedisProc::start(&[]);
+        let mut poll = Poll::new().expect("poll");
+        let mut b = connected(redis.addr(), &mut poll);
+        let now = Instant::now();
+        let big = vec![b'v'; 3 << 20];
+        b.enqueue(
+            resp::command(&[&b"SET"[..], b"big", &big]),
+            to(0),
+            0,
+            None,
+            None,
+            now,
+        );
+        b.enqueue(resp::command(&[b"GET", b"big"]), to(1), 0, None, None, now);
+        let mut got = Vec::new();
+        assert!(drive(&mut poll, &mut b, |b| {
+            b.write(now).expect("write");
+            let _ = b.read(false);
+            while let Ok(Some((_, reply))) = b.take_reply() {
+                got.push(reply.len());
+            }
+            got.len() == 2
+        }));
+        assert_eq!(got[1], big.len() + 12);
+        assert_eq!(b.rbuf.capacity(), 0, "the large buffer is let go");
+        // A small reply afterwards reads into a small new buffer.
+        b.enqueue(resp::command(&[b"PING"]), to(2), 0, None, None, now);
+        b.write(now).expect("write");
+        assert!(drive(&mut poll, &mut b, |b| {
+            let _ = b.read(false);
+            matches!(b.take_reply(), Ok(Some(_)))
+        }));
+        assert!(b.rbuf.capacity() < 64 * 1024);
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub(crate) struct Client {
     /// Unique per worker, for logs and CLIENT ID.
     id: u64,
     rbuf: BytesMut,
+    /// `rbuf` held more than `sock::KEEP_MAX` since it was last let go.
+    rbuf_large: bool,
     /// How far the request at the front of `rbuf` has been parsed.
     parser: RequestParser,
     slots: VecDeque<Slot>,
@@ -166,6 +168,7 @@ impl Client {
             peer,
             id,
             rbuf: BytesMut::new(),
+            rbuf_large: false,
             parser: RequestParser::default(),
             slots: VecDeque::new(),
             first_seq: 0,
@@ -332,6 +335,7 @@ impl Client {
             self.rbuf = std::mem::take(room);
         }
         let status = sock::read_into(&mut self.sock, &mut self.rbuf, READ_BUDGET, !closed);
+        self.rbuf_large |= self.rbuf.len() > sock::KEEP_MAX;
         if matches!(status, ReadStatus::Eof) {
             self.eof = true;
         }
@@ -374,12 +378,12 @@ impl Client {
     /// Everything read was parsed: let the buffer go (requests in flight
     /// keep what they need), so an idle client holds no read buffer. Its
     /// unused room goes back to the worker's `room` when larger than what
-    /// is there: the room past the requests just split off is never shared
-    /// with them.
+    /// is there (the room past the requests just split off is never shared
+    /// with them), unless the buffer grew large (`sock::KEEP_MAX`).
     pub(crate) fn release_read_buffer(&mut self, room: &mut BytesMut) {
         if self.rbuf.is_empty() {
             let buf = std::mem::take(&mut self.rbuf);
-            if buf.capacity() > room.capacity() {
+            if !std::mem::take(&mut self.rbuf_large) && buf.capacity() > room.capacity() {
                 *room = buf;
             }
         }
@@ -616,5 +620,31 @@ mod tests {
         let third = one_request(&mut a, &mut pa, &mut room);
         assert_eq!(third.as_ptr(), second.as_ptr().wrapping_add(second.len()));
         assert_eq!(&third[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    }
+
+    /// A client that sent a large request does not hand its buffer to the
+    /// worker: the room left after it would keep the large allocation alive.
+    #[test]
+    fn a_large_request_does_not_become_the_workers_buffer() {
+        let (mut c, mut peer) = pair();
+        let big = vec![b'v'; 1 << 20];
+        let req = crate::protocol::resp::command(&[&b"SET"[..], b"k", &big]);
+        let writer = std::thread::spawn(move || peer.write_all(&req).map(|_| peer));
+        let mut room = BytesMut::new();
+        let mut args = Vec::new();
+        let mut frame = None;
+        for _ in 0..400 {
+            let _ = c.read(false, &mut room);
+            if let Ok(Next::Request(f)) = c.next_request(&mut args, &Limits::default()) {
+                frame = Some(f);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _peer = writer.join().expect("writer").expect("write");
+        assert!(frame.is_some_and(|f| f.len() > big.len()));
+        c.release_read_buffer(&mut room);
+        assert_eq!(c.rbuf.capacity(), 0, "the client holds no buffer");
+        assert_eq!(room.capacity(), 0, "nor does the worker keep its room");
     }
 }
