@@ -9,14 +9,14 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::output_text;
+use crate::harness::{output_text, spawn_captured};
 
 /// The commands measured, in table order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -254,23 +254,7 @@ pub fn clk_tck() -> u64 {
 // The child is reaped by wait4 below, which clippy cannot see.
 #[allow(clippy::zombie_processes)]
 pub fn run_with_cpu(cmd: &mut Command, limit: Duration) -> Option<(Output, Duration)> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut v);
-            }
-            v
-        })
-    };
-    let out_t = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err_t = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let (mut child, out_t, err_t) = spawn_captured(cmd);
     let pid = child.id() as libc::pid_t;
     let deadline = Instant::now() + limit;
     let mut status: libc::c_int = 0;

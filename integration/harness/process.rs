@@ -12,7 +12,7 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::ports::{accepts, poll_until};
@@ -116,9 +116,10 @@ pub fn run_captured(cmd: &mut Command, limit: Duration) -> Option<Output> {
     })
 }
 
-/// Like `run_captured`, keeping what a killed child wrote: (exit status or
-/// None if killed at `limit`, stdout, stderr).
-pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (Option<ExitStatus>, Vec<u8>, Vec<u8>) {
+/// Spawns `cmd` with stdin closed and both pipes read to the end in threads
+/// (so a chatty child cannot block on a full pipe); join the threads for
+/// what it wrote once it has exited.
+pub fn spawn_captured(cmd: &mut Command) -> (Child, JoinHandle<Vec<u8>>, JoinHandle<Vec<u8>>) {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -136,6 +137,13 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (Option<ExitStatus>, V
     };
     let out_t = drain(child.stdout.take().map(|p| Box::new(p) as _));
     let err_t = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    (child, out_t, err_t)
+}
+
+/// Like `run_captured`, keeping what a killed child wrote: (exit status or
+/// None if killed at `limit`, stdout, stderr).
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (Option<ExitStatus>, Vec<u8>, Vec<u8>) {
+    let (mut child, out_t, err_t) = spawn_captured(cmd);
     let status = wait_timeout(&mut child, limit);
     if status.is_none() {
         let _ = child.kill();
