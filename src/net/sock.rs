@@ -273,6 +273,62 @@ mod tests {
         assert_eq!(reader.join().expect("reader"), data);
     }
 
+    /// Random queues (runs split off shared buffers, interleaved with lone
+    /// buffers, empty pieces among them) written through a socket arrive
+    /// byte for byte in queue order, partial writes included.
+    #[test]
+    fn any_queue_arrives_in_order() {
+        use std::io::Read as _;
+        use std::os::unix::net::UnixStream;
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n.max(1) as u64) as usize
+        };
+        for case in 0..100 {
+            let mut q = VecDeque::new();
+            let mut expect = Vec::new();
+            let mut sources: Vec<Bytes> = (0..1 + next(3))
+                .map(|s| {
+                    let len = next(if case % 10 == 0 { 400_000 } else { 5_000 });
+                    Bytes::from(
+                        (0..len)
+                            .map(|i| (i * 7 + s * 31 + case) as u8)
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect();
+            while sources.iter().any(|b| !b.is_empty()) {
+                let s = next(sources.len());
+                let take = next(3_000).min(sources[s].len());
+                let piece = if next(8) == 0 {
+                    // A lone copy: never adjacent to its neighbours.
+                    Bytes::copy_from_slice(&sources[s].split_to(take))
+                } else {
+                    sources[s].split_to(take)
+                };
+                expect.extend_from_slice(&piece);
+                q.push_back(piece);
+            }
+            let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+            a.set_nonblocking(true).expect("nonblocking");
+            let reader = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                b.read_to_end(&mut got).expect("read");
+                got
+            });
+            while !q.is_empty() {
+                if write_queue(&mut a, &mut q).expect("write") == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            drop(a);
+            assert!(reader.join().expect("reader") == expect, "case {case}");
+        }
+    }
+
     #[test]
     fn error_text_drops_os_suffix() {
         let e = io::Error::from_raw_os_error(111);
