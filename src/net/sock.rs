@@ -118,6 +118,83 @@ pub fn read_into(
     }
 }
 
+/// A connection's read buffer: `read_into` plus the rule that keeps memory
+/// bounded, in one place for clients and backends. A buffer that held more
+/// than `KEEP_MAX` at once is let go when it empties rather than kept for
+/// the next reads: the room left in it would keep the whole large
+/// allocation alive for as long as the connection lives.
+#[derive(Debug, Default)]
+pub struct ReadBuf {
+    buf: BytesMut,
+    /// `buf` held more than `KEEP_MAX` since it was last let go.
+    large: bool,
+}
+
+impl ReadBuf {
+    /// Reads from `sock` as `read_into` does.
+    pub fn read(
+        &mut self,
+        sock: &mut impl RecvInto,
+        budget: usize,
+        stop_short: bool,
+    ) -> ReadStatus {
+        let status = read_into(sock, &mut self.buf, budget, stop_short);
+        self.large |= self.buf.len() > KEEP_MAX;
+        status
+    }
+
+    /// What was read and not yet cut off.
+    pub fn data(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Cuts off the first `n` bytes, a complete frame, without copying.
+    pub fn split_frame(&mut self, n: usize) -> Bytes {
+        self.buf.split_to(n).freeze()
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Room for reads (0 once let go).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// Takes `room` as the buffer when it holds none.
+    pub fn adopt(&mut self, room: &mut BytesMut) {
+        if self.buf.capacity() == 0 {
+            self.buf = std::mem::take(room);
+        }
+    }
+
+    /// When empty, the buffer leaves: returned for reuse, or `None` if it
+    /// grew large (it is dropped). A buffer with data stays.
+    pub fn release(&mut self) -> Option<BytesMut> {
+        if !self.buf.is_empty() {
+            return None;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        (!std::mem::take(&mut self.large)).then_some(buf)
+    }
+
+    /// When empty and grown large, lets the buffer go; a small one stays.
+    pub fn shed_large(&mut self) {
+        if self.buf.is_empty() && std::mem::take(&mut self.large) {
+            self.buf = BytesMut::new();
+        }
+    }
+}
+
 /// Writes the queue with vectored writes until it is empty or the socket would
 /// block, and returns how many bytes went out. Partly written buffers are
 /// advanced in place, so nothing is copied.

@@ -8,11 +8,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::net::sock::{self, ReadStatus};
+use crate::net::sock::{self, ReadBuf, ReadStatus};
 use crate::protocol::command::Block;
 use crate::protocol::resp::{self, ReplyScanner};
 use crate::worker::error::BackendError;
@@ -88,9 +88,7 @@ pub(crate) struct BackendConn {
     started: Instant,
     wq: VecDeque<Bytes>,
     inflight: VecDeque<Pending>,
-    rbuf: BytesMut,
-    /// `rbuf` held more than `sock::KEEP_MAX` since it was last let go.
-    rbuf_large: bool,
+    rbuf: ReadBuf,
     /// How far the reply at the front of `rbuf` has been scanned.
     scanner: ReplyScanner,
     /// When the write queue last made progress (or became non-empty).
@@ -136,8 +134,7 @@ impl BackendConn {
             started: now,
             wq: VecDeque::new(),
             inflight: VecDeque::new(),
-            rbuf: BytesMut::new(),
-            rbuf_large: false,
+            rbuf: ReadBuf::default(),
             scanner: ReplyScanner::default(),
             write_since: now,
             dirty: false,
@@ -267,18 +264,23 @@ impl BackendConn {
     }
 
     pub(crate) fn read(&mut self, closed: bool) -> ReadStatus {
-        let status = sock::read_into(&mut self.sock, &mut self.rbuf, READ_BUDGET, !closed);
-        self.rbuf_large |= self.rbuf.len() > sock::KEEP_MAX;
-        status
+        self.rbuf.read(&mut self.sock, READ_BUDGET, !closed)
     }
 
-    /// Lets an emptied buffer go if it grew large (see `sock::KEEP_MAX`),
-    /// once nothing more is owed: a stream of large replies keeps reading
-    /// into the room it has instead of regrowing a buffer for each.
-    fn shed_large_buffer(&mut self) {
-        if self.rbuf.is_empty() && self.inflight.is_empty() && std::mem::take(&mut self.rbuf_large)
-        {
-            self.rbuf = BytesMut::new();
+    /// The next complete frame cut off the read buffer; when there is none,
+    /// an emptied large buffer is let go (`ReadBuf`).
+    fn next_frame(&mut self) -> Result<Option<Bytes>, BackendError> {
+        match self.scanner.scan(self.rbuf.data()) {
+            Ok(Some(n)) => Ok(Some(self.rbuf.split_frame(n))),
+            Ok(None) => {
+                // Once nothing more is owed: a stream of large replies
+                // keeps reading into the room it has.
+                if self.inflight.is_empty() {
+                    self.rbuf.shed_large();
+                }
+                Ok(None)
+            }
+            Err(e) => Err(BackendError::Protocol(e.to_string())),
         }
     }
 
@@ -287,27 +289,16 @@ impl BackendConn {
     /// connection, and a success is consumed.
     pub(crate) fn take_reply(&mut self) -> Result<Option<(Pending, Bytes)>, BackendError> {
         loop {
-            let n = match self.scanner.scan(&self.rbuf) {
-                Ok(Some(n)) => n,
-                Ok(None) => {
-                    self.shed_large_buffer();
-                    return Ok(None);
-                }
-                Err(e) => return Err(BackendError::Protocol(e.to_string())),
+            let Some(reply) = self.next_frame()? else {
+                return Ok(None);
             };
-            let reply = self.rbuf.split_to(n).freeze();
             let Some(p) = self.inflight.pop_front() else {
                 return Err(BackendError::Protocol(
                     "Protocol error: unexpected reply from the server".into(),
                 ));
             };
             match p.to {
-                ReplyTo::Init if resp::is_error(&reply) => {
-                    let text = reply.get(1..reply.len().saturating_sub(2)).unwrap_or(&[]);
-                    return Err(BackendError::InitRejected(
-                        String::from_utf8_lossy(text).into_owned(),
-                    ));
-                }
+                ReplyTo::Init if resp::is_error(&reply) => return Err(init_rejected(&reply)),
                 ReplyTo::Init => continue,
                 _ => return Ok(Some((p, reply))),
             }
@@ -327,22 +318,13 @@ impl BackendConn {
     /// the commands sent on connect are checked and consumed first.
     pub(crate) fn take_frame(&mut self) -> Result<Option<Bytes>, BackendError> {
         loop {
-            let n = match self.scanner.scan(&self.rbuf) {
-                Ok(Some(n)) => n,
-                Ok(None) => {
-                    self.shed_large_buffer();
-                    return Ok(None);
-                }
-                Err(e) => return Err(BackendError::Protocol(e.to_string())),
+            let Some(frame) = self.next_frame()? else {
+                return Ok(None);
             };
-            let frame = self.rbuf.split_to(n).freeze();
             if matches!(self.inflight.front().map(|p| p.to), Some(ReplyTo::Init)) {
                 self.inflight.pop_front();
                 if resp::is_error(&frame) {
-                    let text = frame.get(1..frame.len().saturating_sub(2)).unwrap_or(&[]);
-                    return Err(BackendError::InitRejected(
-                        String::from_utf8_lossy(text).into_owned(),
-                    ));
+                    return Err(init_rejected(&frame));
                 }
                 continue;
             }
@@ -453,6 +435,12 @@ fn connect_outcome(sock: &TcpStream) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// A server's refusal of a command sent on connect, in its own words.
+fn init_rejected(reply: &[u8]) -> BackendError {
+    let text = reply.get(1..reply.len().saturating_sub(2)).unwrap_or(&[]);
+    BackendError::InitRejected(String::from_utf8_lossy(text).into_owned())
 }
 
 #[cfg(test)]

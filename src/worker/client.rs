@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::net::sock::{self, ReadStatus};
+use crate::net::sock::{self, ReadBuf, ReadStatus};
 use crate::protocol::local::{ClientInfo, User};
 use crate::protocol::multikey::Gather;
 use crate::protocol::resp::{Limits, ProtoError, RequestParser};
@@ -103,9 +103,7 @@ pub(crate) struct Client {
     peer: SocketAddr,
     /// Unique per worker, for logs and CLIENT ID.
     id: u64,
-    rbuf: BytesMut,
-    /// `rbuf` held more than `sock::KEEP_MAX` since it was last let go.
-    rbuf_large: bool,
+    rbuf: ReadBuf,
     /// How far the request at the front of `rbuf` has been parsed.
     parser: RequestParser,
     slots: VecDeque<Slot>,
@@ -167,8 +165,7 @@ impl Client {
             sock,
             peer,
             id,
-            rbuf: BytesMut::new(),
-            rbuf_large: false,
+            rbuf: ReadBuf::default(),
             parser: RequestParser::default(),
             slots: VecDeque::new(),
             first_seq: 0,
@@ -331,11 +328,8 @@ impl Client {
         if self.eof {
             return ReadStatus::WouldBlock;
         }
-        if self.rbuf.capacity() == 0 {
-            self.rbuf = std::mem::take(room);
-        }
-        let status = sock::read_into(&mut self.sock, &mut self.rbuf, READ_BUDGET, !closed);
-        self.rbuf_large |= self.rbuf.len() > sock::KEEP_MAX;
+        self.rbuf.adopt(room);
+        let status = self.rbuf.read(&mut self.sock, READ_BUDGET, !closed);
         if matches!(status, ReadStatus::Eof) {
             self.eof = true;
         }
@@ -369,8 +363,8 @@ impl Client {
             self.held = true;
             return Ok(Next::Wait);
         }
-        match self.parser.parse(&self.rbuf, args, limits)? {
-            Some(n) => Ok(Next::Request(self.rbuf.split_to(n).freeze())),
+        match self.parser.parse(self.rbuf.data(), args, limits)? {
+            Some(n) => Ok(Next::Request(self.rbuf.split_frame(n))),
             None => Ok(Next::Wait),
         }
     }
@@ -381,11 +375,10 @@ impl Client {
     /// is there (the room past the requests just split off is never shared
     /// with them), unless the buffer grew large (`sock::KEEP_MAX`).
     pub(crate) fn release_read_buffer(&mut self, room: &mut BytesMut) {
-        if self.rbuf.is_empty() {
-            let buf = std::mem::take(&mut self.rbuf);
-            if !std::mem::take(&mut self.rbuf_large) && buf.capacity() > room.capacity() {
-                *room = buf;
-            }
+        if let Some(buf) = self.rbuf.release()
+            && buf.capacity() > room.capacity()
+        {
+            *room = buf;
         }
     }
 
