@@ -15,6 +15,7 @@ mod differential;
 mod fanout;
 mod faults;
 mod metrics;
+mod ordering;
 mod protocol;
 mod pubsub;
 mod redis_mode;

@@ -496,6 +496,16 @@ impl RedisCluster {
         self.nodes[node].kill();
     }
 
+    /// SIGSTOP a node: it keeps its sockets but answers nothing.
+    pub fn pause(&mut self, node: usize) {
+        self.nodes[node].pause();
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&mut self, node: usize) {
+        self.nodes[node].resume();
+    }
+
     /// CLUSTER FAILOVER on a replica; waits (10 s at most) until ROLE says it
     /// is a master.
     pub fn failover(&self, replica: usize) {

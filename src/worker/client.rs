@@ -145,6 +145,9 @@ pub(crate) struct Client {
     /// To be closed at once, whatever it is owed (a subscriber that does
     /// not read its messages).
     doomed: bool,
+    /// The route table generation its unanswered requests were routed
+    /// under (see `may_route`).
+    route_gen: u64,
 }
 
 /// What `Client::next_request` found.
@@ -185,6 +188,7 @@ impl Client {
             subs: None,
             deferred: None,
             doomed: false,
+            route_gen: 0,
         }
     }
 
@@ -197,6 +201,19 @@ impl Client {
     /// request is answered; `next_request` gives it again then.
     pub(crate) fn defer(&mut self, frame: Bytes, args: &[Range<usize>]) {
         self.deferred = Some(Box::new((frame, args.to_vec())));
+    }
+
+    /// Whether a request may be routed now under table `generation`. Not
+    /// while requests routed under another table are unanswered: where a
+    /// key lives changed (a slot moved, a reload, an ejection), and an
+    /// earlier request for it may still be on its way to the old place, or
+    /// come back from it with MOVED and be re-sent to the new one. Sent now,
+    /// a later request for the same key could run before it.
+    pub(crate) fn may_route(&mut self, generation: u64) -> bool {
+        if self.slots.is_empty() {
+            self.route_gen = generation;
+        }
+        self.route_gen == generation
     }
 
     pub(crate) fn doom(&mut self) {

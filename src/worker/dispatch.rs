@@ -105,10 +105,12 @@ impl Dispatch<'_, '_> {
             return self.reply(t, wrong_arity(cmd));
         }
         // The client's state, read once for the checks below.
+        let generation = self.ctx.view.generation();
         let Some(c) = self.ctx.conns.client(t) else {
             return;
         };
         let seen = Seen {
+            route_changed: !c.may_route(generation),
             resp3: c.resp3(),
             subscribed: !c.subs().is_empty(),
             awaiting: c.awaiting(),
@@ -144,8 +146,9 @@ impl Dispatch<'_, '_> {
         // (a blocking command, the first WATCH, the first keyed command of
         // a transaction) waits until its earlier requests, on shared
         // connections, are answered: they must run first.
-        if seen.awaiting
-            && switches_connection(seen.session, cmd, &args)
+        // So does any request while requests routed under an older route
+        // table are unanswered: one of them may be for the same key.
+        if (seen.route_changed || (seen.awaiting && switches_connection(seen.session, cmd, &args)))
             && let Some(c) = self.ctx.conns.client(t)
         {
             c.defer(frame, ranges);
@@ -239,8 +242,7 @@ impl Dispatch<'_, '_> {
                                 part: i as u32,
                             };
                             let fallback = self.fallback(part.group, part.server);
-                            self.up
-                                .send(self.ctx, part.server, fallback, t, part.req, to);
+                            self.send(t, part.server, fallback, part.req, to);
                         }
                     }
                 }
@@ -845,7 +847,7 @@ impl Dispatch<'_, '_> {
             };
             // `at` < servers.len(): plan only names positions in the list.
             let server = servers.get(at).copied().unwrap_or(usize::MAX);
-            self.up.send(self.ctx, server, None, t, req, to);
+            self.send(t, server, None, req, to);
         }
     }
 
@@ -894,7 +896,26 @@ impl Dispatch<'_, '_> {
         let Some((_, to)) = self.waiting_slot(t) else {
             return;
         };
-        self.up.send(self.ctx, server, fallback, t, req, to);
+        self.send(t, server, fallback, req, to);
+    }
+
+    /// Sends (part of) a request to route server `server`, on the shared
+    /// connection that serves this client, or on its WATCH connection when
+    /// the client is watching keys there (or `server` is a replica of that
+    /// master): between WATCH and EXEC everything a client sends to the
+    /// watched server runs there in its order, so its own write to a watched
+    /// key aborts the transaction as on one Redis.
+    fn send(&mut self, t: Token, server: usize, fallback: Option<usize>, req: Bytes, to: ReplyTo) {
+        let pin = match self.ctx.conns.client(t).map(|c| c.tx()) {
+            Some(Session::Watching(pin)) => Some(*pin),
+            _ => None,
+        };
+        match pin {
+            Some(pin) if pin.server == server || fallback == Some(pin.server) => {
+                self.up.send_leased(self.ctx, pin.conn, req, to, None)
+            }
+            _ => self.up.send(self.ctx, server, fallback, t, req, to),
+        }
     }
 
     fn reply(&mut self, t: Token, reply: Bytes) {
@@ -929,6 +950,8 @@ fn confirmation(resp3: bool, kind: &str, name: Option<&[u8]>, count: usize) -> B
 
 /// What `Dispatch::request` reads of the client once, before routing.
 struct Seen {
+    /// The route table changed while requests of its own are unanswered.
+    route_changed: bool,
     resp3: bool,
     subscribed: bool,
     /// Requests of its own still unanswered.
@@ -953,6 +976,8 @@ fn switches_connection(session: SessionKind, cmd: &Command, args: &FrameArgs<'_>
             !pinned
         }
         (Kind::Blocking(..), _) => true,
+        // HELLO 3 moves the client to the RESP3 connections (HELLO 2 back).
+        (Kind::Local(Local::Hello), _) => true,
         (Kind::Keyed(_), _) => cmd.block(args).is_some(),
         _ => false,
     }

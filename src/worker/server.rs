@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::Token;
 
 use crate::observe::stats::ServerStats;
-use crate::worker::error::BackendError;
 
-/// Reconnect backoff for a failed server: doubles from the first to the last.
+/// How long a failed server counts as failing lately (replica reads go to
+/// the master meanwhile): doubles from the first to the last while its
+/// connects keep failing, and ends at its next connect.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 
@@ -36,11 +36,9 @@ pub(crate) struct Server {
     /// client now, and idle ones kept for the next, per protocol.
     leased: Vec<Token>,
     pool: [Vec<Token>; 2],
-    /// After a failure, requests are answered with `last_error` until then.
+    /// After a failure, it counts as failing lately until then.
     retry_at: Option<Instant>,
     backoff: Duration,
-    /// The last failure's reply, rendered once.
-    last_error: Bytes,
     pub(crate) stats: ServerStats,
 }
 
@@ -55,7 +53,6 @@ impl Server {
             pool: [Vec::new(), Vec::new()],
             retry_at: None,
             backoff: BACKOFF_MIN,
-            last_error: BackendError::Connect("Connection refused".into()).reply(),
             stats: ServerStats::default(),
         }
     }
@@ -184,17 +181,15 @@ impl Server {
         self.draining.push(t);
     }
 
-    /// While backing off after a failure: the error to answer with.
-    pub(crate) fn backing_off(&self, now: Instant) -> Option<&Bytes> {
-        self.retry_at
-            .filter(|&at| now < at)
-            .map(|_| &self.last_error)
+    /// Whether it failed lately: requests still connect to it, but a
+    /// replica read goes to its master instead.
+    pub(crate) fn backing_off(&self, now: Instant) -> bool {
+        self.retry_at.is_some_and(|at| now < at)
     }
 
-    pub(crate) fn failed(&mut self, now: Instant, reply: Bytes) {
+    pub(crate) fn failed(&mut self, now: Instant) {
         self.retry_at = Some(now + self.backoff);
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        self.last_error = reply;
     }
 
     /// A connection to it was made: no more backoff.
@@ -232,19 +227,16 @@ mod tests {
     fn backoff_doubles_to_its_cap_and_a_connect_resets_it() {
         let mut s = Server::new("127.0.0.1:1".parse().expect("addr"), "s", 1);
         let now = Instant::now();
-        assert!(s.backing_off(now).is_none());
-        s.failed(now, Bytes::from_static(b"-ERR x\r\n"));
-        assert_eq!(s.backing_off(now).map(|b| &b[..]), Some(&b"-ERR x\r\n"[..]));
-        assert!(s.backing_off(now + BACKOFF_MIN).is_none());
+        assert!(!s.backing_off(now));
+        s.failed(now);
+        assert!(s.backing_off(now));
+        assert!(!s.backing_off(now + BACKOFF_MIN));
         for _ in 0..10 {
-            s.failed(now, Bytes::new());
+            s.failed(now);
         }
-        assert!(
-            s.backing_off(now + BACKOFF_MAX - Duration::from_millis(1))
-                .is_some()
-        );
-        assert!(s.backing_off(now + BACKOFF_MAX).is_none());
+        assert!(s.backing_off(now + BACKOFF_MAX - Duration::from_millis(1)));
+        assert!(!s.backing_off(now + BACKOFF_MAX));
         s.connected();
-        assert!(s.backing_off(now).is_none());
+        assert!(!s.backing_off(now));
     }
 }

@@ -180,13 +180,13 @@ impl Upstream {
         id
     }
 
-    /// Whether route server `server` is worth sending to now (not backing
-    /// off after a failure).
+    /// Whether route server `server` is worth sending a replica read to now
+    /// (it has not failed lately).
     pub(crate) fn usable(&self, now: Instant, server: usize) -> bool {
         self.route_map
             .get(server)
             .and_then(|id| self.servers.get(id.0))
-            .is_some_and(|s| s.backing_off(now).is_none())
+            .is_some_and(|s| !s.backing_off(now))
     }
 
     /// Queues a request for route server `server`; `fallback` (a route
@@ -231,20 +231,20 @@ impl Upstream {
         let tok = match srv.slot(resp3, slot) {
             Some(tok) => tok,
             None => {
-                if let Some(err) = srv.backing_off(ctx.now) {
-                    if let Some(f) = fallback {
-                        return self.send_to(ctx, f, client, req, to, redirects, None);
-                    }
-                    let err = err.clone();
-                    ctx.counters.pool.forward_error += 1;
-                    ctx.conns.deliver(to, err);
-                    return;
+                // A read that has its master to go to avoids a replica that
+                // failed lately. Anything else connects now, as twemproxy
+                // does: a server that came back serves its first request,
+                // and one still down answers it with its own error.
+                if srv.backing_off(ctx.now)
+                    && let Some(f) = fallback
+                {
+                    return self.send_to(ctx, f, client, req, to, redirects, None);
                 }
                 match self.open(ctx, si, resp3, slot) {
                     Ok(tok) => tok,
                     Err(e) => {
                         let reply = e.reply();
-                        self.server_failed(ctx.now, si, reply.clone());
+                        self.server_failed(ctx.now, si);
                         if let Some(f) = fallback {
                             return self.send_to(ctx, f, client, req, to, redirects, None);
                         }
@@ -616,7 +616,7 @@ impl Upstream {
             ctx.view.cfg().name,
             inflight.len()
         );
-        self.server_failed(ctx.now, si, reply.clone());
+        self.server_failed(ctx.now, si);
         let retry = err.read_may_retry_on_master();
         // As twemproxy counts them: every client request the failure answers.
         ctx.counters.pool.forward_error += inflight
@@ -637,9 +637,9 @@ impl Upstream {
         }
     }
 
-    fn server_failed(&mut self, now: Instant, si: ServerId, reply: Bytes) {
+    fn server_failed(&mut self, now: Instant, si: ServerId) {
         if let Some(srv) = self.servers.get_mut(si.0) {
-            srv.failed(now, reply);
+            srv.failed(now);
         }
     }
 
@@ -712,9 +712,6 @@ impl Upstream {
                 "ERR no dedicated backend connection left for blocking commands, \
                  transactions and pub/sub (max_dedicated_connections = {max} per worker)"
             )));
-        }
-        if let Some(err) = self.servers[si.0].backing_off(ctx.now) {
-            return Err(err.clone());
         }
         let t = self
             .open(ctx, si, resp3, usize::MAX)

@@ -18,6 +18,9 @@ pub(crate) struct View {
     cfg: Arc<ClusterConfig>,
     handle: RouteHandle,
     route: Arc<RouteTable>,
+    /// Bumped each time a new table is adopted: a client's requests routed
+    /// under one table must be answered before any is routed under another.
+    generation: u64,
     limits: Limits,
     /// Asks the supervisor for a topology refresh (cluster mode).
     kick: Option<Kick>,
@@ -48,6 +51,7 @@ impl View {
             cfg,
             handle,
             route,
+            generation: 0,
             kick,
             rng: Cell::new(0x2545_f491_4f6c_dd1d ^ (index as u64 + 1)),
         }
@@ -65,6 +69,11 @@ impl View {
         &self.route
     }
 
+    /// Which table the worker routes with (see `Client::may_route`).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub(crate) fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -77,6 +86,7 @@ impl View {
             return Refresh::Same;
         }
         self.route = Arc::clone(&cur);
+        self.generation += 1;
         drop(cur);
         if Arc::ptr_eq(&self.cfg, &self.route.cfg) {
             return Refresh::Table;
