@@ -1,10 +1,13 @@
 //! Property tests of the RESP parsers and of the code that consumes their
 //! output (command table, multi-key split and merge, rpc decoding).
 //!
-//! Inputs come from a small deterministic PRNG (no extra crates), so every
-//! run checks the same cases and a failure names the case that broke: each
-//! case is seeded by its number (`Rng::new(case)`), which makes it
-//! reproducible on its own.
+//! Inputs are drawn by proptest as a tape of bytes that every generator
+//! reads its choices from (`Rng`, the one random source here): a failing
+//! case is shrunk to a short tape of small bytes, i.e. few and simple
+//! choices, and reported with it; its seed is kept in
+//! `proptests.regressions` beside this file (committed) and tried first on
+//! every later run. The tapes come from a fixed seed, so every run checks
+//! the same cases (`ASTER_PROPTEST_RANDOM=1` explores new ones).
 //!
 //! Properties:
 //! - a stream of valid requests (multibulk with binary, empty and
@@ -31,9 +34,15 @@
 //! Defects found while writing these, since fixed, are pinned by the tests
 //! at the end of the file.
 
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 
 use bytes::Bytes;
+
+use proptest::arbitrary::any;
+use proptest::prelude::Rng as _;
+use proptest::strategy::Strategy;
+use proptest::test_runner::{Config, FileFailurePersistence, TestRng, TestRunner};
 
 use crate::net::rpc::{self, Value};
 use crate::protocol::command::{self, Kind, Split};
@@ -43,32 +52,99 @@ use crate::protocol::resp::{self, Limits, ProtoError};
 // ---------------------------------------------------------------------------
 // PRNG and helpers
 
-/// xorshift64* seeded through splitmix64, so that consecutive seeds give
-/// unrelated streams.
-struct Rng(u64);
+/// Cases per property: a u32 as proptest counts them.
+fn config(cases: u32) -> Config {
+    Config {
+        cases,
+        // Failures found are kept beside this file and tried first on
+        // every later run (`proptests.regressions`, committed).
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        source_file: Some(file!()),
+        // Each case is cheap: shrinking may take many.
+        max_shrink_iters: 100_000,
+        ..Config::default()
+    }
+}
+
+/// Runs `property` on `cases` random tapes; a failure is shrunk to a
+/// shortest, smallest tape that still fails, and reported with it. The
+/// tapes come from a fixed seed, so CI checks the same cases every run;
+/// `ASTER_PROPTEST_RANDOM=1` draws new ones.
+fn check(cases: u64, property: impl FnMut(&mut Rng)) {
+    // The runner takes a `Fn`; the properties keep scratch buffers and
+    // tallies across cases. A panic releases the borrow as it unwinds.
+    let property = RefCell::new(property);
+    let cfg = config(u32::try_from(cases).unwrap_or(u32::MAX));
+    let mut runner = if std::env::var_os("ASTER_PROPTEST_RANDOM").is_some() {
+        TestRunner::new(cfg)
+    } else {
+        let rng = TestRng::deterministic_rng(cfg.rng_algorithm);
+        TestRunner::new_with_rng(cfg, rng)
+    };
+    let result = runner.run(&tape(), |tape| {
+        (property.borrow_mut())(&mut Rng::from_tape(tape));
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// The tapes properties draw their choices from.
+fn tape() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..TAPE_MAX)
+}
+
+const TAPE_MAX: usize = 4096;
+
+/// The one random source of these properties: every choice a generator
+/// makes is read from a tape of bytes that proptest draws, and shrinks
+/// when a property fails. A shorter tape, or smaller bytes on it, means
+/// fewer and smaller choices (past its end every choice is the first
+/// one), so the input proptest reports is a small one, as Hypothesis does.
+struct Rng {
+    tape: Vec<u8>,
+    at: usize,
+}
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
+    fn from_tape(tape: Vec<u8>) -> Rng {
+        Rng { tape, at: 0 }
+    }
+
+    /// A fixed tape of `len` bytes, for the few checks that draw from one
+    /// long stream rather than from many cases.
+    fn seeded(len: usize) -> Rng {
+        let mut tape = vec![0; len];
+        TestRng::deterministic_rng(Config::default().rng_algorithm).fill_bytes(&mut tape);
+        Rng::from_tape(tape)
+    }
+
+    /// The next `n` bytes of the tape as a little-endian number (zeros
+    /// past its end).
+    fn take(&mut self, n: usize) -> u64 {
+        let mut v = 0u64;
+        for i in 0..n {
+            let b = self.tape.get(self.at).copied().unwrap_or(0);
+            self.at += 1;
+            v |= u64::from(b) << (8 * i);
+        }
+        v
     }
 
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.take(8)
     }
 
-    /// Uniform in `0..n` (0 when n is 0).
+    /// Uniform in `0..n` (0 when n is 0); as few bytes as `n` needs.
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
+        let bytes = match n {
+            0 | 1 => return 0,
+            2..=256 => 1,
+            257..=65_536 => 2,
+            _ => 8,
+        };
+        (self.take(bytes) % n as u64) as usize
     }
 
     /// Uniform in `lo..=hi`.
@@ -85,7 +161,7 @@ impl Rng {
     }
 
     fn byte(&mut self) -> u8 {
-        (self.next() >> 56) as u8
+        self.take(1) as u8
     }
 
     fn bytes_from(&mut self, alphabet: &[u8], len: usize) -> Vec<u8> {
@@ -627,11 +703,10 @@ const STREAM_CASES: u64 = 3000;
 fn request_stream_parses_the_same_however_it_is_split() {
     let names = table_names();
     let limits = Limits::default();
-    let mut frames_seen = 0;
-    for case in 0..STREAM_CASES {
-        let mut rng = Rng::new(case);
+    let frames_seen = Cell::new(0);
+    check(STREAM_CASES, |rng| {
         let reqs: Vec<Req> = (0..rng.range(1, 8))
-            .map(|_| gen_request(&mut rng, &names))
+            .map(|_| gen_request(rng, &names))
             .collect();
         let stream: Vec<u8> = reqs.iter().flat_map(|r| r.bytes.clone()).collect();
         let want: Frames = reqs
@@ -639,18 +714,18 @@ fn request_stream_parses_the_same_however_it_is_split() {
             .map(|r| (r.bytes.len(), r.args.clone()))
             .collect();
         for _ in 0..3 {
-            let chunks = chunking(&mut rng, stream.len());
+            let chunks = chunking(rng, stream.len());
             let got = feed_requests(&stream, &chunks, &limits);
             assert_eq!(
                 got,
                 Ok((want.clone(), 0)),
-                "case {case}, chunks {chunks:?}, stream {}",
+                "chunks {chunks:?}, stream {}",
                 show(&stream)
             );
         }
-        frames_seen += reqs.len();
-    }
-    assert!(frames_seen > STREAM_CASES as usize * 3);
+        frames_seen.set(frames_seen.get() + reqs.len());
+    });
+    assert!(frames_seen.get() > STREAM_CASES as usize * 3);
 }
 
 #[test]
@@ -658,14 +733,13 @@ fn every_proper_prefix_of_a_request_is_incomplete() {
     let names = table_names();
     let limits = Limits::default();
     let mut args = Vec::new();
-    for case in 0..STREAM_CASES {
-        let mut rng = Rng::new(case);
-        let req = gen_request(&mut rng, &names);
+    check(STREAM_CASES, |rng| {
+        let req = gen_request(rng, &names);
         for k in 0..req.bytes.len() {
             assert_eq!(
                 resp::parse_request(&req.bytes[..k], &mut args, &limits),
                 Ok(None),
-                "case {case}, prefix {k} of {}",
+                "prefix {k} of {}",
                 show(&req.bytes)
             );
         }
@@ -673,10 +747,10 @@ fn every_proper_prefix_of_a_request_is_incomplete() {
         let mut more = req.bytes.clone();
         more.extend(rng.random_bytes(8));
         let n = resp::parse_request(&more, &mut args, &limits);
-        assert_eq!(n, Ok(Some(req.bytes.len())), "case {case}");
+        assert_eq!(n, Ok(Some(req.bytes.len())));
         let got: Vec<&[u8]> = args.iter().map(|r| &more[r.clone()]).collect();
-        assert_eq!(got, req.args, "case {case} inline {}", req.inline);
-    }
+        assert_eq!(got, req.args, "inline {}", req.inline);
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -685,38 +759,37 @@ fn every_proper_prefix_of_a_request_is_incomplete() {
 #[test]
 fn reply_stream_scans_the_same_however_it_is_split() {
     let mut out = Vec::new();
-    let mut arrays = 0;
-    for case in 0..STREAM_CASES {
-        let mut rng = Rng::new(case);
+    let arrays = Cell::new(0);
+    check(STREAM_CASES, |rng| {
         let resp3 = rng.one_in(3);
         let replies: Vec<Reply> = (0..rng.range(1, 6))
-            .map(|_| gen_reply(&mut rng, 3, resp3))
+            .map(|_| gen_reply(rng, 3, resp3))
             .collect();
         let stream: Vec<u8> = replies.iter().flat_map(|r| r.bytes.clone()).collect();
         let want: Vec<usize> = replies.iter().map(|r| r.bytes.len()).collect();
         for _ in 0..3 {
-            let chunks = chunking(&mut rng, stream.len());
+            let chunks = chunking(rng, stream.len());
             assert_eq!(
                 feed_replies(&stream, &chunks),
                 Ok((want.clone(), 0)),
-                "case {case}, chunks {chunks:?}, stream {}",
+                "chunks {chunks:?}, stream {}",
                 show(&stream)
             );
         }
         for r in &replies {
             // Every proper prefix is incomplete.
             let k = rng.below(r.bytes.len());
-            assert_eq!(resp::scan_reply(&r.bytes[..k]), Ok(None), "case {case}");
+            assert_eq!(resp::scan_reply(&r.bytes[..k]), Ok(None));
             match &r.elements {
                 Some(elements) => {
-                    arrays += 1;
+                    arrays.set(arrays.get() + 1);
                     assert_eq!(
                         resp::array_elements(&r.bytes, &mut out),
                         Some(()),
-                        "case {case}: {}",
+                        "{}",
                         show(&r.bytes)
                     );
-                    assert_eq!(&out, elements, "case {case}: {}", show(&r.bytes));
+                    assert_eq!(&out, elements, "{}", show(&r.bytes));
                 }
                 // A nil array is an array of nothing to array_elements.
                 None if r.bytes.starts_with(b"*") => {}
@@ -726,7 +799,7 @@ fn reply_stream_scans_the_same_however_it_is_split() {
                 assert_eq!(
                     rpc::decode(&r.bytes).as_ref(),
                     Some(v),
-                    "case {case}: {}",
+                    "{}",
                     show(&r.bytes)
                 );
             }
@@ -736,8 +809,12 @@ fn reply_stream_scans_the_same_however_it_is_split() {
                 assert_eq!(resp::int_reply(&r.bytes), None);
             }
         }
-    }
-    assert!(arrays > 1000, "only {arrays} arrays generated");
+    });
+    assert!(
+        arrays.get() > 1000,
+        "only {} arrays generated",
+        arrays.get()
+    );
 }
 
 #[test]
@@ -758,7 +835,7 @@ fn deep_replies() {
 
 #[test]
 fn int_replies_round_trip() {
-    let mut rng = Rng::new(7);
+    let mut rng = Rng::seeded(5000 * 8);
     for i in 0..5000 {
         let v = if i < 64 {
             (1i64 << i).wrapping_sub(1)
@@ -827,8 +904,8 @@ fn mutate(rng: &mut Rng, buf: &mut Vec<u8>, numbers: &[&str]) {
 }
 
 /// Every parser on `buf`, with the invariants that hold for any input.
-fn exercise(rng: &mut Rng, buf: &[u8], case: u64, words: &[&[u8]]) {
-    let ctx = || format!("case {case}: {}", show(buf));
+fn exercise(rng: &mut Rng, buf: &[u8], words: &[&[u8]]) {
+    let ctx = || show(buf);
     let small = Limits {
         max_bulk: rng.range(0, 40),
         max_args: rng.range(1, 6),
@@ -853,12 +930,12 @@ fn exercise(rng: &mut Rng, buf: &[u8], case: u64, words: &[&[u8]]) {
                 assert!(args.iter().all(|r| r.len() <= limits.max_bulk), "{}", ctx());
             }
             let argv: Vec<&[u8]> = args.iter().map(|r| &rest[r.clone()]).collect();
-            exercise_command(rng, &argv, case);
+            exercise_command(rng, &argv);
             at += n;
         }
         // What a prefix says, the whole says.
         let k = rng.below(buf.len() + 1);
-        prefix_consistent_request(buf, k, &limits, case);
+        prefix_consistent_request(buf, k, &limits);
     }
 
     // The stream of replies.
@@ -871,13 +948,13 @@ fn exercise(rng: &mut Rng, buf: &[u8], case: u64, words: &[&[u8]]) {
         };
         assert!(n > 0 && n <= rest.len(), "{}", ctx());
         let frame = &rest[..n];
-        check_array_elements(frame, &mut out, case);
+        check_array_elements(frame, &mut out);
         let _ = rpc::decode(frame);
         let _ = resp::int_reply(frame);
         at += n;
     }
     let k = rng.below(buf.len() + 1);
-    prefix_consistent_reply(buf, k, case);
+    prefix_consistent_reply(buf, k);
 
     // And the whole buffer as if it were one reply.
     let _ = resp::array_elements(buf, &mut out);
@@ -890,42 +967,42 @@ fn exercise(rng: &mut Rng, buf: &[u8], case: u64, words: &[&[u8]]) {
             .split(|&b| b == b' ')
             .chain((0..rng.below(4)).map(|_| *rng.pick(words)))
             .collect();
-        exercise_command(rng, &argv, case);
+        exercise_command(rng, &argv);
     }
 }
 
 /// `array_elements` on a frame `scan_reply` accepted: an array of n gives n
 /// contiguous elements, each a complete reply, ending with the frame.
-fn check_array_elements(frame: &[u8], out: &mut Vec<Range<usize>>, case: u64) {
+fn check_array_elements(frame: &[u8], out: &mut Vec<Range<usize>>) {
     let got = resp::array_elements(frame, out);
     if frame[0] != b'*' {
-        assert_eq!(got, None, "case {case}: {}", show(frame));
+        assert_eq!(got, None, "{}", show(frame));
         return;
     }
-    assert_eq!(got, Some(()), "case {case}: {}", show(frame));
+    assert_eq!(got, Some(()), "{}", show(frame));
     let header = frame.iter().position(|&b| b == b'\r').unwrap() + 2;
     let n = resp::parse_int(&frame[1..header - 2]).unwrap();
-    assert_eq!(out.len() as i64, n.max(0), "case {case}: {}", show(frame));
+    assert_eq!(out.len() as i64, n.max(0), "{}", show(frame));
     let mut at = header;
     for r in out.iter() {
-        assert_eq!(r.start, at, "case {case}: {}", show(frame));
+        assert_eq!(r.start, at, "{}", show(frame));
         assert_eq!(
             resp::scan_reply(&frame[r.clone()]),
             Ok(Some(r.len())),
-            "case {case}: {}",
+            "{}",
             show(frame)
         );
         at = r.end;
     }
-    assert_eq!(at, frame.len(), "case {case}: {}", show(frame));
+    assert_eq!(at, frame.len(), "{}", show(frame));
 }
 
-fn prefix_consistent_request(buf: &[u8], k: usize, limits: &Limits, case: u64) {
+fn prefix_consistent_request(buf: &[u8], k: usize, limits: &Limits) {
     let mut args = Vec::new();
     let mut prefix_args = Vec::new();
     let whole = resp::parse_request(buf, &mut args, limits);
     let part = resp::parse_request(&buf[..k], &mut prefix_args, limits);
-    let ctx = || format!("case {case}, prefix {k} of {}", show(buf));
+    let ctx = || format!("prefix {k} of {}", show(buf));
     match (part, whole) {
         (Ok(None), Ok(Some(n))) => assert!(k < n, "{}", ctx()),
         (Ok(None), _) => {}
@@ -937,10 +1014,10 @@ fn prefix_consistent_request(buf: &[u8], k: usize, limits: &Limits, case: u64) {
     }
 }
 
-fn prefix_consistent_reply(buf: &[u8], k: usize, case: u64) {
+fn prefix_consistent_reply(buf: &[u8], k: usize) {
     let whole = resp::scan_reply(buf);
     let part = resp::scan_reply(&buf[..k]);
-    let ctx = || format!("case {case}, prefix {k} of {}", show(buf));
+    let ctx = || format!("prefix {k} of {}", show(buf));
     match (part, whole) {
         (Ok(None), Ok(Some(n))) => assert!(k < n, "{}", ctx()),
         (Ok(None), _) => {}
@@ -950,11 +1027,11 @@ fn prefix_consistent_reply(buf: &[u8], k: usize, case: u64) {
 
 /// Command lookup and key positions on any arguments; for split commands,
 /// the split and merge as the dispatcher runs them.
-fn exercise_command(rng: &mut Rng, argv: &[&[u8]], case: u64) {
+fn exercise_command(rng: &mut Rng, argv: &[&[u8]]) {
     let Some(cmd) = command::lookup_request(argv) else {
         return;
     };
-    let ctx = || format!("case {case}: {} {argv:?}", cmd.name);
+    let ctx = || format!("{} {argv:?}", cmd.name);
     let (container, sub) = cmd.name.split_once('|').unwrap_or((cmd.name, ""));
     assert!(
         argv[0].eq_ignore_ascii_case(container.as_bytes()),
@@ -974,7 +1051,7 @@ fn exercise_command(rng: &mut Rng, argv: &[&[u8]], case: u64) {
     if let Kind::Split(split) = cmd.kind
         && !keys.is_empty()
     {
-        check_split(rng, split, argv, case);
+        check_split(rng, split, argv);
     }
 }
 
@@ -990,8 +1067,8 @@ fn fnv(b: &[u8], seed: u64) -> u64 {
 /// Splits `argv` (a valid MGET / MSET / DEL-like request) over up to four
 /// groups, answers every part as a Redis would, and checks the merged
 /// reply against the one a single Redis would have sent.
-fn check_split(rng: &mut Rng, split: Split, argv: &[&[u8]], case: u64) {
-    let ctx = || format!("case {case}: {split:?} {argv:?}");
+fn check_split(rng: &mut Rng, split: Split, argv: &[&[u8]]) {
+    let ctx = || format!("{split:?} {argv:?}");
     let seed = rng.next();
     let groups = rng.range(1, 4) as u64;
     let group_of = |k: &[u8]| fnv(k, seed) % groups;
@@ -1143,7 +1220,7 @@ fn check_split(rng: &mut Rng, split: Split, argv: &[&[u8]], case: u64) {
 
 #[test]
 fn split_commands_merge_like_a_single_redis() {
-    let mut rng = Rng::new(99);
+    let mut rng = Rng::seeded(64);
     let pool: Vec<Vec<u8>> = (0..12)
         .map(|i| {
             if i < 8 {
@@ -1162,22 +1239,21 @@ fn split_commands_merge_like_a_single_redis() {
         (b"Exists", Split::SumInt),
         (b"TOUCH", Split::SumInt),
     ];
-    for case in 0..2000 {
-        let mut rng = Rng::new(case);
+    check(2000, |rng| {
         let (name, split) = *rng.pick(&names);
         let nkeys = rng.range(1, 10);
         let mut argv: Vec<&[u8]> = vec![name];
         for _ in 0..nkeys {
-            argv.push(pick_key(&mut rng, &pool));
+            argv.push(pick_key(rng, &pool));
             if split == Split::Mset {
-                argv.push(pick_key(&mut rng, &pool));
+                argv.push(pick_key(rng, &pool));
             }
         }
         let cmd = command::lookup_request(&argv).expect("split command in the table");
         assert_eq!(cmd.kind, Kind::Split(split));
         assert_eq!(cmd.key_positions(&argv).map(|p| p.count()), Ok(nkeys));
-        check_split(&mut rng, split, &argv, case);
-    }
+        check_split(rng, split, &argv);
+    });
 }
 
 const FUZZ_CASES: u64 = 15_000;
@@ -1185,36 +1261,34 @@ const FUZZ_CASES: u64 = 15_000;
 #[test]
 fn random_bytes_never_panic_and_prefixes_agree() {
     let words = option_words();
-    for case in 0..FUZZ_CASES {
-        let mut rng = Rng::new(case);
+    check(FUZZ_CASES, |rng| {
         let len = rng.range(0, 64);
         let buf = match rng.below(3) {
             0 => rng.random_bytes(len),
             _ => rng.bytes_from(SPECIAL, len),
         };
-        exercise(&mut rng, &buf, case, &words);
-    }
+        exercise(rng, &buf, &words);
+    });
 }
 
 #[test]
 fn mutated_frames_never_panic_and_prefixes_agree() {
     let names = table_names();
     let words = option_words();
-    for case in 0..FUZZ_CASES {
-        let mut rng = Rng::new(case);
+    check(FUZZ_CASES, |rng| {
         let mut buf: Vec<u8> = Vec::new();
         let requests = rng.one_in(2);
         for _ in 0..rng.range(1, 4) {
             if requests {
-                buf.extend(gen_request(&mut rng, &names).bytes);
+                buf.extend(gen_request(rng, &names).bytes);
             } else {
                 let resp3 = rng.one_in(3);
-                buf.extend(gen_reply(&mut rng, 3, resp3).bytes);
+                buf.extend(gen_reply(rng, 3, resp3).bytes);
             }
         }
-        mutate(&mut rng, &mut buf, NUMBERS);
-        exercise(&mut rng, &buf, case, &words);
-    }
+        mutate(rng, &mut buf, NUMBERS);
+        exercise(rng, &buf, &words);
+    });
 }
 
 #[test]
@@ -1227,17 +1301,16 @@ fn random_commands_never_panic() {
             .all(|n| command::lookup(n.as_bytes()).is_some() || n.contains('|'))
     );
     let words = option_words();
-    let mut splits = 0;
-    for case in 0..20_000 {
-        let mut rng = Rng::new(case);
+    let splits = Cell::new(0);
+    check(20_000, |rng| {
         let name = *rng.pick(&names);
-        let mut argv: Vec<Vec<u8>> = vec![random_case(&mut rng, command_word(name))];
+        let mut argv: Vec<Vec<u8>> = vec![random_case(rng, command_word(name))];
         if let Some((_, sub)) = name.split_once('|') {
-            argv.push(random_case(&mut rng, sub.as_bytes()));
+            argv.push(random_case(rng, sub.as_bytes()));
         }
         for _ in 0..rng.below(10) {
             argv.push(match rng.below(4) {
-                0 => gen_arg(&mut rng),
+                0 => gen_arg(rng),
                 _ => rng.pick(&words).to_vec(),
             });
         }
@@ -1247,18 +1320,18 @@ fn random_commands_never_panic() {
             // Case-insensitive, and the entry of that very name.
             let exact = command::lookup(name.as_bytes()).expect("a table name");
             assert_eq!(exact.name, name);
-            assert_eq!(command::lookup(argv[0]), Some(exact), "case {case}");
+            assert_eq!(command::lookup(argv[0]), Some(exact));
         }
         if matches!(cmd.kind, Kind::Split(_)) {
-            splits += 1;
+            splits.set(splits.get() + 1);
         }
-        exercise_command(&mut rng, &argv, case);
+        exercise_command(rng, &argv);
         // Random bytes as a name.
         let n = rng.range(0, 24);
         let junk = rng.random_bytes(n);
         let _ = command::lookup(&junk);
-    }
-    assert!(splits > 100);
+    });
+    assert!(splits.get() > 100);
 }
 
 // ---------------------------------------------------------------------------
@@ -1358,9 +1431,8 @@ fn resumed_replies(stream: &[u8], chunks: &[usize]) -> (Vec<usize>, Result<usize
 #[test]
 fn resuming_parsers_agree_with_the_whole_stream() {
     let names = table_names();
-    let mut errors = [0usize; 2];
-    for case in 0..FUZZ_CASES {
-        let mut rng = Rng::new(case);
+    let errors = [Cell::new(0usize), Cell::new(0)];
+    check(FUZZ_CASES, |rng| {
         let limits = if rng.one_in(2) {
             Limits::default()
         } else {
@@ -1374,26 +1446,21 @@ fn resuming_parsers_agree_with_the_whole_stream() {
         let mut stream: Vec<u8> = Vec::new();
         for _ in 0..rng.range(1, 5) {
             if requests {
-                stream.extend(gen_request(&mut rng, &names).bytes);
+                stream.extend(gen_request(rng, &names).bytes);
             } else {
                 let resp3 = rng.one_in(2);
-                stream.extend(gen_reply(&mut rng, 4, resp3).bytes);
+                stream.extend(gen_reply(rng, 4, resp3).bytes);
             }
         }
         if rng.one_in(3) {
-            mutate(&mut rng, &mut stream, NUMBERS);
+            mutate(rng, &mut stream, NUMBERS);
         }
-        let ctx = |chunks: &[usize]| {
-            format!(
-                "case {case}, {limits:?}, chunks {chunks:?}: {}",
-                show(&stream)
-            )
-        };
+        let ctx = |chunks: &[usize]| format!("{limits:?}, chunks {chunks:?}: {}", show(&stream));
         if requests {
             let whole = whole_requests(&stream, &limits);
-            errors[0] += usize::from(whole.1.is_err());
+            errors[0].set(errors[0].get() + usize::from(whole.1.is_err()));
             for _ in 0..3 {
-                let chunks = chunking(&mut rng, stream.len());
+                let chunks = chunking(rng, stream.len());
                 assert_eq!(
                     resumed_requests(&stream, &chunks, &limits),
                     whole,
@@ -1403,15 +1470,15 @@ fn resuming_parsers_agree_with_the_whole_stream() {
             }
         } else {
             let whole = whole_replies(&stream);
-            errors[1] += usize::from(whole.1.is_err());
+            errors[1].set(errors[1].get() + usize::from(whole.1.is_err()));
             for _ in 0..3 {
-                let chunks = chunking(&mut rng, stream.len());
+                let chunks = chunking(rng, stream.len());
                 assert_eq!(resumed_replies(&stream, &chunks), whole, "{}", ctx(&chunks));
             }
         }
-    }
+    });
     // Errors, limits among them, were exercised on both sides.
-    assert!(errors.iter().all(|&n| n > 300), "{errors:?}");
+    assert!(errors.iter().all(|n| n.get() > 300), "{errors:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1421,21 +1488,20 @@ fn resuming_parsers_agree_with_the_whole_stream() {
 fn limits_are_enforced_before_the_data_arrives() {
     let names = table_names();
     let mut args = Vec::new();
-    let mut refused = [0usize; 3];
-    for case in 0..STREAM_CASES {
-        let mut rng = Rng::new(case);
+    let refused = [Cell::new(0usize), Cell::new(0), Cell::new(0)];
+    check(STREAM_CASES, |rng| {
         let limits = Limits {
             max_bulk: rng.range(0, 64),
             max_args: rng.range(1, 8),
             max_inline: rng.range(1, 80),
         };
         let req = if rng.one_in(3) {
-            gen_inline(&mut rng, &names)
+            gen_inline(rng, &names)
         } else {
-            gen_multibulk(&mut rng, &names)
+            gen_multibulk(rng, &names)
         };
         let b = &req.bytes;
-        let ctx = || format!("case {case}, {limits:?}: {}", show(b));
+        let ctx = || format!("{limits:?}: {}", show(b));
         // Where the frame must be refused, and why.
         let refusal: Option<(usize, ProtoError)> = if req.inline {
             let nl = b.len() - 1;
@@ -1460,11 +1526,12 @@ fn limits_are_enforced_before_the_data_arrives() {
         };
         match refusal {
             Some((at, err)) => {
-                refused[match err {
+                let n = &refused[match err {
                     ProtoError::BigInline => 0,
                     ProtoError::MultibulkLength => 1,
                     _ => 2,
-                }] += 1;
+                }];
+                n.set(n.get() + 1);
                 // Refused as soon as the offending header is in...
                 assert_eq!(
                     resp::parse_request(&b[..at], &mut args, &limits),
@@ -1520,8 +1587,8 @@ fn limits_are_enforced_before_the_data_arrives() {
             resp::parse_request(hdr.as_bytes(), &mut args, &limits),
             want
         );
-    }
-    assert!(refused.iter().all(|&n| n > 50), "{refused:?}");
+    });
+    assert!(refused.iter().all(|n| n.get() > 50), "{refused:?}");
 
     // The defaults are Redis's.
     let d = Limits::default();
