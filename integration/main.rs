@@ -18,6 +18,7 @@ mod metrics;
 mod ordering;
 mod protocol;
 mod pubsub;
+mod pubsub_delivery;
 mod redis_mode;
 mod regressions;
 mod reliability;

@@ -15,6 +15,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::protocol::command::{Args, FanOut};
+use crate::protocol::pubsub;
 use crate::protocol::resp;
 
 /// Bits of a client's SCAN cursor holding the backend's own cursor.
@@ -218,7 +219,9 @@ fn merge_union(parts: &[&Bytes]) -> Bytes {
 }
 
 /// PUBSUB NUMSUB: every server lists the same channels in the request's
-/// order, each followed by its count there; the counts are summed.
+/// order, each followed by its count there; the counts are summed, but for
+/// a keyspace notification channel, which a client subscribes through the
+/// proxy on every server, the largest is taken.
 fn merge_sum_pairs(parts: &[&Bytes]) -> Bytes {
     let mut names: Vec<&[u8]> = Vec::new();
     let mut sums: Vec<i64> = Vec::new();
@@ -236,7 +239,13 @@ fn merge_sum_pairs(parts: &[&Bytes]) -> Bytes {
                 names.push(name);
                 sums.push(count);
             } else if i < names.len() && names[i] == name {
-                sums[i] = sums[i].saturating_add(count);
+                let keyspace =
+                    pubsub::bulk_string(name).is_some_and(|(n, _)| pubsub::is_keyspace_channel(n));
+                sums[i] = if keyspace {
+                    sums[i].max(count)
+                } else {
+                    sums[i].saturating_add(count)
+                };
             } else {
                 return unexpected("PUBSUB NUMSUB");
             }
@@ -503,6 +512,13 @@ mod tests {
         assert_eq!(
             &merge(Merge::SumPairs, &[&n1, &n2])[..],
             b"*4\r\n$1\r\nx\r\n:3\r\n$1\r\ny\r\n:5\r\n"
+        );
+        let k1 = b(b"*4\r\n$1\r\nx\r\n:1\r\n$18\r\n__keyevent@0__:set\r\n:1\r\n");
+        let k2 = b(b"*4\r\n$1\r\nx\r\n:1\r\n$18\r\n__keyevent@0__:set\r\n:2\r\n");
+        assert_eq!(
+            &merge(Merge::SumPairs, &[&k1, &k2])[..],
+            b"*4\r\n$1\r\nx\r\n:2\r\n$18\r\n__keyevent@0__:set\r\n:2\r\n",
+            "a keyspace channel's subscribers through the proxy are on every server"
         );
         let other_order = b(b"*4\r\n$1\r\ny\r\n:1\r\n$1\r\nx\r\n:0\r\n");
         assert!(resp::is_error(&merge(

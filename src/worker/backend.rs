@@ -14,6 +14,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::net::sock::{self, ReadBuf, ReadStatus};
 use crate::protocol::command::Block;
+use crate::protocol::pubsub;
 use crate::protocol::resp::{self, ReplyScanner};
 use crate::worker::error::BackendError;
 use crate::worker::server::ServerId;
@@ -49,6 +50,13 @@ pub(crate) struct Pending {
     pub(crate) block: Option<Block>,
 }
 
+/// What a subscriber connection reads: messages for its client, and the
+/// server's replies to the (un)subscribe commands sent on it.
+pub(crate) enum SubFrame {
+    Message(Bytes),
+    Reply(Pending, Bytes),
+}
+
 /// A dedicated connection's holder: the client it serves alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Lease {
@@ -64,9 +72,9 @@ pub(crate) enum Release {
     WhenIdle,
     /// When the client's transaction state says so (WATCH, MULTI).
     Held,
-    /// A subscriber connection: everything it reads goes to the client
-    /// (messages), nothing is paired with a request; closed when the
-    /// client's last subscription on it goes.
+    /// A subscriber connection: its messages go to the client, and the
+    /// server's confirmations are paired with the (un)subscribe commands
+    /// sent on it; closed when the client's last subscription on it goes.
     Subscriber,
 }
 
@@ -292,43 +300,42 @@ impl BackendConn {
             let Some(reply) = self.next_frame()? else {
                 return Ok(None);
             };
-            let Some(p) = self.inflight.pop_front() else {
-                return Err(BackendError::Protocol(
-                    "Protocol error: unexpected reply from the server".into(),
-                ));
-            };
-            match p.to {
-                ReplyTo::Init if resp::is_error(&reply) => return Err(init_rejected(&reply)),
-                ReplyTo::Init => continue,
-                _ => return Ok(Some((p, reply))),
+            if let Some(paired) = self.pair(reply)? {
+                return Ok(Some(paired));
             }
         }
     }
 
-    /// Queues bytes whose replies are not paired with requests (on a
-    /// subscriber connection).
-    pub(crate) fn push_raw(&mut self, req: Bytes, now: Instant) {
-        if self.wq.is_empty() {
-            self.write_since = now;
-        }
-        self.wq.push_back(req);
-    }
-
-    /// The next complete frame read on a subscriber connection: replies to
-    /// the commands sent on connect are checked and consumed first.
-    pub(crate) fn take_frame(&mut self) -> Result<Option<Bytes>, BackendError> {
+    /// The next complete frame read on a subscriber connection: a message,
+    /// or a reply (a server's (un)subscribe confirmation) with the request
+    /// it answers, as `take_reply` pairs them.
+    pub(crate) fn take_sub_frame(&mut self) -> Result<Option<SubFrame>, BackendError> {
         loop {
             let Some(frame) = self.next_frame()? else {
                 return Ok(None);
             };
-            if matches!(self.inflight.front().map(|p| p.to), Some(ReplyTo::Init)) {
-                self.inflight.pop_front();
-                if resp::is_error(&frame) {
-                    return Err(init_rejected(&frame));
-                }
-                continue;
+            if pubsub::is_message(&frame) {
+                return Ok(Some(SubFrame::Message(frame)));
             }
-            return Ok(Some(frame));
+            if let Some((p, reply)) = self.pair(frame)? {
+                return Ok(Some(SubFrame::Reply(p, reply)));
+            }
+        }
+    }
+
+    /// Pairs a reply with the oldest request awaiting one; `None` when it
+    /// answered a command sent on connect (consumed; an error fails the
+    /// connection).
+    fn pair(&mut self, reply: Bytes) -> Result<Option<(Pending, Bytes)>, BackendError> {
+        let Some(p) = self.inflight.pop_front() else {
+            return Err(BackendError::Protocol(
+                "Protocol error: unexpected reply from the server".into(),
+            ));
+        };
+        match p.to {
+            ReplyTo::Init if resp::is_error(&reply) => Err(init_rejected(&reply)),
+            ReplyTo::Init => Ok(None),
+            _ => Ok(Some((p, reply))),
         }
     }
 

@@ -24,7 +24,8 @@ use mio::{Interest, Registry, Token};
 use crate::net::sock::{self, ReadBuf, ReadStatus};
 use crate::protocol::local::{ClientInfo, User};
 use crate::protocol::multikey::Gather;
-use crate::protocol::resp::{Limits, ProtoError, RequestParser};
+use crate::protocol::pubsub::{self, Message};
+use crate::protocol::resp::{self, Limits, ProtoError, RequestParser};
 use crate::worker::backend::READ_BUDGET;
 
 /// Requests of one client in flight at the backends past which its further
@@ -62,14 +63,18 @@ pub(crate) struct Multi {
     pub(crate) aborted: bool,
 }
 
-/// A client's subscriptions, each with the connection (of the client's
+/// A client's subscriptions, each with the connections (of the client's
 /// own) it was made on.
 #[derive(Debug, Default)]
 pub(crate) struct Subs {
-    pub(crate) channels: BTreeMap<Bytes, Token>,
-    /// Redis mode: a pattern is subscribed on every server.
+    /// Classic channels: one connection, or one per server (master) for a
+    /// keyspace notification channel.
+    pub(crate) channels: BTreeMap<Bytes, Vec<Token>>,
+    /// Patterns: one per server in redis mode; in cluster mode one, or one
+    /// per master for a pattern that may match keyspace notification
+    /// channels (the first is its home, below).
     pub(crate) patterns: BTreeMap<Bytes, Vec<Token>>,
-    pub(crate) shard: BTreeMap<Bytes, Token>,
+    pub(crate) shard: BTreeMap<Bytes, Vec<Token>>,
     /// Route server → the client's subscriber connection to it.
     pub(crate) conns: Vec<(usize, Token)>,
 }
@@ -86,9 +91,29 @@ impl Subs {
 
     /// Whether any subscription still needs connection `t`.
     pub(crate) fn uses(&self, t: Token) -> bool {
-        self.channels.values().any(|&c| c == t)
-            || self.shard.values().any(|&c| c == t)
-            || self.patterns.values().flatten().any(|&c| c == t)
+        [&self.channels, &self.patterns, &self.shard]
+            .iter()
+            .any(|m| m.values().flatten().any(|&c| c == t))
+    }
+
+    /// Whether a message read on connection `t` is the client's: it holds
+    /// that subscription on `t` (one it has unsubscribed from is not passed
+    /// on after the confirmation). In cluster mode every node delivers every
+    /// published message, so a pattern on several masters takes them from
+    /// its home only, and keyspace notifications (each node's own) from all.
+    pub(crate) fn wants(&self, msg: Message<'_>, t: Token, cluster: bool) -> bool {
+        let on = |conns: Option<&Vec<Token>>| conns.is_some_and(|c| c.contains(&t));
+        match msg {
+            Message::Channel(ch) => on(self.channels.get(ch)),
+            Message::Shard(ch) => on(self.shard.get(ch)),
+            Message::Pattern { pattern, channel } => {
+                let conns = self.patterns.get(pattern);
+                on(conns)
+                    && (!cluster
+                        || conns.and_then(|c| c.first()) == Some(&t)
+                        || pubsub::is_keyspace_channel(channel))
+            }
+        }
     }
 }
 
@@ -96,6 +121,13 @@ pub(crate) enum Slot {
     Waiting,
     Ready(Bytes),
     Gather(Box<Gather>),
+    /// An (un)subscribe confirmation, the proxy's own (`reply`), given once
+    /// `awaiting` servers have confirmed: the subscription is active (or
+    /// gone) on each of them. A server's error is given instead.
+    Confirm {
+        reply: Bytes,
+        awaiting: usize,
+    },
 }
 
 pub(crate) struct Client {
@@ -148,6 +180,10 @@ pub(crate) struct Client {
     /// The route table generation its unanswered requests were routed
     /// under (see `may_route`).
     route_gen: u64,
+    /// `Slot::Confirm`s not given yet: its requests to servers wait for
+    /// them, so they run once its subscriptions have changed, as on one
+    /// Redis.
+    confirming: usize,
 }
 
 /// What `Client::next_request` found.
@@ -189,6 +225,7 @@ impl Client {
             deferred: None,
             doomed: false,
             route_gen: 0,
+            confirming: 0,
         }
     }
 
@@ -214,6 +251,11 @@ impl Client {
             self.route_gen = generation;
         }
         self.route_gen == generation
+    }
+
+    /// Whether (un)subscribe confirmations are still awaited.
+    pub(crate) fn confirming(&self) -> bool {
+        self.confirming > 0
     }
 
     pub(crate) fn doom(&mut self) {
@@ -420,6 +462,9 @@ impl Client {
 
     /// Takes the next slot; returns its sequence number.
     pub(crate) fn push(&mut self, slot: Slot) -> u64 {
+        if matches!(slot, Slot::Confirm { .. }) {
+            self.confirming += 1;
+        }
         let seq = self.first_seq + self.slots.len() as u64;
         self.slots.push_back(slot);
         self.promote();
@@ -445,6 +490,20 @@ impl Client {
             Slot::Gather(g) => {
                 if let Some(merged) = g.fill(part, reply) {
                     *slot = Slot::Ready(merged);
+                }
+            }
+            Slot::Confirm {
+                reply: own,
+                awaiting,
+            } => {
+                *awaiting = awaiting.saturating_sub(1);
+                if resp::is_error(&reply) {
+                    *slot = Slot::Ready(reply);
+                } else if *awaiting == 0 {
+                    *slot = Slot::Ready(std::mem::take(own));
+                }
+                if matches!(slot, Slot::Ready(_)) {
+                    self.confirming = self.confirming.saturating_sub(1);
                 }
             }
             Slot::Ready(_) => return,
@@ -598,6 +657,37 @@ mod tests {
         c.fill(seq, 0, Bytes::from_static(b"+PONG\r\n"));
         c.write().expect("write");
         assert!(c.finished());
+    }
+
+    #[test]
+    fn a_confirmation_waits_for_every_server_and_holds_what_follows() {
+        let (mut c, _peer) = pair();
+        let own = Bytes::from_static(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+        let server = Bytes::from_static(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:7\r\n");
+        let seq = c.push(Slot::Confirm {
+            reply: own.clone(),
+            awaiting: 2,
+        });
+        assert!(c.confirming());
+        // A message read meanwhile comes after the confirmation.
+        c.push(Slot::Ready(Bytes::from_static(b"+msg\r\n")));
+        c.fill(seq, 0, server.clone());
+        assert!(!c.has_output(), "one server of two confirmed");
+        c.fill(seq, 1, server);
+        assert!(!c.confirming());
+        assert_eq!(
+            c.out.iter().collect::<Vec<_>>(),
+            [&own, &Bytes::from_static(b"+msg\r\n")],
+            "the proxy's own confirmation, then the message"
+        );
+        let seq = c.push(Slot::Confirm {
+            reply: own,
+            awaiting: 2,
+        });
+        let err = Bytes::from_static(b"-NOPERM no\r\n");
+        c.fill(seq, 1, err.clone());
+        assert!(!c.confirming());
+        assert_eq!(c.out.back(), Some(&err), "a server's refusal is given");
     }
 
     /// Reads one request from `c` with the worker's `room` and splits it off.

@@ -1,6 +1,7 @@
 //! What the worker does with one parsed request: answer it locally, refuse
 //! it, or route it (whole, or split per backend) to the servers owning its keys.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -12,11 +13,12 @@ use crate::protocol::command::{
 use crate::protocol::fanout;
 use crate::protocol::local;
 use crate::protocol::multikey::{self, Gather, Plan};
+use crate::protocol::pubsub;
 use crate::protocol::resp;
 use crate::routing::table::Place;
 use crate::worker::admin;
 use crate::worker::backend::{Release, ReplyTo};
-use crate::worker::client::{Multi, Pin, Session, Slot};
+use crate::worker::client::{Multi, Pin, Session, Slot, Subs};
 use crate::worker::upstream::{Ctx, Upstream};
 use bytes::{BufMut, BytesMut};
 
@@ -113,6 +115,7 @@ impl Dispatch<'_, '_> {
             route_changed: !c.may_route(generation),
             resp3: c.resp3(),
             subscribed: !c.subs().is_empty(),
+            confirming: c.confirming(),
             awaiting: c.awaiting(),
             session: match c.tx() {
                 Session::Normal => SessionKind::Normal,
@@ -148,7 +151,17 @@ impl Dispatch<'_, '_> {
         // connections, are answered: they must run first.
         // So does any request while requests routed under an older route
         // table are unanswered: one of them may be for the same key.
-        if (seen.route_changed || (seen.awaiting && switches_connection(seen.session, cmd, &args)))
+        // And a request for a server after a subscription change not yet
+        // confirmed (a RESP3 client's SUBSCRIBE then PUBLISH runs in that
+        // order, as on one Redis).
+        let after_confirmation = seen.confirming
+            && !matches!(
+                cmd.kind,
+                Kind::PubSub(_) | Kind::Local(_) | Kind::Unsupported(_)
+            );
+        if (seen.route_changed
+            || after_confirmation
+            || (seen.awaiting && switches_connection(seen.session, cmd, &args)))
             && let Some(c) = self.ctx.conns.client(t)
         {
             c.defer(frame, ranges);
@@ -622,159 +635,154 @@ impl Dispatch<'_, '_> {
     }
 
     /// SUBSCRIBE and friends. Subscriptions are made on connections of the
-    /// client's own: redis mode, a channel on the server its name hashes
-    /// to (where PUBLISH sends it) and a pattern on every server; cluster
-    /// mode, classic channels and patterns on one node (the cluster bus
-    /// brings every message there) and a shard channel on its slot's node.
-    /// The proxy confirms each itself, counting all the client's
-    /// subscriptions, as one server would; the servers' own confirmations
-    /// are dropped.
+    /// client's own, on the servers `sub_targets` names. The proxy confirms
+    /// each itself, counting all the client's subscriptions as one server
+    /// would, once every server involved has confirmed it: then the
+    /// subscription is active (or gone) everywhere.
     fn pubsub(&mut self, t: Token, sub: Sub, args: &FrameArgs<'_>) {
-        let Some(resp3) = self.ctx.conns.client(t).map(|c| c.resp3()) else {
-            return;
-        };
-        let upper = sub.name().to_ascii_uppercase();
         let subscribe = matches!(sub, Sub::Subscribe | Sub::Psubscribe | Sub::Ssubscribe);
         if subscribe {
-            if sub == Sub::Ssubscribe && self.ctx.view.route().is_cluster() {
-                let slot = |a: &[u8]| crate::routing::slots::slot_of(a);
-                let first = slot(args.get(1));
-                if (2..args.len()).any(|i| slot(args.get(i)) != first) {
-                    let msg = "CROSSSLOT Keys in request don't hash to the same slot";
-                    return self.reply(t, resp::error(msg));
-                }
-            }
-            // Every connection first, so a SUBSCRIBE is applied whole or
-            // refused whole: Redis never half-applies one.
-            let mut planned = Vec::with_capacity(args.len() - 1);
-            let mut opened = Vec::new();
-            for i in 1..args.len() {
-                let name = Bytes::copy_from_slice(args.get(i));
-                let mut tokens = Vec::new();
-                for server in self.sub_targets(sub, &name) {
-                    match self.sub_conn(t, server) {
-                        Ok((tok, new)) => {
-                            tokens.push(tok);
-                            if new {
-                                opened.push(tok);
-                            }
-                        }
-                        Err(reply) => {
-                            self.drop_sub_conns(t, &opened);
-                            return self.reply(t, reply);
-                        }
-                    }
-                }
-                if tokens.is_empty() {
-                    self.drop_sub_conns(t, &opened);
-                    return self.no_server(t);
-                }
-                planned.push((name, tokens));
-            }
-            for (name, tokens) in planned {
-                for &tok in &tokens {
-                    let cmd = resp::command(&[upper.as_bytes(), &name]);
-                    self.up.send_raw(self.ctx, tok, cmd);
-                }
-                let Some(c) = self.ctx.conns.client(t) else {
-                    return;
-                };
-                let subs = c.subs_mut();
-                match sub {
-                    Sub::Subscribe => {
-                        subs.channels.insert(name.clone(), tokens[0]);
-                    }
-                    Sub::Psubscribe => {
-                        subs.patterns.insert(name.clone(), tokens);
-                    }
-                    _ => {
-                        subs.shard.insert(name.clone(), tokens[0]);
-                    }
-                }
-                let count = if sub == Sub::Ssubscribe {
-                    subs.shard.len()
-                } else {
-                    subs.count()
-                };
-                self.reply(t, confirmation(resp3, sub.name(), Some(&name), count));
-            }
-            return;
+            return self.subscribe(t, sub, args);
         }
         let Some(c) = self.ctx.conns.client(t) else {
             return;
         };
+        let resp3 = c.resp3();
         let names: Vec<Bytes> = if args.len() > 1 {
             (1..args.len())
                 .map(|i| Bytes::copy_from_slice(args.get(i)))
                 .collect()
         } else {
-            let subs = c.subs();
-            match sub {
-                Sub::Unsubscribe => subs.channels.keys().cloned().collect(),
-                Sub::Punsubscribe => subs.patterns.keys().cloned().collect(),
-                _ => subs.shard.keys().cloned().collect(),
-            }
+            subs_of(c.subs_mut(), sub).keys().cloned().collect()
         };
         if names.is_empty() {
-            let count = if sub == Sub::Sunsubscribe {
-                c.subs().shard.len()
-            } else {
-                c.subs().count()
-            };
+            let count = counted(c.subs(), sub);
             return self.reply(t, confirmation(resp3, sub.name(), None, count));
         }
         for name in names {
             let Some(c) = self.ctx.conns.client(t) else {
                 return;
             };
-            let subs = c.subs_mut();
-            let tokens: Vec<Token> = match sub {
-                Sub::Unsubscribe => subs.channels.remove(&name).into_iter().collect(),
-                Sub::Punsubscribe => subs.patterns.remove(&name).unwrap_or_default(),
-                _ => subs.shard.remove(&name).into_iter().collect(),
-            };
-            let count = if sub == Sub::Sunsubscribe {
-                subs.shard.len()
-            } else {
-                subs.count()
-            };
-            for tok in tokens {
-                let cmd = resp::command(&[upper.as_bytes(), &name]);
-                self.up.send_raw(self.ctx, tok, cmd);
-            }
-            self.reply(t, confirmation(resp3, sub.name(), Some(&name), count));
+            let tokens = subs_of(c.subs_mut(), sub).remove(&name).unwrap_or_default();
+            let count = counted(c.subs(), sub);
+            let own = confirmation(resp3, sub.name(), Some(&name), count);
+            self.confirm_after(t, sub, &name, &tokens, own);
         }
-        // Connections no subscription needs any more are closed.
-        let Some(c) = self.ctx.conns.client(t) else {
+        // Connections no subscription needs any more close once their
+        // servers have confirmed.
+        self.up.close_unused_sub_conns(self.ctx, t);
+    }
+
+    /// SUBSCRIBE, PSUBSCRIBE and SSUBSCRIBE: every connection is found (or
+    /// opened) first, so one is applied whole or refused whole, as Redis
+    /// never half-applies one.
+    fn subscribe(&mut self, t: Token, sub: Sub, args: &FrameArgs<'_>) {
+        let Some(resp3) = self.ctx.conns.client(t).map(|c| c.resp3()) else {
             return;
         };
-        let subs = c.subs_mut();
-        let unused: Vec<Token> = subs
-            .conns
-            .iter()
-            .map(|&(_, tok)| tok)
-            .filter(|&tok| !subs.uses(tok))
-            .collect();
-        subs.conns.retain(|(_, tok)| !unused.contains(tok));
-        for tok in unused {
-            self.up.revoke(self.ctx, tok, t);
+        if sub == Sub::Ssubscribe && self.ctx.view.route().is_cluster() {
+            let slot = |a: &[u8]| crate::routing::slots::slot_of(a);
+            let first = slot(args.get(1));
+            if (2..args.len()).any(|i| slot(args.get(i)) != first) {
+                let msg = "CROSSSLOT Keys in request don't hash to the same slot";
+                return self.reply(t, resp::error(msg));
+            }
+        }
+        let mut planned = Vec::with_capacity(args.len() - 1);
+        let mut opened = Vec::new();
+        for i in 1..args.len() {
+            let name = Bytes::copy_from_slice(args.get(i));
+            let mut tokens = Vec::new();
+            for server in self.sub_targets(sub, &name) {
+                match self.sub_conn(t, server) {
+                    Ok((tok, new)) => {
+                        tokens.push(tok);
+                        if new {
+                            opened.push(tok);
+                        }
+                    }
+                    Err(reply) => {
+                        self.drop_sub_conns(t, &opened);
+                        return self.reply(t, reply);
+                    }
+                }
+            }
+            if tokens.is_empty() {
+                self.drop_sub_conns(t, &opened);
+                return self.no_server(t);
+            }
+            planned.push((name, tokens));
+        }
+        for (name, tokens) in planned {
+            let Some(c) = self.ctx.conns.client(t) else {
+                return;
+            };
+            subs_of(c.subs_mut(), sub).insert(name.clone(), tokens.clone());
+            let count = counted(c.subs(), sub);
+            let own = confirmation(resp3, sub.name(), Some(&name), count);
+            self.confirm_after(t, sub, &name, &tokens, own);
         }
     }
 
-    /// The route servers a subscription is made on.
+    /// Sends `sub name` on each of `tokens`; the client gets `own`, its
+    /// confirmation, once every one of those servers has confirmed (at once
+    /// when there is none: an unsubscribe from nothing).
+    fn confirm_after(&mut self, t: Token, sub: Sub, name: &[u8], tokens: &[Token], own: Bytes) {
+        if tokens.is_empty() {
+            return self.reply(t, own);
+        }
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
+        };
+        let seq = c.push(Slot::Confirm {
+            reply: own,
+            awaiting: tokens.len(),
+        });
+        let upper = sub.name().to_ascii_uppercase();
+        for (part, &tok) in tokens.iter().enumerate() {
+            let cmd = resp::command(&[upper.as_bytes(), name]);
+            let to = ReplyTo::Client {
+                token: t,
+                seq,
+                part: part as u32,
+            };
+            self.up.send_sub(self.ctx, tok, cmd, to);
+        }
+    }
+
+    /// The route servers a subscription is made on. A classic channel lives
+    /// where its name hashes (cluster mode: its slot's master), where
+    /// PUBLISH sends it, so PUBLISH counts its subscribers; a shard channel
+    /// on its slot's master. Every server (master) publishes its own
+    /// keyspace notifications, so a keyspace channel is subscribed on each,
+    /// and so is a pattern in redis mode, where nothing carries a message
+    /// from one server to another. In cluster mode the bus brings every
+    /// published message to every node: a pattern is on one node (the
+    /// master of slot 0), unless it may match keyspace channels, and then on
+    /// every master, that one first (its home: `Subs::wants`).
     fn sub_targets(&self, sub: Sub, name: &[u8]) -> Vec<usize> {
         let route = self.ctx.view.route();
         let random = self.ctx.view.random();
-        let key: &[u8] = match (route.is_cluster(), sub) {
-            (false, Sub::Psubscribe) => return (0..route.servers.len()).collect(),
-            (true, Sub::Subscribe | Sub::Psubscribe) => b"",
+        let everywhere = match sub {
+            Sub::Subscribe => pubsub::is_keyspace_channel(name),
+            Sub::Psubscribe => !route.is_cluster() || pubsub::may_match_keyspace(name),
+            _ => false,
+        };
+        let key: &[u8] = match sub {
+            Sub::Psubscribe => b"",
             _ => name,
         };
-        route
-            .place(key, random)
-            .map(|p| p.server)
-            .into_iter()
-            .collect()
+        let home = route.place(key, random).map(|p| p.server);
+        if !everywhere {
+            return home.into_iter().collect();
+        }
+        let mut all = route.keyspace_servers();
+        if let Some(h) = home
+            && let Some(i) = all.iter().position(|&s| s == h)
+        {
+            all[..=i].rotate_right(1);
+        }
+        all
     }
 
     /// Closes subscriber connections just opened for a SUBSCRIBE that is
@@ -948,12 +956,32 @@ fn confirmation(resp3: bool, kind: &str, name: Option<&[u8]>, count: usize) -> B
     out.freeze()
 }
 
+/// The client's subscriptions of the kind `sub` makes or removes.
+fn subs_of(subs: &mut Subs, sub: Sub) -> &mut BTreeMap<Bytes, Vec<Token>> {
+    match sub {
+        Sub::Subscribe | Sub::Unsubscribe => &mut subs.channels,
+        Sub::Psubscribe | Sub::Punsubscribe => &mut subs.patterns,
+        Sub::Ssubscribe | Sub::Sunsubscribe => &mut subs.shard,
+    }
+}
+
+/// The count a confirmation of `sub` carries: shard channels apart, as
+/// Redis counts them.
+fn counted(subs: &Subs, sub: Sub) -> usize {
+    match sub {
+        Sub::Ssubscribe | Sub::Sunsubscribe => subs.shard.len(),
+        _ => subs.count(),
+    }
+}
+
 /// What `Dispatch::request` reads of the client once, before routing.
 struct Seen {
     /// The route table changed while requests of its own are unanswered.
     route_changed: bool,
     resp3: bool,
     subscribed: bool,
+    /// (Un)subscribe confirmations still awaited from servers.
+    confirming: bool,
     /// Requests of its own still unanswered.
     awaiting: bool,
     session: SessionKind,

@@ -20,9 +20,10 @@ use crate::config::{CacheType, ClusterConfig};
 use crate::net::sock::ReadStatus;
 use crate::observe::stats::ServerStats;
 use crate::protocol::command::Block;
+use crate::protocol::pubsub;
 use crate::protocol::resp;
 use crate::routing::slots;
-use crate::worker::backend::{BackendConn, Lease, Pending, Release, ReplyTo};
+use crate::worker::backend::{BackendConn, Lease, Pending, Release, ReplyTo, SubFrame};
 use crate::worker::conns::{Conn, Conns, slot_index};
 use crate::worker::counters::Counters;
 use crate::worker::error::{BackendError, Fault};
@@ -59,8 +60,8 @@ pub(crate) struct Upstream {
     timers: Timers,
     /// Replies read in one go, before they are handed out (reused).
     replies: Vec<(Pending, Bytes)>,
-    /// Pub/sub messages read in one go (reused).
-    messages: Vec<Bytes>,
+    /// Subscriber connection frames read in one go (reused).
+    sub_frames: Vec<SubFrame>,
     /// Dedicated connections open in this worker, leased and pooled.
     dedicated: usize,
     /// Bumped by a reload that changes what connections are opened with:
@@ -77,7 +78,7 @@ impl Upstream {
             retiring: Vec::new(),
             timers: Timers::default(),
             replies: Vec::new(),
-            messages: Vec::new(),
+            sub_frames: Vec::new(),
             dedicated: 0,
             options: 0,
         }
@@ -441,23 +442,20 @@ impl Upstream {
         }
     }
 
-    /// A subscriber connection: messages go to its client; the server's
-    /// (un)subscribe confirmations are dropped (the proxy answered the
-    /// client with its own, counting all its subscriptions).
+    /// A subscriber connection: the messages its client still holds the
+    /// subscription for go to it; the servers' confirmations fill the
+    /// client's confirmation slots (`Slot::Confirm`), which the proxy gives
+    /// once every server involved has confirmed.
     fn read_messages(&mut self, ctx: &mut Ctx<'_>, t: Token, client: Token, closed: bool) {
         let Some(b) = ctx.conns.backend(t) else {
             return;
         };
         let status = b.read(closed);
         let mut broken = None;
-        let mut messages = std::mem::take(&mut self.messages);
+        let mut frames = std::mem::take(&mut self.sub_frames);
         loop {
-            match b.take_frame() {
-                Ok(Some(frame)) => {
-                    if is_message(&frame) {
-                        messages.push(frame);
-                    }
-                }
+            match b.take_sub_frame() {
+                Ok(Some(f)) => frames.push(f),
                 Ok(None) => break,
                 Err(e) => {
                     broken = Some(e);
@@ -465,10 +463,25 @@ impl Upstream {
                 }
             }
         }
-        for m in messages.drain(..) {
-            ctx.conns.reply(client, m);
+        let cluster = ctx.view.route().is_cluster();
+        let mut confirmed = false;
+        for f in frames.drain(..) {
+            match f {
+                SubFrame::Message(m) => {
+                    let wanted = ctx.conns.client(client).is_some_and(|c| {
+                        pubsub::message(&m).is_some_and(|msg| c.subs().wants(msg, t, cluster))
+                    });
+                    if wanted {
+                        ctx.conns.reply(client, m);
+                    }
+                }
+                SubFrame::Reply(p, reply) => {
+                    confirmed = true;
+                    ctx.conns.deliver(p.to, reply);
+                }
+            }
         }
-        self.messages = messages;
+        self.sub_frames = frames;
         // A subscriber that does not read its messages is closed past
         // Redis's own pub/sub hard limit, as Redis closes it: the proxy
         // reads the server for it, so the server's limit no longer would.
@@ -479,25 +492,60 @@ impl Upstream {
             ctx.conns.mark_client(client);
         }
         match (broken, status) {
-            (Some(e), _) => self.fail(ctx, t, e),
+            (Some(e), _) => return self.fail(ctx, t, e),
             (None, ReadStatus::WouldBlock) => {}
             (None, ReadStatus::Budget) => ctx.conns.resume(t),
-            (None, ReadStatus::Eof) => self.fail(ctx, t, BackendError::Eof),
-            (None, ReadStatus::Error(e)) => self.fail(ctx, t, BackendError::io(&e)),
+            (None, ReadStatus::Eof) => return self.fail(ctx, t, BackendError::Eof),
+            (None, ReadStatus::Error(e)) => return self.fail(ctx, t, BackendError::io(&e)),
+        }
+        if confirmed {
+            self.close_unused_sub_conns(ctx, client);
         }
     }
 
-    /// Queues bytes on a subscriber connection (their confirmations are
-    /// not paired with anything).
-    pub(crate) fn send_raw(&mut self, ctx: &mut Ctx<'_>, t: Token, req: Bytes) {
-        if let Some(b) = ctx.conns.backend(t) {
-            let was_empty = !b.has_unsent();
-            b.push_raw(req, ctx.now);
-            if was_empty {
-                self.arm(ctx, t);
-            }
-            ctx.conns.mark_backend(t);
+    /// Closes the client's subscriber connections that no subscription
+    /// needs and that await no confirmation (an unsubscribe's is awaited
+    /// first: the client's confirmation waits for it).
+    pub(crate) fn close_unused_sub_conns(&mut self, ctx: &mut Ctx<'_>, client: Token) {
+        let Some(c) = ctx.conns.client(client) else {
+            return;
+        };
+        let subs = c.subs();
+        let unused: Vec<Token> = subs
+            .conns
+            .iter()
+            .map(|&(_, tok)| tok)
+            .filter(|&tok| !subs.uses(tok))
+            .collect();
+        let idle: Vec<Token> = unused
+            .into_iter()
+            .filter(|&tok| ctx.conns.backend(tok).is_none_or(|b| b.idle()))
+            .collect();
+        if idle.is_empty() {
+            return;
         }
+        if let Some(c) = ctx.conns.client(client) {
+            c.subs_mut().conns.retain(|(_, tok)| !idle.contains(tok));
+        }
+        for tok in idle {
+            self.revoke(ctx, tok, client);
+        }
+    }
+
+    /// Queues an (un)subscribe command on a subscriber connection; the
+    /// server's confirmation goes to `to`.
+    pub(crate) fn send_sub(&mut self, ctx: &mut Ctx<'_>, t: Token, req: Bytes, to: ReplyTo) {
+        let Some(b) = ctx.conns.backend(t) else {
+            ctx.conns.deliver(
+                to,
+                resp::error("ERR the client's own backend connection was lost"),
+            );
+            return;
+        };
+        if b.enqueue(req, to, 0, None, None, ctx.now) {
+            self.arm(ctx, t);
+        }
+        ctx.conns.mark_backend(t);
     }
 
     /// A backend's reply to one request: delivered, or in cluster mode
@@ -914,46 +962,4 @@ pub(crate) fn needs_reopen(old: &ClusterConfig, new: &ClusterConfig) -> bool {
         || [false, true]
             .iter()
             .any(|&resp3| init_commands(old, resp3) != init_commands(new, resp3))
-}
-
-/// A pub/sub message frame (RESP2 array or RESP3 push): `message`,
-/// `pmessage` or `smessage` first. Only the header and the first element
-/// are looked at, not the payload.
-fn is_message(frame: &[u8]) -> bool {
-    if !matches!(frame.first(), Some(b'*' | b'>')) {
-        return false;
-    }
-    let Some(cr) = frame.iter().position(|&b| b == b'\r') else {
-        return false;
-    };
-    let first = frame.get(cr + 2..).unwrap_or(&[]);
-    [
-        &b"$7\r\nmessage\r\n"[..],
-        b"$8\r\npmessage\r\n",
-        b"$8\r\nsmessage\r\n",
-    ]
-    .iter()
-    .any(|kind| first.starts_with(kind))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_message;
-
-    #[test]
-    fn messages_are_told_from_confirmations_in_both_protocols() {
-        assert!(is_message(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n"));
-        assert!(is_message(
-            b">4\r\n$8\r\npmessage\r\n$2\r\np*\r\n$1\r\nc\r\n$1\r\nx\r\n"
-        ));
-        assert!(is_message(
-            b">3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$1\r\nx\r\n"
-        ));
-        assert!(!is_message(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"));
-        assert!(!is_message(
-            b">3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0\r\n"
-        ));
-        assert!(!is_message(b"+PONG\r\n"));
-        assert!(!is_message(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"));
-    }
 }
