@@ -22,6 +22,7 @@ mod regressions;
 mod reliability;
 mod reload;
 mod scripts;
+mod supervisor;
 mod twemproxy;
 
 use std::process::Command;
