@@ -24,6 +24,7 @@ mod regressions;
 mod reliability;
 mod reload;
 mod scripts;
+mod supervisor;
 mod twemproxy;
 
 use std::process::Command;

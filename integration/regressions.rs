@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Reply, Shards};
+use crate::harness::{Reply, Shards, cpu_ticks};
 
 /// Client sockets lost TCP_NODELAY once: when a batch's replies left in
 /// several writes (backends answer at different times), each later write
@@ -333,33 +333,6 @@ fn a_node_that_leaves_the_cluster_leaves_the_stats() {
     for k in rc.key_per_master("after").values() {
         assert!(!c.cmd(&["GET", k]).is_error(), "GET {k} after the change");
     }
-}
-
-/// CPU time (user + system, in clock ticks) used so far by the threads of
-/// process `pid` whose name starts with `prefix` ("" for all of them).
-fn cpu_ticks(pid: u32, prefix: &str) -> u64 {
-    let mut ticks = 0;
-    let mut threads = 0;
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list threads");
-    for task in tasks {
-        let path = task.expect("thread entry").path().join("stat");
-        let Ok(stat) = std::fs::read_to_string(path) else {
-            continue;
-        };
-        // The name sits in parentheses and may hold spaces; after it,
-        // state is the first field, utime and stime the 12th and 13th.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !stat[open + 1..close].starts_with(prefix) {
-            continue;
-        }
-        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
-        ticks += f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
-        threads += 1;
-    }
-    assert!(threads > 0, "no thread named {prefix}* in /proc/{pid}/task");
-    ticks
 }
 
 /// Reads exactly `n` bytes (a reply whose length the test knows).

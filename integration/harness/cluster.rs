@@ -383,6 +383,10 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("no cluster node on port {port}"))
     }
 
+    pub fn pid(&self, node: usize) -> u32 {
+        self.nodes[node].pid()
+    }
+
     pub fn is_alive(&self, node: usize) -> bool {
         self.nodes[node].is_running()
     }

@@ -1,5 +1,6 @@
-//! Processes: spawning with a bounded wait, signals and liveness by pid, and
-//! `Owned`, the child a test value owns.
+//! Processes: spawning with a bounded wait, signals and liveness by pid,
+//! `Owned`, the child a test value owns, `Paused`, processes held with
+//! SIGSTOP until it goes, and CPU time per thread.
 //!
 //! Lifecycle: the component that spawns a process (`RedisServer`, `Proxy`,
 //! `Nutcracker`, ...) keeps it in an `Owned`, whose `Drop` kills (SIGKILL)
@@ -260,5 +261,58 @@ impl Owned {
 impl Drop for Owned {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// CPU time (user + system, in clock ticks) used so far by the threads of
+/// process `pid` whose name starts with `prefix` ("" for all of them).
+pub fn cpu_ticks(pid: u32, prefix: &str) -> u64 {
+    let mut ticks = 0;
+    let mut threads = 0;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list threads");
+    for task in tasks {
+        let path = task.expect("thread entry").path().join("stat");
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        // The name sits in parentheses and may hold spaces; after it,
+        // state is the first field, utime and stime the 12th and 13th.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        ticks += f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+        threads += 1;
+    }
+    assert!(threads > 0, "no thread named {prefix}* in /proc/{pid}/task");
+    ticks
+}
+
+/// Processes stopped with SIGSTOP (a hung server: its sockets stay open,
+/// nothing answers) until this value goes: `Drop` sends SIGCONT, so a
+/// failing test does not leave them stopped (a stopped process is killed
+/// all the same, but a resumed one exits the way it would).
+pub struct Paused(Vec<u32>);
+
+impl Paused {
+    pub fn new(pids: &[u32]) -> Paused {
+        for &pid in pids {
+            signal(pid, "STOP");
+        }
+        Paused(pids.to_vec())
+    }
+
+    /// SIGCONT now.
+    pub fn resume(self) {}
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            signal_quiet(pid, "CONT");
+        }
     }
 }

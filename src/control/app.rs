@@ -94,14 +94,13 @@ fn run(
         config.path.display(),
         config.clusters.len()
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stop_supervisor = tx.clone();
-    let supervisor = supervisor::spawn(rx)?;
+    let (mailbox, supervisor) = supervisor::spawn()?;
+    let stop_supervisor = mailbox.clone();
     let registry: stats::Registry = Arc::new(Mutex::new(Vec::new()));
-    let mut clusters = Clusters::new(tx, Arc::clone(&registry));
+    let mut clusters = Clusters::new(mailbox, Arc::clone(&registry));
     let started = clusters.start_all(&config);
     if let Err(e) = started {
-        let _ = stop_supervisor.send(supervisor::Msg::Shutdown);
+        stop_supervisor.send(supervisor::Msg::Shutdown);
         let _ = supervisor.join();
         return Err(e.into());
     }
@@ -176,7 +175,7 @@ fn run(
         warn!("cannot watch for a second SIGTERM while draining: {e}");
     }
     clusters.stop_all();
-    let _ = stop_supervisor.send(supervisor::Msg::Shutdown);
+    stop_supervisor.send(supervisor::Msg::Shutdown);
     let _ = supervisor.join();
     info!("aster-proxy stopped");
     Ok(())

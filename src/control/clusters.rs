@@ -6,27 +6,26 @@
 //! rebind, and starts the new ones.
 
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 
 use log::{error, info, warn};
 
 use crate::config::{ClusterConfig, Config};
 use crate::control::proxy::{Proxy, StartError};
-use crate::control::supervisor::{Kick, Msg, Watched};
+use crate::control::supervisor::{Kick, Mailbox, Msg, Watched};
 use crate::observe::stats::Registry;
 
 pub struct Clusters {
     proxies: Vec<Proxy>,
-    tx: Sender<Msg>,
+    mailbox: Mailbox,
     registry: Registry,
     next_id: u64,
 }
 
 impl Clusters {
-    pub fn new(tx: Sender<Msg>, registry: Registry) -> Clusters {
+    pub fn new(mailbox: Mailbox, registry: Registry) -> Clusters {
         Clusters {
             proxies: Vec::new(),
-            tx,
+            mailbox,
             registry,
             next_id: 1,
         }
@@ -47,7 +46,7 @@ impl Clusters {
         let id = self.next_id;
         self.next_id += 1;
         let summary = summary(&cfg);
-        let proxy = Proxy::start(cfg, Kick::new(self.tx.clone(), id))?;
+        let proxy = Proxy::start(cfg, Kick::new(self.mailbox.clone(), id))?;
         info!("{summary}");
         self.watch(&proxy);
         self.proxies.push(proxy);
@@ -63,7 +62,7 @@ impl Clusters {
             kicked: Arc::clone(&p.kicked),
             stats: Arc::clone(&p.stats),
         };
-        let _ = self.tx.send(Msg::Watch(p.id, w));
+        self.mailbox.send(Msg::Watch(p.id, w));
     }
 
     fn publish_registry(&self) {
@@ -97,7 +96,7 @@ impl Clusters {
                 "cluster {}: stopping (removed or changed listener/threads/mode)",
                 p.cfg.name
             );
-            let _ = self.tx.send(Msg::Unwatch(p.id));
+            self.mailbox.send(Msg::Unwatch(p.id));
             p.stop();
             p.join();
             stopped += 1;

@@ -201,23 +201,18 @@ impl Proxy {
     }
 
     /// Takes a reloaded configuration whose listener and thread count are
-    /// unchanged: published with the route table, so clients stay connected.
-    /// Health starts afresh (ejected servers rejoin until pings fail again).
+    /// unchanged. A Redis Cluster's table is republished with it here; a
+    /// sharding cluster's is the supervisor's to publish (on the `Watch`
+    /// that follows), as only it knows which servers are ejected. Either
+    /// way it reaches the workers with the route table, so clients stay
+    /// connected.
     pub fn update(&mut self, cfg: ClusterConfig) {
         let cfg = Arc::new(cfg);
-        let table = match cfg.cache_type {
-            CacheType::Redis => {
-                let names: Vec<String> = cfg.servers.iter().map(|s| s.name.clone()).collect();
-                self.stats.set_servers(&names);
-                Some(RouteTable::shard(&cfg, &vec![true; cfg.servers.len()]))
-            }
-            CacheType::RedisCluster => self.route.load().with_cfg(Arc::clone(&cfg)),
-        };
-        if let Some(t) = table {
+        if let Some(t) = self.route.load().with_cfg(Arc::clone(&cfg)) {
             self.route.store(Arc::new(t));
+            self.wake();
         }
         self.cfg = cfg;
-        self.wake();
     }
 
     /// Whether a reload to `cfg` can be applied in place.

@@ -1,11 +1,16 @@
-//! Blocking request/reply on a plain `TcpStream`, for the supervisor's pings
-//! and topology queries. Not on the request path: it allocates freely.
+//! Request/reply on non-blocking connections, for the supervisor's pings
+//! and topology queries: a `Conn` sends commands and decodes each reply as
+//! it completes, however the reads cut it, so one poll loop waits on many
+//! servers at once and no server's silence holds up another's answer. Not
+//! on the request path: it allocates freely.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use crate::protocol::resp;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::protocol::resp::{self, ReplyScanner};
 
 /// A decoded reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,44 +50,142 @@ impl Value {
 /// Replies larger than this are refused: topology replies are small.
 const MAX_REPLY: usize = 64 * 1024 * 1024;
 
-pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    s.set_nodelay(true)?;
-    Ok(s)
+/// One connection to a server: commands queue until the connect completes;
+/// replies come back in order. Registered for both readiness kinds, edge
+/// triggered, so an idle connection costs no wake-up.
+pub struct Conn {
+    sock: TcpStream,
+    token: Token,
+    connected: bool,
+    /// Encoded commands not yet written.
+    out: Vec<u8>,
+    /// Bytes read and not yet decoded: at most part of one reply between
+    /// calls.
+    buf: Vec<u8>,
+    scanner: ReplyScanner,
 }
 
-/// Sends one command and reads its whole reply.
-pub fn call(s: &mut TcpStream, args: &[&[u8]]) -> io::Result<Value> {
-    s.write_all(&resp::command(args)).map_err(timed_out)?;
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match resp::scan_reply(&buf) {
-            Ok(Some(n)) => return decode(&buf[..n]).ok_or_else(|| bad("undecodable reply")),
-            Ok(None) => {}
-            Err(e) => return Err(bad(&e.to_string())),
+impl Conn {
+    /// Starts connecting to `addr`; its events arrive under `token`.
+    pub fn open(addr: SocketAddr, registry: &Registry, token: Token) -> io::Result<Conn> {
+        let mut sock = TcpStream::connect(addr)?;
+        registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
+        Ok(Conn {
+            sock,
+            token,
+            connected: false,
+            out: Vec::new(),
+            buf: Vec::new(),
+            scanner: ReplyScanner::new(),
+        })
+    }
+
+    pub fn token(&self) -> Token {
+        self.token
+    }
+
+    /// Queues one command and writes what it can.
+    pub fn send(&mut self, args: &[&[u8]]) -> io::Result<()> {
+        self.out.extend_from_slice(&resp::command(args));
+        if self.connected {
+            self.flush()?;
         }
-        if buf.len() > MAX_REPLY {
+        Ok(())
+    }
+
+    /// On a readiness event: completes the connect, writes what waits, and
+    /// appends each reply that is now whole to `replies`. An error, or the
+    /// server closing, ends the connection (the replies decoded before it
+    /// are appended all the same).
+    pub fn pump(&mut self, replies: &mut Vec<Value>) -> io::Result<()> {
+        if !self.connected && !self.finish_connect()? {
+            return Ok(());
+        }
+        self.flush()?;
+        self.read(replies)
+    }
+
+    /// Unregisters and closes the connection.
+    pub fn close(mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.sock);
+    }
+
+    /// Whether the connect has completed (mio's recipe: an error, or the
+    /// peer's address once connected).
+    fn finish_connect(&mut self) -> io::Result<bool> {
+        if let Some(e) = self.sock.take_error()? {
+            return Err(e);
+        }
+        match self.sock.peer_addr() {
+            Ok(_) => {
+                self.connected = true;
+                self.sock.set_nodelay(true)?;
+                Ok(true)
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::NotConnected
+                    || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.out.is_empty() {
+            match self.sock.write(&self.out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, replies: &mut Vec<Value>) -> io::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.sock.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed by the server",
+                    ));
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.decode(replies)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Takes every whole reply off the front of the buffer; the scanner
+    /// resumes, so a large reply arriving in many reads is scanned once.
+    fn decode(&mut self, replies: &mut Vec<Value>) -> io::Result<()> {
+        loop {
+            match self.scanner.scan(&self.buf) {
+                Ok(Some(n)) => {
+                    let v = decode(&self.buf[..n]).ok_or_else(|| bad("undecodable reply"))?;
+                    replies.push(v);
+                    self.buf.drain(..n);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(bad(&e.to_string())),
+            }
+        }
+        if self.buf.len() > MAX_REPLY {
             return Err(bad("reply too large"));
         }
-        let n = s.read(&mut chunk).map_err(timed_out)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// A socket timeout surfaces as EAGAIN ("Resource temporarily
-/// unavailable"); logs should say what happened.
-fn timed_out(e: io::Error) -> io::Error {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            io::Error::new(io::ErrorKind::TimedOut, "timed out")
-        }
-        _ => e,
+        Ok(())
     }
 }
 
@@ -141,13 +244,80 @@ fn decode_at(buf: &[u8], pos: &mut usize, depth: usize) -> Option<Value> {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
+    use mio::{Events, Poll};
+
+    /// Pumps `c` on each event until `want` replies or an error, 5 s at most.
+    fn pump_until(poll: &mut Poll, c: &mut Conn, want: usize) -> io::Result<Vec<Value>> {
+        let mut events = Events::with_capacity(8);
+        let mut got = Vec::new();
+        while got.len() < want {
+            poll.poll(&mut events, Some(Duration::from_secs(5)))?;
+            assert!(!events.is_empty(), "no event within 5 s");
+            c.pump(&mut got)?;
+        }
+        Ok(got)
+    }
+
     #[test]
-    fn a_server_that_does_not_answer_times_out_by_that_name() {
+    fn replies_cut_across_reads_are_decoded_in_order() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut s = connect(l.local_addr().unwrap(), Duration::from_millis(100)).unwrap();
-        let e = call(&mut s, &[b"PING"]).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(e.to_string(), "timed out");
+        let mut poll = Poll::new().unwrap();
+        let mut c = Conn::open(l.local_addr().unwrap(), poll.registry(), Token(7)).unwrap();
+        assert_eq!(c.token(), Token(7));
+        // Queued before the connect completes, written once it has.
+        c.send(&[b"PING"]).unwrap();
+        c.send(&[b"ECHO", b"abc"]).unwrap();
+        let (mut server, _) = l.accept().unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        // The connect completes on the first event, which writes them.
+        let mut events = Events::with_capacity(8);
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(c.pump(&mut Vec::new()).is_ok());
+        let mut req = [0u8; 64];
+        let mut n = 0;
+        while n < 37 {
+            n += server.read(&mut req[n..]).unwrap();
+        }
+        assert_eq!(
+            &req[..n],
+            b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$3\r\nabc\r\n"
+        );
+        server.write_all(b"+PO").unwrap();
+        server.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        server.write_all(b"NG\r\n$3\r\nab").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        server.write_all(b"c\r\n").unwrap();
+        let got = pump_until(&mut poll, &mut c, 2).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Value::Simple("PONG".into()),
+                Value::Bulk(Some(b"abc".to_vec()))
+            ]
+        );
+        drop(server);
+        let e = pump_until(&mut poll, &mut c, 1).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        c.close(poll.registry());
+    }
+
+    #[test]
+    fn a_refused_connect_is_an_error_of_that_name() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut poll = Poll::new().unwrap();
+        let e = Conn::open(addr, poll.registry(), Token(1))
+            .and_then(|mut c| pump_until(&mut poll, &mut c, 1))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
     }
 
     #[test]

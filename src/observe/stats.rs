@@ -186,21 +186,24 @@ impl ClusterStats {
             slowlog: SlowLog::new(slowlog_max),
             health: Mutex::new(Vec::new()),
         };
-        c.set_servers(&server_names);
+        c.set_servers(&server_names, &vec![true; server_names.len()]);
         c
     }
 
-    /// A reload changed the server list: servers kept by name keep their history.
-    pub fn set_servers(&self, names: &[String]) {
+    /// A reload changed the server list: servers kept by name keep their
+    /// history; `live[i]` says whether server i takes keys (the supervisor
+    /// keeps an unchanged server's health across a reload).
+    pub fn set_servers(&self, names: &[String], live: &[bool]) {
         let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         let fresh = names
             .iter()
-            .map(|n| {
+            .zip(live)
+            .map(|(n, &live)| {
                 let old = h.iter().find(|x| &x.name == n);
                 ServerHealth {
                     name: n.clone(),
                     ejected_at: old.map_or(0, |o| o.ejected_at),
-                    ejected: false,
+                    ejected: !live,
                 }
             })
             .collect();

@@ -1,20 +1,28 @@
-//! A Redis Cluster's topology: `CLUSTER SLOTS` asked of its nodes on the
-//! supervisor's blocking connections, parsed into the slot map and the list
-//! of nodes a route table is built from.
+//! A Redis Cluster's topology: `CLUSTER SLOTS` parsed into the slot map and
+//! the list of nodes a route table is built from, and the start-up query
+//! that asks the seeds for it. (Later refreshes are the supervisor's.)
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::net::rpc::{self, Value};
+use mio::{Events, Poll, Token};
+
+use crate::net::rpc::{Conn, Value};
 use crate::routing::node::Node;
 use crate::routing::slots::{SLOT_COUNT, Shard, SlotMap, UNASSIGNED};
+
+/// The command that asks a node for the slot table.
+pub const CLUSTER_SLOTS: &[&[u8]] = &[b"CLUSTER", b"SLOTS"];
 
 #[derive(Debug)]
 pub enum TopologyError {
     /// No seed or known node answered CLUSTER SLOTS.
     NoNode(Vec<String>),
+    /// The poll that waits for the answers could not be made.
+    Poll(io::Error),
 }
 
 impl fmt::Display for TopologyError {
@@ -27,34 +35,83 @@ impl fmt::Display for TopologyError {
                     errs.join("; ")
                 )
             }
+            TopologyError::Poll(e) => write!(f, "cannot poll the cluster nodes: {e}"),
         }
     }
 }
 
 impl std::error::Error for TopologyError {}
 
-/// Asks each node in turn until one returns a slot table.
+/// Asks every node at once and takes the first slot table that comes
+/// back, so a hung seed costs nothing while another answers; each node
+/// has `timeout` in all.
 pub fn fetch(
     nodes: &[SocketAddr],
     timeout: Duration,
 ) -> Result<(Vec<Node>, SlotMap), TopologyError> {
+    let mut poll = Poll::new().map_err(TopologyError::Poll)?;
     let mut errs = Vec::new();
-    for &addr in nodes {
-        match fetch_from(addr, timeout) {
-            Ok(t) => return Ok(t),
-            Err(e) => errs.push(format!("{addr}: {e}")),
+    let mut conns: Vec<Option<Conn>> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| {
+            let asked = Conn::open(addr, poll.registry(), Token(i)).and_then(|mut c| {
+                c.send(CLUSTER_SLOTS)?;
+                Ok(c)
+            });
+            asked.map_err(|e| errs.push(format!("{addr}: {e}"))).ok()
+        })
+        .collect();
+    let deadline = Instant::now() + timeout;
+    let mut events = Events::with_capacity(nodes.len().max(1));
+    let mut replies = Vec::new();
+    while conns.iter().any(Option::is_some) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match poll.poll(&mut events, Some(left)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(TopologyError::Poll(e)),
+            Ok(()) => {}
+        }
+        for ev in &events {
+            let i = ev.token().0;
+            let Some(c) = conns.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            replies.clear();
+            let pumped = c.pump(&mut replies);
+            let addr = nodes[i];
+            let outcome = match (replies.first(), pumped) {
+                (Some(reply), _) => table_from(reply, addr),
+                (None, Ok(())) => continue,
+                (None, Err(e)) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(table) => return Ok(table),
+                Err(e) => errs.push(format!("{addr}: {e}")),
+            }
+            if let Some(c) = conns[i].take() {
+                c.close(poll.registry());
+            }
+        }
+    }
+    for (i, c) in conns.iter().enumerate() {
+        if c.is_some() {
+            errs.push(format!("{}: timed out", nodes[i]));
         }
     }
     Err(TopologyError::NoNode(errs))
 }
 
-fn fetch_from(addr: SocketAddr, timeout: Duration) -> Result<(Vec<Node>, SlotMap), String> {
-    let mut s = rpc::connect(addr, timeout).map_err(|e| e.to_string())?;
-    let reply = rpc::call(&mut s, &[b"CLUSTER", b"SLOTS"]).map_err(|e| e.to_string())?;
-    if let Value::Error(e) = &reply {
+/// The slot table in a node's reply to CLUSTER SLOTS; an error reply
+/// (LOADING, cluster support disabled...) is the node's failure.
+pub fn table_from(reply: &Value, asked: SocketAddr) -> Result<(Vec<Node>, SlotMap), String> {
+    if let Value::Error(e) = reply {
         return Err(e.clone());
     }
-    parse_slots(&reply, addr)
+    parse_slots(reply, asked)
 }
 
 /// Builds the slot map from a CLUSTER SLOTS reply:
