@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use aster_proxy::hashing::hash::HashKind;
+use aster_proxy::hashing::ketama::{Distribution, Ring, RingServer};
+use aster_proxy::hashing::slots;
 use aster_proxy::net::sock::{self, ReadStatus};
 use aster_proxy::protocol::command::{self, Args, Split};
 use aster_proxy::protocol::multikey::{self, Plan};
 use aster_proxy::protocol::resp::{self, Limits};
-use aster_proxy::routing::hash::HashKind;
-use aster_proxy::routing::ketama::{Distribution, Ring, RingServer};
-use aster_proxy::routing::slots;
 
 /// Samples per case; the median is reported.
 const SAMPLES: usize = 15;
@@ -315,7 +315,7 @@ fn main() {
     }
     let tagged = b"{user1000}.following".to_vec();
     r.run("hash_tag_slice + fnv1a_64", 1, || {
-        let k = aster_proxy::routing::hash::hash_tag_slice(black_box(&tagged), Some(*b"{}"));
+        let k = aster_proxy::hashing::hash::hash_tag_slice(black_box(&tagged), Some(*b"{}"));
         black_box(HashKind::Fnv1a_64.hash(k));
     });
 

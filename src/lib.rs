@@ -12,6 +12,7 @@
 
 mod config;
 pub mod control;
+pub mod hashing;
 pub mod net;
 mod observe;
 pub mod protocol;

@@ -238,8 +238,8 @@ fn is_yaml_header(t: &str) -> bool {
 mod tests {
     use super::validate::*;
     use super::*;
-    use crate::routing::hash::HashKind;
-    use crate::routing::ketama::Distribution;
+    use crate::hashing::hash::HashKind;
+    use crate::hashing::ketama::Distribution;
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(Path::new("test.toml"), text).map_err(|e| e.to_string())

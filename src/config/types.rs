@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::hashing::hash::HashKind;
+use crate::hashing::ketama::Distribution;
 use crate::protocol::local::User;
 use crate::protocol::resp::Limits;
-use crate::routing::hash::HashKind;
-use crate::routing::ketama::Distribution;
 
 /// How a cluster's keys are placed on its servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use crate::config::raw::RawCluster;
 use crate::config::types::{CacheType, ClusterConfig, ConfigError, ServerSpec};
+use crate::hashing::hash::HashKind;
+use crate::hashing::ketama::Distribution;
 use crate::protocol::resp::Limits;
-use crate::routing::hash::HashKind;
-use crate::routing::ketama::Distribution;
 
 /// Upper bounds that keep a typo from starting thousands of threads or sockets.
 pub(crate) const MAX_THREADS: usize = 256;
@@ -82,7 +82,7 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
     if cache_type == CacheType::Redis {
         let dist = Distribution::from_name(&rc.distribution).unwrap_or(Distribution::Ketama);
         let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
-        match crate::routing::ketama::ring_size(dist, &weights) {
+        match crate::hashing::ketama::ring_size(dist, &weights) {
             Some(n) if n <= MAX_RING_POINTS => {}
             size => {
                 let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();

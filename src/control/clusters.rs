@@ -11,8 +11,9 @@ use log::{error, info, warn};
 
 use crate::config::{ClusterConfig, Config};
 use crate::control::proxy::{Proxy, StartError};
-use crate::control::supervisor::{Kick, Mailbox, Msg, Watched};
+use crate::control::supervisor::{Mailbox, Msg, Watched};
 use crate::observe::stats::Registry;
+use crate::routing::refresh::Kick;
 
 pub struct Clusters {
     proxies: Vec<Proxy>,
@@ -46,7 +47,7 @@ impl Clusters {
         let id = self.next_id;
         self.next_id += 1;
         let summary = summary(&cfg);
-        let proxy = Proxy::start(cfg, Kick::new(self.mailbox.clone(), id))?;
+        let proxy = Proxy::start(cfg, Kick::new(Arc::new(self.mailbox.clone()), id))?;
         info!("{summary}");
         self.watch(&proxy);
         self.proxies.push(proxy);

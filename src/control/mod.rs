@@ -7,3 +7,4 @@ pub(crate) mod cli;
 pub(crate) mod clusters;
 pub(crate) mod proxy;
 pub(crate) mod supervisor;
+pub(crate) mod topology;

@@ -13,11 +13,11 @@ use mio::{Poll, Waker};
 use socket2::{Domain, Socket, Type};
 
 use crate::config::{CacheType, ClusterConfig};
-use crate::control::supervisor::Kick;
+use crate::control::topology::{self, TopologyError};
+use crate::hashing::slots;
 use crate::observe::stats::ClusterStats;
-use crate::routing::slots;
+use crate::routing::refresh::Kick;
 use crate::routing::table::{RouteHandle, RouteTable};
-use crate::routing::topology::{self, TopologyError};
 use std::time::Duration;
 
 /// How long each seed may take to answer CLUSTER SLOTS at start-up.

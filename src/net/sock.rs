@@ -63,6 +63,9 @@ impl RecvInto for mio::net::TcpStream {
 /// whole large allocation alive for as long as the connection lives.
 pub const KEEP_MAX: usize = 64 * 1024;
 
+/// Bytes read from one socket per wake-up before others get a turn.
+pub const READ_BUDGET: usize = 256 * 1024;
+
 /// The least room worth a read into a buffer's tail before a new buffer is
 /// allocated: small requests are carved from one allocation a few KiB at a
 /// time instead of one allocation each.

@@ -1,10 +1,8 @@
-//! Where a key goes: twemproxy's hash functions and distributions (ketama,
-//! modula, random), Redis Cluster's slots, and the immutable route table a
-//! worker consults for every request.
+//! Where a request goes: the immutable route table a worker consults for
+//! every request (built from the configuration and the `hashing` leaf), the
+//! handle that publishes it, and the handle a worker asks for a refresh
+//! through.
 
-pub mod hash;
-pub mod ketama;
 pub(crate) mod node;
-pub mod slots;
+pub(crate) mod refresh;
 pub(crate) mod table;
-pub(crate) mod topology;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{ClusterConfig, ServerSpec};
-use crate::routing::hash::{HashKind, hash_tag_slice};
-use crate::routing::ketama::{Distribution, Ring, RingServer};
+use crate::hashing::hash::{HashKind, hash_tag_slice};
+use crate::hashing::ketama::{Distribution, Ring, RingServer};
+use crate::hashing::slots::{self, SlotMap};
 use crate::routing::node::Node;
-use crate::routing::slots::{self, SlotMap};
 
 /// The shared pointer a cluster's workers read their table through.
 pub type RouteHandle = Arc<ArcSwap<RouteTable>>;

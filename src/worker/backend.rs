@@ -12,15 +12,12 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::net::sock::{self, ReadBuf, ReadStatus};
+use crate::net::sock::{self, READ_BUDGET, ReadBuf, ReadStatus};
 use crate::protocol::command::Block;
 use crate::protocol::pubsub;
 use crate::protocol::resp::{self, ReplyScanner};
 use crate::worker::error::BackendError;
 use crate::worker::server::ServerId;
-
-/// Bytes read from one socket per wake-up before others get a turn.
-pub(crate) const READ_BUDGET: usize = 256 * 1024;
 
 /// Where a reply goes.
 #[derive(Clone, Copy, Debug)]

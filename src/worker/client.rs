@@ -21,12 +21,11 @@ use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::net::sock::{self, ReadBuf, ReadStatus};
+use crate::net::sock::{self, READ_BUDGET, ReadBuf, ReadStatus};
 use crate::protocol::local::{ClientInfo, User};
 use crate::protocol::multikey::Gather;
 use crate::protocol::pubsub::{self, Message};
 use crate::protocol::resp::{self, Limits, ProtoError, RequestParser};
-use crate::worker::backend::READ_BUDGET;
 
 /// Requests of one client in flight at the backends past which its further
 /// requests are held back (they stay in its read buffer).

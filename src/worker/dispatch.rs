@@ -681,7 +681,7 @@ impl Dispatch<'_, '_> {
             return;
         };
         if sub == Sub::Ssubscribe && self.ctx.view.route().is_cluster() {
-            let slot = |a: &[u8]| crate::routing::slots::slot_of(a);
+            let slot = |a: &[u8]| crate::hashing::slots::slot_of(a);
             let first = slot(args.get(1));
             if (2..args.len()).any(|i| slot(args.get(i)) != first) {
                 let msg = "CROSSSLOT Keys in request don't hash to the same slot";

@@ -41,10 +41,10 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::ClusterConfig;
-use crate::control::supervisor::Kick;
 use crate::net::sock::ReadStatus;
 use crate::observe::stats::ClusterStats;
 use crate::protocol::resp;
+use crate::routing::refresh::Kick;
 use crate::routing::table::RouteHandle;
 use crate::worker::client::{Client, Next};
 use crate::worker::conns::{Conn, Conns};

@@ -17,12 +17,12 @@ use mio::{Registry, Token};
 use slab::Slab;
 
 use crate::config::{CacheType, ClusterConfig};
+use crate::hashing::slots;
 use crate::net::sock::ReadStatus;
 use crate::observe::stats::ServerStats;
 use crate::protocol::command::Block;
 use crate::protocol::pubsub;
 use crate::protocol::resp;
-use crate::routing::slots;
 use crate::worker::backend::{BackendConn, Lease, Pending, Release, ReplyTo, SubFrame};
 use crate::worker::conns::{Conn, Conns, slot_index};
 use crate::worker::counters::Counters;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use log::info;
 
 use crate::config::ClusterConfig;
-use crate::control::supervisor::Kick;
 use crate::protocol::resp::Limits;
+use crate::routing::refresh::Kick;
 use crate::routing::table::{RouteHandle, RouteTable};
 
 pub(crate) struct View {

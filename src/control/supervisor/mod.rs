@@ -23,7 +23,7 @@ mod refresh;
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -36,6 +36,7 @@ use self::probe::WAKER;
 use self::refresh::Refresher;
 use crate::config::{CacheType, ClusterConfig};
 use crate::observe::stats::ClusterStats;
+use crate::routing::refresh::RefreshSink;
 use crate::routing::table::{RouteHandle, RouteTable};
 
 /// What the supervisor needs of one cluster.
@@ -79,35 +80,9 @@ impl Mailbox {
     }
 }
 
-/// A worker's handle to ask for a topology refresh of its cluster.
-#[derive(Clone)]
-pub struct Kick {
-    mailbox: Mailbox,
-    cluster: u64,
-    kicked: Arc<AtomicBool>,
-}
-
-impl Kick {
-    pub fn new(mailbox: Mailbox, cluster: u64) -> Kick {
-        Kick {
-            mailbox,
-            cluster,
-            kicked: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    pub fn cluster(&self) -> u64 {
-        self.cluster
-    }
-
-    pub fn kicked(&self) -> &Arc<AtomicBool> {
-        &self.kicked
-    }
-
-    pub fn send(&self) {
-        if !self.kicked.swap(true, Ordering::AcqRel) {
-            self.mailbox.send(Msg::Kick(self.cluster));
-        }
+impl RefreshSink for Mailbox {
+    fn refresh(&self, cluster: u64) {
+        self.send(Msg::Kick(cluster));
     }
 }
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
+use crate::control::topology::CLUSTER_SLOTS;
 use crate::net::rpc::{Conn, Value};
-use crate::routing::topology::CLUSTER_SLOTS;
 
 /// The supervisor's poll token for its waker; connections take the others.
 pub(super) const WAKER: Token = Token(0);

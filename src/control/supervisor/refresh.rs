@@ -23,10 +23,10 @@ use mio::{Registry, Token};
 use super::Watched;
 use super::probe::{Answer, Ask, Probe};
 use crate::config::ClusterConfig;
+use crate::control::topology;
+use crate::hashing::slots::{self, SlotMap};
 use crate::routing::node::Node;
-use crate::routing::slots::{self, SlotMap};
 use crate::routing::table::RouteTable;
-use crate::routing::topology;
 
 /// The longest one node may take to answer.
 const RPC_TIMEOUT: Duration = Duration::from_secs(1);

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
+use crate::hashing::slots::{SLOT_COUNT, Shard, SlotMap, UNASSIGNED};
 use crate::net::rpc::{Conn, Value};
 use crate::routing::node::Node;
-use crate::routing::slots::{SLOT_COUNT, Shard, SlotMap, UNASSIGNED};
 
 /// The command that asks a node for the slot table.
 pub const CLUSTER_SLOTS: &[&[u8]] = &[b"CLUSTER", b"SLOTS"];

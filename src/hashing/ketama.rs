@@ -219,7 +219,7 @@ fn point_label(name: &str, group: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::hash::{HashKind, hash_tag_slice};
+    use crate::hashing::hash::{HashKind, hash_tag_slice};
 
     fn ring(dist: Distribution, servers: &[(&str, u32, bool)]) -> Ring {
         let servers: Vec<RingServer<'_>> = servers
