@@ -13,6 +13,8 @@ use crate::protocol::fanout;
 use crate::protocol::local;
 use crate::protocol::multikey::{self, Gather, Plan};
 use crate::protocol::resp;
+use crate::routing::hash::hash_tag_slice;
+use crate::routing::ketama::Distribution;
 use crate::routing::table::Place;
 use crate::worker::admin;
 use crate::worker::backend::{Release, ReplyTo};
@@ -318,7 +320,47 @@ impl Dispatch<'_, '_> {
                 }));
             }
         }
+        self.sort_patterns_here(cmd, args, place)?;
         Ok(place)
+    }
+
+    /// SORT's BY and GET patterns, sharding mode: every key a pattern forms
+    /// must live on the sorted key's server, or SORT would find none of
+    /// those kept elsewhere and answer wrongly. They do when the pattern has
+    /// a hash tag before its '*' that maps there (the element replaces the
+    /// '*', so the tag stays the same), as Redis Cluster requires a slot's
+    /// tag. In cluster mode the node checks its patterns itself.
+    fn sort_patterns_here(
+        &self,
+        cmd: &Command,
+        args: &FrameArgs<'_>,
+        place: Place,
+    ) -> Result<(), Bytes> {
+        let route = self.ctx.view.route();
+        if route.is_cluster() || route.servers.len() < 2 {
+            return Ok(());
+        }
+        let cfg = self.ctx.view.cfg();
+        for (option, pattern) in cmd.sort_patterns(args) {
+            let star = pattern
+                .iter()
+                .position(|&b| b == b'*')
+                .unwrap_or(pattern.len());
+            let prefix = &pattern[..star];
+            let tagged = hash_tag_slice(prefix, cfg.hash_tag).len() < prefix.len();
+            let here = tagged
+                && cfg.distribution != Distribution::Random
+                && route
+                    .place(prefix, 0)
+                    .is_some_and(|p| p.group == place.group);
+            if !here {
+                return Err(resp::error(&format!(
+                    "ERR {} option of SORT denied by aster when keys formed by the pattern may be on another server: put the sorted key's hash tag in the pattern, before its '*'",
+                    option.name()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// A blocking command: on a backend connection of the client's own, so
