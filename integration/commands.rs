@@ -1,8 +1,13 @@
 //! Commands aster must answer as Redis does (issue 18): SORT with BY/GET
-//! patterns. Each compares aster with a plain `redis-server` (in cluster
-//! mode, with the key's own node asked directly).
+//! patterns, COMMAND, INFO keyspace and the backends' version. Each
+//! compares aster with a plain `redis-server` (in cluster mode, with the
+//! key's own node asked directly).
 
-use crate::harness::{Client, Proxy, RedisCluster, RedisServer, Reply, Shards, args};
+use std::collections::BTreeSet;
+
+use crate::harness::{
+    Client, Proxy, RedisCluster, RedisServer, Reply, Shards, args, info, info_field,
+};
 
 fn strings(r: &Reply) -> Vec<String> {
     match r {
@@ -147,4 +152,179 @@ fn sort_patterns_in_cluster_mode_get_the_nodes_own_answer() {
             assert!(sort_denied(&got, option), "{cmd:?}: {got:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Defect 8: COMMAND, INFO keyspace, the backends' version
+// ---------------------------------------------------------------------------
+
+fn command_replies_match(aster: u16, reference: u16) {
+    let mut a = Client::connect(aster);
+    let mut r = Client::connect(reference);
+    let count = r.cmd(&["COMMAND", "COUNT"]);
+    assert!(matches!(count, Reply::Int(n) if n > 200), "{count:?}");
+    assert_eq!(a.cmd(&["COMMAND", "COUNT"]), count);
+    let list: BTreeSet<String> = strings(&a.cmd(&["COMMAND", "LIST"])).into_iter().collect();
+    assert!(list.contains("set") && list.contains("get"), "{list:?}");
+    let want: BTreeSet<String> = strings(&r.cmd(&["COMMAND", "LIST"])).into_iter().collect();
+    assert_eq!(list, want);
+    // Listed in the server's hash table order: compared as sets.
+    let mut both = |cmd: &[&str]| {
+        let got: BTreeSet<String> = strings(&a.cmd(cmd)).into_iter().collect();
+        let want: BTreeSet<String> = strings(&r.cmd(cmd)).into_iter().collect();
+        assert_eq!(got, want, "{cmd:?}");
+        got
+    };
+    let set_star = both(&["COMMAND", "LIST", "FILTERBY", "PATTERN", "set*"]);
+    assert!(
+        set_star.contains("set") && set_star.contains("setex"),
+        "{set_star:?}"
+    );
+    let hll = both(&["COMMAND", "LIST", "FILTERBY", "ACLCAT", "hyperloglog"]);
+    assert!(hll.contains("pfadd"), "{hll:?}");
+    for cmd in [
+        &[
+            "COMMAND",
+            "INFO",
+            "zunionstore",
+            "xread",
+            "eval",
+            "sort",
+            "migrate",
+            "georadius",
+        ][..],
+        &["COMMAND", "INFO", "get", "nosuchcommand"],
+        &["COMMAND", "LIST", "FILTERBY"],
+        &["COMMAND", "GETKEYS", "SORT", "l", "STORE", "d"],
+        &["COMMAND", "GETKEYS", "GET"],
+        &["COMMAND", "DOCS", "get"],
+        &["COMMAND", "NOSUCHSUB"],
+        &["COMMAND", "COUNT", "x"],
+    ] {
+        assert_eq!(a.cmd(cmd), r.cmd(cmd), "{cmd:?}");
+    }
+    let all = a.cmd(&["COMMAND"]);
+    assert_eq!(Reply::Int(strings(&all).len() as i64), count);
+}
+
+fn version_of(port: u16) -> String {
+    let text = info(&mut Client::connect(port), Some("server"));
+    info_field(&text, "redis_version")
+        .expect("redis_version")
+        .to_owned()
+}
+
+/// HELLO's `version` field.
+fn hello_version(c: &mut Client, proto: &str) -> String {
+    let Reply::Array(items) = c.cmd(&["HELLO", proto]) else {
+        panic!("HELLO {proto}");
+    };
+    let at = items
+        .iter()
+        .position(|i| i.text() == "version")
+        .expect("version field");
+    items[at + 1].text().to_owned()
+}
+
+/// `dbN:keys=..,expires=..,avg_ttl=..` of an INFO text, as (keys, expires, avg_ttl).
+fn db0(text: &str) -> Option<(u64, u64, u64)> {
+    let line = info_field(text, "db0")?;
+    let field = |name: &str| {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((field("keys")?, field("expires")?, field("avg_ttl")?))
+}
+
+/// Writes 30 keys through aster, 12 of them with a TTL, and checks INFO
+/// keyspace against what `backends` hold.
+fn keyspace_is_summed(aster: u16, backends: &[u16]) {
+    let mut a = Client::connect(aster);
+    let mut cmds = Vec::new();
+    for i in 0..30 {
+        let k = format!("ks:{i}");
+        cmds.push(if i % 5 < 2 {
+            args(&["SET", &k, "v", "EX", "1000"])
+        } else {
+            args(&["SET", &k, "v"])
+        });
+    }
+    assert!(a.pipeline(&cmds).iter().all(|r| *r == Reply::ok()));
+    let holding = backends
+        .iter()
+        .filter(|&&p| db0(&info(&mut Client::connect(p), Some("keyspace"))).is_some())
+        .count();
+    assert!(holding >= 2, "the keys should spread over the servers");
+    for section in [Some("keyspace"), None, Some("all"), Some("everything")] {
+        let text = info(&mut a, section);
+        assert!(text.contains("# Keyspace\r\n"), "{section:?}:\n{text}");
+        let (keys, expires, avg_ttl) =
+            db0(&text).unwrap_or_else(|| panic!("{section:?} has no db0:\n{text}"));
+        assert_eq!((keys, expires), (30, 12), "{section:?}:\n{text}");
+        // The servers estimate it as they expire keys: 0 at first.
+        assert!(avg_ttl <= 1_000_000, "{text}");
+    }
+    let only = info(&mut a, Some("keyspace"));
+    assert!(
+        !only.contains("# Server") && !only.contains("# Stats"),
+        "{only}"
+    );
+}
+
+#[test]
+fn command_info_keyspace_and_version_come_from_the_servers_redis_mode() {
+    let shards = Shards::start(3);
+    let reference = RedisServer::start();
+    command_replies_match(shards.proxy.port(), reference.port());
+    let ports: Vec<u16> = shards.servers.iter().map(|s| s.port()).collect();
+    keyspace_is_summed(shards.proxy.port(), &ports);
+    let version = version_of(ports[0]);
+    let mut a = shards.client();
+    assert_eq!(version_of(shards.proxy.port()), version);
+    assert_eq!(
+        info_field(&info(&mut a, None), "redis_version"),
+        Some(&*version)
+    );
+    // A proxy that was never asked INFO learns the version for HELLO.
+    let other = Shards::start(2);
+    let mut c = other.client();
+    assert_eq!(hello_version(&mut c, "3"), version);
+    assert_eq!(hello_version(&mut c, "2"), version);
+    assert_eq!(hello_version(&mut a, "2"), version);
+}
+
+#[test]
+fn command_info_keyspace_and_version_come_from_the_masters_cluster_mode() {
+    let rc = RedisCluster::start(3, 1);
+    let proxy = Proxy::start(&rc.proxy_conf(&[("read_timeout", "3000")]).to_toml());
+    let reference = RedisServer::start();
+    let mut c = proxy.client();
+    let version = version_of(rc.port(0));
+    assert_eq!(hello_version(&mut c, "3"), version);
+    command_replies_match(proxy.port(), reference.port());
+    let masters: Vec<u16> = rc.masters().into_iter().map(|m| rc.port(m)).collect();
+    keyspace_is_summed(proxy.port(), &masters);
+    assert_eq!(version_of(proxy.port()), version);
+}
+
+/// INFO must answer while a server is down (client libraries send it when
+/// they connect): the keyspace then says how many servers it lacks.
+#[test]
+fn info_answers_with_a_server_down() {
+    let mut shards = Shards::start(3);
+    let mut a = shards.client();
+    assert_eq!(a.cmd(&["SET", "k", "v"]), Reply::ok());
+    shards.servers[2].kill();
+    let text = info(&mut a, None);
+    assert!(
+        text.contains("# Server") && text.contains("# Keyspace"),
+        "{text}"
+    );
+    assert_eq!(
+        info_field(&text, "keyspace_servers_missing"),
+        Some("1"),
+        "{text}"
+    );
+    assert!(info_field(&text, "redis_version").is_some(), "{text}");
 }

@@ -2,6 +2,7 @@
 //! it, or route it (whole, or split per backend) to the servers owning its keys.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use mio::Token;
@@ -9,7 +10,7 @@ use mio::Token;
 use crate::protocol::command::{
     self, Args, Block, Command, FanOut, KeyError, KeyPositions, Kind, Local, Sub, Tx,
 };
-use crate::protocol::fanout;
+use crate::protocol::fanout::{self, InfoMerge, Merge, VersionCell};
 use crate::protocol::local;
 use crate::protocol::multikey::{self, Gather, Plan};
 use crate::protocol::resp;
@@ -162,23 +163,8 @@ impl Dispatch<'_, '_> {
             return self.queue(t, cmd, &frame, &args);
         }
         match cmd.kind {
-            Kind::Local(Local::Info) => {
-                let resp3 = self.ctx.conns.client(t).is_some_and(|c| c.resp3());
-                let (up, conns) = (&*self.up, &mut *self.ctx.conns);
-                self.ctx
-                    .counters
-                    .publish_now(self.ctx.now, self.ctx.view.index(), || up.snapshot(conns));
-                let (up, now) = (&*self.up, self.ctx.now);
-                let usable = |i| up.usable(now, i);
-                let reply = admin::info(
-                    self.ctx.view,
-                    self.ctx.counters.shared(),
-                    usable,
-                    &args,
-                    resp3,
-                );
-                self.reply(t, reply);
-            }
+            Kind::Local(Local::Info) => self.info(t, &args),
+            Kind::Local(Local::Hello) => self.hello(t, &args),
             Kind::Local(Local::Slowlog) => {
                 let reply = admin::slowlog(self.ctx.counters.shared(), &args);
                 self.reply(t, reply);
@@ -856,14 +842,21 @@ impl Dispatch<'_, '_> {
     /// libraries: one sub-request per server (cluster mode: per master, and
     /// per replica too for the script cache, which Redis 7 does not
     /// replicate while EVALSHA_RO may be read from a replica), SCAN's to the
-    /// one its cursor names, merged by a `Gather`.
+    /// one its cursor names, COMMAND's to any live one, merged by a `Gather`.
     fn fan_out(&mut self, t: Token, fan: FanOut, frame: &Bytes, args: &FrameArgs<'_>) {
         let route = self.ctx.view.route();
-        let servers = if fan.every_node() {
+        let mut servers = if fan.every_node() {
             (0..route.servers.len()).collect()
         } else {
             route.keyspace_servers()
         };
+        if fan == FanOut::AnyOne {
+            // Any server will do: one that is not backing off, if any is.
+            let (up, now) = (&*self.up, self.ctx.now);
+            if servers.iter().any(|&s| up.usable(now, s)) {
+                servers.retain(|&s| up.usable(now, s));
+            }
+        }
         if servers.is_empty() {
             return self.no_server(t);
         }
@@ -873,6 +866,12 @@ impl Dispatch<'_, '_> {
             Ok(p) => p,
             Err(reply) => return self.reply(t, reply),
         };
+        self.send_plan(t, &servers, plan);
+    }
+
+    /// Sends each part of a fan-out to its server (`plan` names positions
+    /// in `servers`), into one `Gather` slot.
+    fn send_plan(&mut self, t: Token, servers: &[usize], plan: fanout::Plan) {
         let Some(c) = self.ctx.conns.client(t) else {
             return;
         };
@@ -889,6 +888,66 @@ impl Dispatch<'_, '_> {
             let server = servers.get(at).copied().unwrap_or(usize::MAX);
             self.up.send(self.ctx, server, None, t, req, to);
         }
+    }
+
+    /// INFO: aster's own sections, answered at once, unless the servers'
+    /// version (Server section) or keyspace is wanted: then every server
+    /// (every master) is asked, and their replies complete aster's.
+    fn info(&mut self, t: Token, args: &FrameArgs<'_>) {
+        let resp3 = self.ctx.conns.client(t).is_some_and(|c| c.resp3());
+        let (up, conns) = (&*self.up, &mut *self.ctx.conns);
+        self.ctx
+            .counters
+            .publish_now(self.ctx.now, self.ctx.view.index(), || up.snapshot(conns));
+        let (up, now) = (&*self.up, self.ctx.now);
+        let usable = |i| up.usable(now, i);
+        let shared = self.ctx.counters.shared();
+        let own = admin::info(self.ctx.view, shared, usable, args);
+        let Some((req, keyspace)) = admin::backend_request(args) else {
+            return self.reply(t, resp::verbatim(own.as_bytes(), resp3));
+        };
+        let merge = Merge::Info(Box::new(InfoMerge {
+            own,
+            keyspace,
+            resp3,
+            version: VersionCell(Arc::clone(&shared.backend_version)),
+        }));
+        self.ask_every_server(t, req, merge);
+    }
+
+    /// HELLO: the client's state changes at once; the reply names the
+    /// servers' version, which they are asked for while it is not known.
+    fn hello(&mut self, t: Token, args: &FrameArgs<'_>) {
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
+        };
+        let cfg = self.ctx.view.cfg();
+        let hello = match local::hello(args, c.session(cfg.password.as_deref(), &cfg.users)) {
+            Ok(h) => h,
+            Err(reply) => return self.reply(t, reply),
+        };
+        let version = VersionCell(Arc::clone(&self.ctx.counters.shared().backend_version));
+        match version.get() {
+            0 => {
+                let req = resp::command(&[b"INFO", b"server"]);
+                self.ask_every_server(t, req, Merge::Hello { hello, version });
+            }
+            v => self.reply(t, local::hello_reply(hello, &local::version_text(v))),
+        }
+    }
+
+    /// Sends `req` to every server (every master), their replies merged.
+    fn ask_every_server(&mut self, t: Token, req: Bytes, merge: Merge) {
+        let servers = self.ctx.view.route().keyspace_servers();
+        if servers.is_empty() {
+            // No server to ask (a cluster serving no slot): what is known.
+            return self.reply(t, fanout::merge(&merge, &[]));
+        }
+        let plan = fanout::Plan {
+            parts: (0..servers.len()).map(|i| (i, req.clone())).collect(),
+            merge,
+        };
+        self.send_plan(t, &servers, plan);
     }
 
     /// A request with no key to route by that Redis answers without touching
