@@ -1,13 +1,15 @@
-//! Commands aster must answer as Redis does (issue 18): SORT with BY/GET
-//! patterns, COMMAND, INFO keyspace and the backends' version. Each
-//! compares aster with a plain `redis-server` (in cluster mode, with the
-//! key's own node asked directly).
+//! Commands aster must answer as Redis does (issue 18, defects 6 to 8):
+//! EVALSHA wherever its key lives, SORT with BY/GET patterns, COMMAND, INFO
+//! keyspace and the backends' version. Each compares aster with a plain
+//! `redis-server` (in cluster mode, with the key's own node asked directly).
 
 use std::collections::BTreeSet;
 
 use crate::harness::{
     Client, Proxy, RedisCluster, RedisServer, Reply, Shards, args, info, info_field,
 };
+
+const INCR: &str = "return redis.call('incr', KEYS[1])";
 
 fn strings(r: &Reply) -> Vec<String> {
     match r {
@@ -20,6 +22,100 @@ fn flushed(port: u16) -> Client {
     let mut c = Client::connect(port);
     assert_eq!(c.cmd(&["FLUSHALL"]), Reply::ok());
     c
+}
+
+// ---------------------------------------------------------------------------
+// Defect 6: EVALSHA of a script aster has seen works wherever its key lives
+// ---------------------------------------------------------------------------
+
+/// `keys`: one per server (master). The same script traffic on a plain
+/// Redis and through aster gives the same replies: EVAL on one key, then
+/// EVALSHA on keys of every other server, one by one and pipelined, and
+/// NOSCRIPT again after SCRIPT FLUSH.
+fn evalsha_everywhere(aster: u16, keys: &[String]) {
+    assert!(keys.len() >= 3, "{keys:?}");
+    let reference = RedisServer::start();
+    let mut r = flushed(reference.port());
+    let sha = r.cmd(&["SCRIPT", "LOAD", INCR]).text().to_owned();
+    assert_eq!(sha.len(), 40, "{sha}");
+    let mut a = Client::connect(aster);
+    // The issue's scenario, one command at a time.
+    let upper = sha.to_ascii_uppercase();
+    let mut one_by_one = vec![
+        args(&["SCRIPT", "FLUSH"]),
+        args(&["EVAL", INCR, "1", &keys[0]]),
+    ];
+    for k in &keys[1..] {
+        one_by_one.push(args(&["EVALSHA", &sha, "1", k]));
+    }
+    // Redis reads the sha case-insensitively; EVALSHA_RO of a writing
+    // script is refused by the script itself, with the same text.
+    one_by_one.push(args(&["EVALSHA", &upper, "1", &keys[1]]));
+    one_by_one.push(args(&["EVALSHA_RO", &sha, "1", &keys[2]]));
+    let run = |c: &mut Client| -> Vec<Reply> {
+        one_by_one
+            .iter()
+            .map(|cmd| {
+                let v: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                c.cmd(&v)
+            })
+            .collect()
+    };
+    let want = run(&mut r);
+    assert_eq!(want[1..keys.len() + 1], vec![Reply::Int(1); keys.len()][..]);
+    assert_eq!(want[keys.len() + 1], Reply::Int(2));
+    assert_eq!(run(&mut a), want);
+    // Pipelined after a SCRIPT FLUSH, interleaved with reads of the same
+    // keys: every EVALSHA runs, in the client's order.
+    let mut pipe = vec![
+        args(&["SCRIPT", "FLUSH"]),
+        args(&["EVAL", INCR, "1", &keys[0]]),
+    ];
+    for round in 0..3 {
+        for k in keys {
+            pipe.push(args(&["EVALSHA", &sha, "1", k]));
+            pipe.push(args(&["GET", k]));
+            if round == 1 {
+                pipe.push(args(&["INCR", k]));
+            }
+        }
+    }
+    // Inside a transaction, on a server that has not run it yet.
+    pipe.push(args(&["SCRIPT", "FLUSH"]));
+    pipe.push(args(&["EVAL", INCR, "1", &keys[0]]));
+    pipe.push(args(&["MULTI"]));
+    pipe.push(args(&["EVALSHA", &sha, "1", &keys[2]]));
+    pipe.push(args(&["GET", &keys[2]]));
+    pipe.push(args(&["EXEC"]));
+    pipe.push(args(&["SCRIPT", "FLUSH"]));
+    pipe.push(args(&["EVALSHA", &sha, "1", &keys[1]]));
+    let want = r.pipeline(&pipe);
+    let got = a.pipeline(&pipe);
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(g, w, "#{i} {:?}", pipe[i]);
+    }
+    assert_eq!(got.len(), want.len());
+    assert!(
+        want.last()
+            .and_then(Reply::error)
+            .is_some_and(|e| e.starts_with("NOSCRIPT")),
+        "{want:?}"
+    );
+}
+
+#[test]
+fn evalsha_runs_on_every_server_after_eval_redis_mode() {
+    let shards = Shards::start(3);
+    let keys = shards.key_per_server("user:");
+    evalsha_everywhere(shards.proxy.port(), &keys);
+}
+
+#[test]
+fn evalsha_runs_on_every_master_after_eval_cluster_mode() {
+    let rc = RedisCluster::start(3, 0);
+    let proxy = Proxy::start(&rc.proxy_conf(&[("read_timeout", "3000")]).to_toml());
+    let keys: Vec<String> = rc.key_per_master("user:").into_values().collect();
+    evalsha_everywhere(proxy.port(), &keys);
 }
 
 // ---------------------------------------------------------------------------

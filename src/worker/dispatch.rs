@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use mio::Token;
@@ -20,6 +21,7 @@ use crate::routing::table::Place;
 use crate::worker::admin;
 use crate::worker::backend::{Release, ReplyTo};
 use crate::worker::client::{Multi, Pin, Session, Slot};
+use crate::worker::scripts::{self, Scripts};
 use crate::worker::upstream::{Ctx, Upstream};
 use bytes::{BufMut, BytesMut};
 
@@ -80,6 +82,7 @@ const OTHER_SERVER: &str = "ERR a transaction through aster runs on one server, 
 pub(crate) struct Dispatch<'c, 'a> {
     pub(crate) ctx: &'c mut Ctx<'a>,
     pub(crate) up: &'c mut Upstream,
+    pub(crate) scripts: &'c mut Scripts,
 }
 
 impl Dispatch<'_, '_> {
@@ -191,7 +194,10 @@ impl Dispatch<'_, '_> {
             Kind::Keyed(_) | Kind::Blocking(..) => self.keyed(t, cmd, &frame, &args),
             Kind::Transaction(tx) => self.transaction(t, tx, cmd, &frame, &args),
             Kind::PubSub(sub) => self.pubsub(t, sub, &args),
-            Kind::FanOut(fan) => self.fan_out(t, fan, &frame, &args),
+            Kind::FanOut(fan) => {
+                self.script_cache_command(cmd, &args);
+                self.fan_out(t, fan, &frame, &args)
+            }
             Kind::Split(split) => {
                 let positions = match cmd.key_positions(&args) {
                     Ok(p) => p,
@@ -270,9 +276,59 @@ impl Dispatch<'_, '_> {
         if cmd.readonly && self.ctx.view.cfg().read_from_slave {
             server = self.pick_replica(place, random).unwrap_or(server);
         }
-        let req = as_multibulk(frame, args);
+        let req = self.script_request(cmd, args, server, as_multibulk(frame, args));
         let fallback = self.fallback(place.group, server);
         self.forward(t, server, fallback, req);
+    }
+
+    /// EVAL tells the worker's script cache the body and the server that
+    /// now holds it; an EVALSHA of a script the cache knows goes as EVAL to
+    /// a server not known to hold it (`scripts.rs`). A body that does not
+    /// compile is cached too: its EVALSHA elsewhere then gets the compile
+    /// error, where Redis says NOSCRIPT and the client's EVAL would get it.
+    fn script_request(
+        &mut self,
+        cmd: &Command,
+        args: &FrameArgs<'_>,
+        server: usize,
+        req: Bytes,
+    ) -> Bytes {
+        if !cmd.runs_code() {
+            return req;
+        }
+        let Some(at) = self.ctx.view.route().servers.get(server).map(|n| n.addr) else {
+            return req;
+        };
+        let flushes = &self.ctx.counters.shared().script_flushes;
+        self.scripts.sync(flushes.load(Ordering::Acquire));
+        match cmd.name {
+            "eval" | "eval_ro" => {
+                self.scripts.ran(args.get(1), at);
+                req
+            }
+            "evalsha" | "evalsha_ro" => match self.scripts.body_for(args.get(1), at) {
+                Some(body) => scripts::as_eval(args, &body),
+                None => req,
+            },
+            _ => req,
+        }
+    }
+
+    /// SCRIPT LOAD teaches the script cache a body; SCRIPT FLUSH empties
+    /// every worker's (each before its next use), so an EVALSHA after it
+    /// gets NOSCRIPT, as from Redis.
+    fn script_cache_command(&mut self, cmd: &Command, args: &FrameArgs<'_>) {
+        let flushes = &self.ctx.counters.shared().script_flushes;
+        match cmd.name {
+            "script|load" => {
+                self.scripts.sync(flushes.load(Ordering::Acquire));
+                self.scripts.loaded(args.get(2));
+            }
+            "script|flush" => self
+                .scripts
+                .sync(flushes.fetch_add(1, Ordering::AcqRel) + 1),
+            _ => {}
+        }
     }
 
     /// Where keys `first` and the rest of `positions` go: one place, or the
@@ -541,7 +597,10 @@ impl Dispatch<'_, '_> {
                     Err(_) => Err(wrong_arity(cmd)),
                 };
                 match place {
-                    Ok(place) => self.queue_keyed(t, place.server, req),
+                    Ok(place) => {
+                        let req = self.script_request(cmd, args, place.server, req);
+                        self.queue_keyed(t, place.server, req)
+                    }
                     Err(reply) => self.refuse_queued(t, reply),
                 }
             }
