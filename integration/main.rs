@@ -7,6 +7,7 @@ mod bench;
 mod client_libraries;
 mod client_patterns;
 mod cluster;
+mod commands;
 mod compat;
 mod config_cli;
 mod config_matrix;

@@ -167,6 +167,12 @@ pub struct ClusterStats {
     /// Configured servers in config order (so documents list them stably),
     /// with their health. Locked only on ejections, reloads and reports.
     health: Mutex<Vec<ServerHealth>>,
+    /// SCRIPT FLUSHes sent through the proxy: a worker whose script cache
+    /// saw fewer empties it before using it.
+    pub script_flushes: AtomicU64,
+    /// The lowest Redis version the servers last reported
+    /// (`local::pack_version`), 0 until one did: INFO and HELLO report it.
+    pub backend_version: Arc<AtomicU64>,
 }
 
 impl ClusterStats {
@@ -185,6 +191,8 @@ impl ClusterStats {
             clients: AtomicUsize::new(0),
             slowlog: SlowLog::new(slowlog_max),
             health: Mutex::new(Vec::new()),
+            script_flushes: AtomicU64::new(0),
+            backend_version: Arc::new(AtomicU64::new(0)),
         };
         c.set_servers(&server_names, &vec![true; server_names.len()]);
         c

@@ -1,8 +1,8 @@
 //! Commands sent to every server: SCAN, KEYS, DBSIZE, RANDOMKEY, and the
 //! script cache and function library commands (cluster mode: every master,
-//! and for the script cache every replica too). What each server is sent,
-//! and how their replies become the one reply a client connected straight to
-//! Redis would expect.
+//! and for the script cache every replica too), and COMMAND, sent to any
+//! one of them. What each server is sent, and how their replies become the
+//! one reply a client connected straight to Redis would expect.
 //!
 //! SCAN walks the servers one after the other. The cursor a client sees is
 //! `server << 48 | that server's own cursor`, `server` being the position in
@@ -12,9 +12,15 @@
 //! the server's hash table, so 48 bits (2^48 buckets) is far beyond any real
 //! server; a larger one is refused rather than wrapped into another server.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::protocol::command::{Args, FanOut};
+use crate::protocol::local::{self, Hello};
 use crate::protocol::pubsub;
 use crate::protocol::resp;
 
@@ -26,7 +32,7 @@ const CURSOR_MASK: u64 = (1 << CURSOR_BITS) - 1;
 pub const INVALID_CURSOR: &str = "ERR invalid cursor";
 
 /// How the replies of a fan-out are merged (the state a gather keeps).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Merge {
     /// SCAN on server `index` of `servers`: its cursor is rewritten.
     Scan {
@@ -47,6 +53,76 @@ pub enum Merge {
     SumPairs,
     /// Integers: the largest.
     Max,
+    /// INFO: aster's own sections with the servers' version and keyspace.
+    Info(Box<InfoMerge>),
+    /// HELLO, while no server had told its version: their INFO server
+    /// replies give it.
+    Hello {
+        hello: Hello,
+        version: VersionCell,
+    },
+}
+
+impl Merge {
+    /// Whether a part's error still leaves a reply to make (INFO and HELLO
+    /// answer with what the servers that did answer said): else the first
+    /// error is the reply.
+    pub fn tolerates_errors(&self) -> bool {
+        matches!(self, Merge::Info(_) | Merge::Hello { .. })
+    }
+}
+
+/// Where a cluster keeps the lowest Redis version its servers reported
+/// (`local::pack_version`; 0 while none did), shared by its workers: INFO
+/// and HELLO learn it from the servers and report it.
+#[derive(Clone, Debug)]
+pub struct VersionCell(pub Arc<AtomicU64>);
+
+impl PartialEq for VersionCell {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for VersionCell {}
+
+impl VersionCell {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// The lowest `redis_version` of these INFO texts, kept as the
+    /// cluster's; the one kept before when none has it.
+    fn learn<'a>(&self, texts: impl Iterator<Item = &'a [u8]>) -> u64 {
+        let lowest = texts
+            .filter_map(|t| field(t, b"redis_version").and_then(local::pack_version))
+            .min();
+        match lowest {
+            Some(v) => {
+                self.0.store(v, Ordering::Release);
+                v
+            }
+            None => self.get(),
+        }
+    }
+}
+
+/// The heading aster's INFO starts its Server section with; the merge puts
+/// the servers' version right after it.
+pub const SERVER_SECTION: &str = "# Server\r\n";
+
+/// INFO through the proxy: aster's own sections, completed from every
+/// server's INFO reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InfoMerge {
+    /// aster's own sections. When the Server section is there it comes
+    /// first, without its `redis_version` line: the servers' lowest
+    /// version goes in as its first line.
+    pub own: String,
+    /// The Keyspace section is wanted: the servers' summed, after aster's.
+    pub keyspace: bool,
+    pub resp3: bool,
+    pub version: VersionCell,
 }
 
 /// What to send where: (keyspace server position, request) per part, and
@@ -90,6 +166,10 @@ pub fn plan(
         FanOut::PubsubChannels => every(Merge::Union),
         FanOut::PubsubNumsub => every(Merge::SumPairs),
         FanOut::PubsubNumpat => every(Merge::Max),
+        FanOut::AnyOne => Plan {
+            parts: vec![(random as usize % servers.max(1), req.clone())],
+            merge: Merge::Same,
+        },
     })
 }
 
@@ -146,10 +226,10 @@ fn scan_request(args: &(impl Args + ?Sized), inner: u64) -> Bytes {
     resp::command(&words)
 }
 
-/// Merges the replies of every part (none of them an error: the caller
-/// answers with the first error).
-pub fn merge(m: Merge, parts: &[&Bytes]) -> Bytes {
-    match m {
+/// Merges the replies of every part (none of them an error, unless the
+/// merge `tolerates_errors`: else the caller answers with the first error).
+pub fn merge(m: &Merge, parts: &[&Bytes]) -> Bytes {
+    match *m {
         Merge::Scan { index, servers } => match parts.first() {
             Some(p) => merge_scan(p, index, servers),
             None => unexpected("SCAN"),
@@ -192,6 +272,133 @@ pub fn merge(m: Merge, parts: &[&Bytes]) -> Bytes {
             }
             resp::int(max)
         }
+        Merge::Info(ref info) => merge_info(info, parts),
+        Merge::Hello { hello, ref version } => {
+            let v = version.learn(parts.iter().filter_map(|p| info_text(p)));
+            local::hello_reply(hello, &local::version_text(v))
+        }
+    }
+}
+
+/// aster's own INFO sections with the servers' version in the Server
+/// section and their keyspace summed in a Keyspace section. A server that
+/// did not answer is left out, and the Keyspace section says how many did
+/// not: INFO must answer while a server is down (client libraries send it
+/// when they connect).
+fn merge_info(m: &InfoMerge, parts: &[&Bytes]) -> Bytes {
+    let texts: Vec<Option<&[u8]>> = parts.iter().map(|p| info_text(p)).collect();
+    let version = m.version.learn(texts.iter().flatten().copied());
+    let mut out = String::with_capacity(m.own.len() + 256);
+    match m.own.strip_prefix(SERVER_SECTION) {
+        Some(rest) => {
+            out.push_str(SERVER_SECTION);
+            let _ = write!(out, "redis_version:{}\r\n", local::version_text(version));
+            out.push_str(rest);
+        }
+        None => out.push_str(&m.own),
+    }
+    if m.keyspace {
+        if !out.is_empty() && !out.ends_with("\r\n\r\n") {
+            out.push_str("\r\n");
+        }
+        out.push_str("# Keyspace\r\n");
+        keyspace(&mut out, texts.iter().flatten().copied());
+        let missing = texts.iter().filter(|t| t.is_none()).count();
+        if missing > 0 {
+            let _ = write!(out, "keyspace_servers_missing:{missing}\r\n");
+        }
+    }
+    resp::verbatim(out.as_bytes(), m.resp3)
+}
+
+/// The text of an INFO reply: a bulk string, or a RESP3 verbatim string
+/// (`=len\r\ntxt:...`); `None` for an error or anything else.
+fn info_text(reply: &[u8]) -> Option<&[u8]> {
+    let (&kind, rest) = reply.split_first()?;
+    let cr = rest.iter().position(|&c| c == b'\r')?;
+    let len = usize::try_from(resp::parse_int(&rest[..cr])?).ok()?;
+    let data = rest.get(cr + 2..cr + 2 + len)?;
+    match kind {
+        b'$' => Some(data),
+        // The format ("txt:") comes first.
+        b'=' => data.get(4..),
+        _ => None,
+    }
+}
+
+/// The value of `name:value` in an INFO text.
+fn field<'a>(text: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    info_lines(text).find_map(|line| line.strip_prefix(name)?.strip_prefix(b":"))
+}
+
+fn info_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+}
+
+/// One database's `dbN:` line summed over the servers: each count added
+/// (in the order the fields came), `avg_ttl` averaged over the keys with a
+/// TTL (each server's weighted by its `expires`).
+#[derive(Default)]
+struct Db {
+    fields: Vec<(String, u64)>,
+    ttl_weighted: u128,
+}
+
+/// Appends the servers' `dbN:keys=..,expires=..,avg_ttl=..` lines, summed
+/// per database, in database order.
+fn keyspace<'a>(out: &mut String, texts: impl Iterator<Item = &'a [u8]>) {
+    let mut dbs: BTreeMap<u64, Db> = BTreeMap::new();
+    for text in texts {
+        for line in info_lines(text) {
+            let Some((name, values)) = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let Some(n) = name.strip_prefix("db").and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            let db = dbs.entry(n).or_default();
+            let pairs: Vec<(&str, u64)> = values
+                .split(',')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k, v.trim().parse().ok()?))
+                })
+                .collect();
+            let expires = pairs
+                .iter()
+                .find(|(k, _)| *k == "expires")
+                .map_or(0, |p| p.1);
+            for (k, v) in pairs {
+                if k == "avg_ttl" {
+                    db.ttl_weighted += u128::from(v) * u128::from(expires);
+                }
+                match db.fields.iter_mut().find(|(name, _)| name == k) {
+                    Some((_, sum)) => *sum = sum.saturating_add(v),
+                    None => db.fields.push((k.to_owned(), v)),
+                }
+            }
+        }
+    }
+    for (n, db) in dbs {
+        let expires = db
+            .fields
+            .iter()
+            .find(|(k, _)| k == "expires")
+            .map_or(0, |p| p.1);
+        let _ = write!(out, "db{n}:");
+        for (i, (k, v)) in db.fields.iter().enumerate() {
+            let v = if k == "avg_ttl" {
+                u64::try_from(db.ttl_weighted / u128::from(expires.max(1))).unwrap_or(u64::MAX)
+            } else {
+                *v
+            };
+            let _ = write!(out, "{}{k}={v}", if i == 0 { "" } else { "," });
+        }
+        out.push_str("\r\n");
     }
 }
 
@@ -448,19 +655,19 @@ mod tests {
         let m = |index| Merge::Scan { index, servers: 2 };
         let mid = b(b"*2\r\n$2\r\n12\r\n*1\r\n$1\r\na\r\n");
         let done = b(b"*2\r\n$1\r\n0\r\n*0\r\n");
-        assert_eq!(&merge(m(0), &[&mid])[..], &mid[..]);
+        assert_eq!(&merge(&m(0), &[&mid])[..], &mid[..]);
         assert_eq!(
-            &merge(m(1), &[&mid])[..],
+            &merge(&m(1), &[&mid])[..],
             b"*2\r\n$15\r\n281474976710668\r\n*1\r\n$1\r\na\r\n"
         );
         assert_eq!(
-            &merge(m(0), &[&done])[..],
+            &merge(&m(0), &[&done])[..],
             b"*2\r\n$15\r\n281474976710656\r\n*0\r\n"
         );
-        assert_eq!(&merge(m(1), &[&done])[..], &done[..]);
+        assert_eq!(&merge(&m(1), &[&done])[..], &done[..]);
         let huge = b(b"*2\r\n$15\r\n281474976710656\r\n*0\r\n");
-        assert!(resp::is_error(&merge(m(0), &[&huge])));
-        assert!(resp::is_error(&merge(m(0), &[&b(b":1\r\n")])));
+        assert!(resp::is_error(&merge(&m(0), &[&huge])));
+        assert!(resp::is_error(&merge(&m(0), &[&b(b":1\r\n")])));
     }
 
     #[test]
@@ -469,34 +676,34 @@ mod tests {
         let k0 = b(b"*0\r\n");
         let k2 = b(b"*1\r\n$1\r\nc\r\n");
         assert_eq!(
-            &merge(Merge::Keys, &[&k1, &k0, &k2])[..],
+            &merge(&Merge::Keys, &[&k1, &k0, &k2])[..],
             b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"
         );
         assert_eq!(
-            &merge(Merge::Dbsize, &[&resp::int(2), &resp::int(5)])[..],
+            &merge(&Merge::Dbsize, &[&resp::int(2), &resp::int(5)])[..],
             b":7\r\n"
         );
         let nil = b(resp::NIL);
         let key = b(b"$1\r\nz\r\n");
         for start in 0..3 {
-            let r = merge(Merge::RandomKey { start }, &[&nil, &key, &nil]);
+            let r = merge(&Merge::RandomKey { start }, &[&nil, &key, &nil]);
             assert_eq!(&r[..], &key[..]);
         }
         let null3 = b(resp::NULL3);
         assert_eq!(
-            &merge(Merge::RandomKey { start: 1 }, &[&null3, &null3])[..],
+            &merge(&Merge::RandomKey { start: 1 }, &[&null3, &null3])[..],
             resp::NULL3
         );
         let ok = b(resp::OK);
-        assert_eq!(&merge(Merge::Same, &[&ok, &ok])[..], resp::OK);
-        assert!(resp::is_error(&merge(Merge::Same, &[&ok, &key])));
+        assert_eq!(&merge(&Merge::Same, &[&ok, &ok])[..], resp::OK);
+        assert!(resp::is_error(&merge(&Merge::Same, &[&ok, &key])));
         let e1 = b(b"*3\r\n:1\r\n:1\r\n:0\r\n");
         let e2 = b(b"*3\r\n:1\r\n:0\r\n:0\r\n");
         assert_eq!(
-            &merge(Merge::AllOnes, &[&e1, &e2])[..],
+            &merge(&Merge::AllOnes, &[&e1, &e2])[..],
             b"*3\r\n:1\r\n:0\r\n:0\r\n"
         );
-        assert!(resp::is_error(&merge(Merge::AllOnes, &[&e1, &k0])));
+        assert!(resp::is_error(&merge(&Merge::AllOnes, &[&e1, &k0])));
     }
 
     #[test]
@@ -504,30 +711,106 @@ mod tests {
         let a = b(b"*2\r\n$1\r\nx\r\n$1\r\ny\r\n");
         let c = b(b"*2\r\n$1\r\ny\r\n$1\r\nz\r\n");
         assert_eq!(
-            &merge(Merge::Union, &[&a, &c])[..],
+            &merge(&Merge::Union, &[&a, &c])[..],
             b"*3\r\n$1\r\nx\r\n$1\r\ny\r\n$1\r\nz\r\n"
         );
         let n1 = b(b"*4\r\n$1\r\nx\r\n:1\r\n$1\r\ny\r\n:0\r\n");
         let n2 = b(b"*4\r\n$1\r\nx\r\n:2\r\n$1\r\ny\r\n:5\r\n");
         assert_eq!(
-            &merge(Merge::SumPairs, &[&n1, &n2])[..],
+            &merge(&Merge::SumPairs, &[&n1, &n2])[..],
             b"*4\r\n$1\r\nx\r\n:3\r\n$1\r\ny\r\n:5\r\n"
         );
         let k1 = b(b"*4\r\n$1\r\nx\r\n:1\r\n$18\r\n__keyevent@0__:set\r\n:1\r\n");
         let k2 = b(b"*4\r\n$1\r\nx\r\n:1\r\n$18\r\n__keyevent@0__:set\r\n:2\r\n");
         assert_eq!(
-            &merge(Merge::SumPairs, &[&k1, &k2])[..],
+            &merge(&Merge::SumPairs, &[&k1, &k2])[..],
             b"*4\r\n$1\r\nx\r\n:2\r\n$18\r\n__keyevent@0__:set\r\n:2\r\n",
             "a keyspace channel's subscribers through the proxy are on every server"
         );
         let other_order = b(b"*4\r\n$1\r\ny\r\n:1\r\n$1\r\nx\r\n:0\r\n");
         assert!(resp::is_error(&merge(
-            Merge::SumPairs,
+            &Merge::SumPairs,
             &[&n1, &other_order]
         )));
         assert_eq!(
-            &merge(Merge::Max, &[&resp::int(2), &resp::int(7), &resp::int(1)])[..],
+            &merge(&Merge::Max, &[&resp::int(2), &resp::int(7), &resp::int(1)])[..],
             b":7\r\n"
         );
+    }
+
+    fn version_cell() -> VersionCell {
+        VersionCell(Arc::new(AtomicU64::new(0)))
+    }
+
+    #[test]
+    fn info_takes_the_lowest_version_and_sums_the_keyspace() {
+        let version = version_cell();
+        let m = Merge::Info(Box::new(InfoMerge {
+            own: format!("{SERVER_SECTION}aster_version:1\r\n\r\n# Backends\r\nbackend0:x\r\n"),
+            keyspace: true,
+            resp3: false,
+            version: version.clone(),
+        }));
+        assert!(m.tolerates_errors());
+        let a = resp::bulk(b"# Server\r\nredis_version:7.2.4\r\n\r\n# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=1000\r\ndb3:keys=1,expires=0,avg_ttl=0\r\n");
+        let b = resp::bulk(b"# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:keys=5,expires=6,avg_ttl=3000,subexpiry=1\r\n");
+        let down = resp::error("ERR Connection refused");
+        let want = "# Server\r\nredis_version:7.0.15\r\naster_version:1\r\n\r\n# Backends\r\nbackend0:x\r\n\r\n# Keyspace\r\ndb0:keys=15,expires=8,avg_ttl=2500,subexpiry=1\r\ndb3:keys=1,expires=0,avg_ttl=0\r\n";
+        assert_eq!(merge(&m, &[&a, &b]), resp::bulk(want.as_bytes()));
+        assert_eq!(local::version_text(version.get()), "7.0.15");
+        // A server down: left out, and said so; the version kept.
+        let text = merge(&m, &[&down, &a]);
+        let text = std::str::from_utf8(&text).expect("text");
+        assert!(text.contains("redis_version:7.2.4\r\n"), "{text}");
+        assert!(
+            text.contains("db0:keys=10,expires=2,avg_ttl=1000\r\n")
+                && text.ends_with("keyspace_servers_missing:1\r\n\r\n"),
+            "{text}"
+        );
+        let text = merge(&m, &[&down]);
+        assert!(
+            std::str::from_utf8(&text)
+                .expect("text")
+                .contains("redis_version:7.2.4")
+        );
+        // RESP3 servers answer with verbatim strings, as the client gets.
+        let m3 = Merge::Info(Box::new(InfoMerge {
+            own: String::new(),
+            keyspace: true,
+            resp3: true,
+            version: version_cell(),
+        }));
+        let v = resp::verbatim(b"# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n", true);
+        assert_eq!(
+            &merge(&m3, &[&v, &v])[..],
+            &resp::verbatim(b"# Keyspace\r\ndb0:keys=6,expires=0,avg_ttl=0\r\n", true)[..]
+        );
+    }
+
+    #[test]
+    fn hello_learns_the_version_once_asked() {
+        let version = version_cell();
+        let hello = Hello { proto: 2, id: 9 };
+        let m = Merge::Hello {
+            hello,
+            version: version.clone(),
+        };
+        let down = resp::error("ERR Connection refused");
+        assert_eq!(
+            merge(&m, &[&down]),
+            local::hello_reply(hello, local::FALLBACK_VERSION)
+        );
+        let a = resp::bulk(b"# Server\r\nredis_version:6.2.14\r\n");
+        assert_eq!(merge(&m, &[&down, &a]), local::hello_reply(hello, "6.2.14"));
+        assert_eq!(merge(&m, &[&down]), local::hello_reply(hello, "6.2.14"));
+    }
+
+    #[test]
+    fn command_goes_to_one_server() {
+        let args: Vec<&[u8]> = vec![b"COMMAND", b"COUNT"];
+        let req = resp::command(&args);
+        let p = plan(FanOut::AnyOne, &args, &req, 3, 7).expect("plan");
+        assert_eq!(p.parts, vec![(1, req.clone())]);
+        assert_eq!(merge(&p.merge, &[&resp::int(240)]), resp::int(240));
     }
 }

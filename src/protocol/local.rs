@@ -29,9 +29,36 @@ impl std::fmt::Debug for User {
 }
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// What HELLO and INFO report as the server version: clients gate features on
-/// it, and aster forwards the Redis 7 command set.
-pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+/// What HELLO and INFO report as the server version until a server has told
+/// its own (none answered yet): clients gate features on it, and aster's
+/// command table is Redis 7's.
+pub const FALLBACK_VERSION: &str = "7.0.0";
+
+/// A Redis version (`7.0.15`) as one number that orders as versions do
+/// (0 is none); `None` if it is not one.
+pub fn pack_version(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?.trim();
+    let mut parts = text.split('.');
+    let mut packed = 0u64;
+    for _ in 0..3 {
+        let n: u64 = match parts.next() {
+            Some(p) => p.parse().ok().filter(|&n| n < 1 << 20)?,
+            None => 0,
+        };
+        packed = packed << 20 | n;
+    }
+    (parts.next().is_none() && packed != 0).then_some(packed)
+}
+
+/// The version HELLO and INFO report: `packed` (from `pack_version`), or
+/// the fallback while no server has told its own.
+pub fn version_text(packed: u64) -> String {
+    if packed == 0 {
+        return FALLBACK_VERSION.to_owned();
+    }
+    let part = |shift: u32| (packed >> shift) & ((1 << 20) - 1);
+    format!("{}.{}.{}", part(40), part(20), part(0))
+}
 
 /// The per-connection facts a local answer needs.
 pub struct ClientInfo<'a> {
@@ -132,9 +159,11 @@ pub fn answer(cmd: Local, args: &(impl Args + ?Sized), client: ClientInfo<'_>) -
             )),
             None => reply(resp::error("ERR value is not an integer or out of range")),
         },
-        Local::Command => command(args, *client.resp3),
         Local::Client => client_cmd(args, client),
-        Local::Hello => hello(args, client),
+        Local::Hello => match hello(args, client) {
+            Ok(h) => reply(hello_reply(h, FALLBACK_VERSION)),
+            Err(e) => reply(e),
+        },
         Local::Auth => {
             let mut c = client;
             let res = match args.len() {
@@ -150,31 +179,6 @@ pub fn answer(cmd: Local, args: &(impl Args + ?Sized), client: ClientInfo<'_>) -
         // They need the cluster's state: the worker answers them (admin.rs).
         Local::Info | Local::Slowlog => reply(resp::error("ERR not available here")),
         Local::Time => reply(time()),
-    }
-}
-
-fn command(args: &(impl Args + ?Sized), resp3: bool) -> Answer {
-    if args.len() == 1 {
-        return reply(Bytes::from_static(b"*0\r\n"));
-    }
-    match upper(args.get(1)).as_slice() {
-        b"COUNT" if args.len() != 2 => reply(wrong_arity("command|count")),
-        b"COUNT" => reply(resp::int(0)),
-        // COMMAND DOCS is a map in RESP3.
-        b"DOCS" if resp3 => reply(Bytes::from_static(b"%0\r\n")),
-        b"DOCS" | b"LIST" => reply(Bytes::from_static(b"*0\r\n")),
-        b"INFO" => {
-            let mut out = BytesMut::new();
-            resp::put_int(&mut out, b'*', args.len() as i64 - 2);
-            for _ in 2..args.len() {
-                // Redis's null array for a command it does not know.
-                out.extend_from_slice(if resp3 { resp::NULL3 } else { b"*-1\r\n" });
-            }
-            reply(out.freeze())
-        }
-        _ => reply(resp::error(
-            "ERR COMMAND subcommand not supported by aster (use COMMAND, COMMAND COUNT, COMMAND DOCS or COMMAND INFO)",
-        )),
     }
 }
 
@@ -203,8 +207,8 @@ fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
             Some(n) => resp::bulk(n),
             None => resp::null(*c.resp3),
         }),
-        // CLIENT SETINFO is Redis 7.2's (aster reports 7.2): accepted and
-        // ignored, as the backends never see this client's connection.
+        // CLIENT SETINFO (Redis 7.2): accepted and ignored, whatever the
+        // servers' version, as the backends never see this connection.
         (b"SETINFO", 4) => reply(Bytes::from_static(resp::OK)),
         (b"ID", 2) => reply(resp::int(c.id as i64)),
         (b"SETNAME", _) => reply(wrong_arity("client|setname")),
@@ -218,15 +222,25 @@ fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
     }
 }
 
+/// What HELLO's reply says of the connection, once HELLO is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub proto: i64,
+    pub id: u64,
+}
+
 /// HELLO [protover [AUTH user pass] [SETNAME name]], checked in Redis's
-/// order: version, options, credentials, then authentication.
-fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
+/// order: version, options, credentials, then authentication; the
+/// connection's state changes only once all are accepted. `Err` is the
+/// error reply. The reply itself (`hello_reply`) needs the version the
+/// servers report.
+pub fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Result<Hello, Bytes> {
     let proto = if args.len() >= 2 {
         match resp::parse_int(args.get(1)) {
             Some(v @ (2 | 3)) => v,
-            Some(_) => return reply(resp::error("NOPROTO unsupported protocol version")),
+            Some(_) => return Err(resp::error("NOPROTO unsupported protocol version")),
             None => {
-                return reply(resp::error(
+                return Err(resp::error(
                     "ERR Protocol version is not an integer or out of range",
                 ));
             }
@@ -248,7 +262,7 @@ fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
             b"SETNAME" if i + 1 < args.len() => {
                 let n = args.get(i + 1);
                 if !valid_name(n) {
-                    return reply(resp::error(BAD_NAME));
+                    return Err(resp::error(BAD_NAME));
                 }
                 name = Some(n);
                 i += 2;
@@ -257,18 +271,18 @@ fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
                 let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
                 msg.extend_from_slice(args.get(i));
                 msg.push(b'\'');
-                return reply(resp::error_bytes(&msg));
+                return Err(resp::error_bytes(&msg));
             }
         }
     }
     if let Some((user, pass)) = creds
         && let Err(e) = auth(Some(user), pass, &mut c)
     {
-        return reply(resp::error(e));
+        return Err(resp::error(e));
     }
     let needs_auth = c.password.is_some() || !c.users.is_empty();
     if needs_auth && !*c.authed {
-        return reply(resp::error(HELLO_NOAUTH));
+        return Err(resp::error(HELLO_NOAUTH));
     }
     if let Some(n) = name {
         // An empty name clears it, as CLIENT SETNAME "" does.
@@ -276,17 +290,21 @@ fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
     }
     // Switched only once every option was accepted, as Redis does.
     *c.resp3 = proto == 3;
+    Ok(Hello { proto, id: c.id })
+}
+
+/// HELLO's reply: a map in RESP3, its flattened pairs in RESP2.
+pub fn hello_reply(h: Hello, version: &str) -> Bytes {
     let mut out = BytesMut::new();
-    // A map in RESP3, its flattened pairs in RESP2.
-    out.extend_from_slice(if proto == 3 { b"%7\r\n" } else { b"*14\r\n" });
-    for (k, v) in [("server", "redis"), ("version", REDIS_COMPAT_VERSION)] {
+    out.extend_from_slice(if h.proto == 3 { b"%7\r\n" } else { b"*14\r\n" });
+    for (k, v) in [("server", "redis"), ("version", version)] {
         resp::put_bulk(&mut out, k.as_bytes());
         resp::put_bulk(&mut out, v.as_bytes());
     }
     resp::put_bulk(&mut out, b"proto");
-    resp::put_int(&mut out, b':', proto);
+    resp::put_int(&mut out, b':', h.proto);
     resp::put_bulk(&mut out, b"id");
-    resp::put_int(&mut out, b':', c.id as i64);
+    resp::put_int(&mut out, b':', h.id as i64);
     for (k, v) in [("mode", "standalone"), ("role", "master")] {
         resp::put_bulk(&mut out, k.as_bytes());
         resp::put_bulk(&mut out, v.as_bytes());
@@ -294,7 +312,7 @@ fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Answer {
     // Redis's seven pairs, in its order; "modules" is the last.
     resp::put_bulk(&mut out, b"modules");
     out.extend_from_slice(b"*0\r\n");
-    reply(out.freeze())
+    out.freeze()
 }
 
 fn time() -> Bytes {
@@ -429,5 +447,20 @@ mod tests {
             Some(h3.len())
         );
         assert!(run(Local::Hello, vec![b"HELLO", b"4"], &mut name).starts_with(b"-NOPROTO"));
+    }
+
+    #[test]
+    fn versions_pack_in_order() {
+        let v = |t: &str| pack_version(t.as_bytes());
+        assert!(v("7.0.15") < v("7.2.0") && v("6.2.14") < v("7.0.0"));
+        assert!(v("7.10.0") > v("7.9.9"));
+        assert_eq!(v("7.2"), v("7.2.0"));
+        for bad in ["", "x", "7.a.1", "1.2.3.4", "0.0.0", "-1.0.0"] {
+            assert_eq!(v(bad), None, "{bad}");
+        }
+        for text in ["7.0.15", "255.255.255", "6.2.0"] {
+            assert_eq!(version_text(v(text).expect("a version")), text);
+        }
+        assert_eq!(version_text(0), FALLBACK_VERSION);
     }
 }

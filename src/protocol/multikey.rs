@@ -49,12 +49,14 @@ impl Gather {
     fn merge(&self) -> Bytes {
         let parts: Vec<&Bytes> = self.parts.iter().flatten().collect();
         // A failed part fails the whole command, with that part's own error
-        // (e.g. "-ERR Connection refused"), which says more than a generic one.
-        if let Some(err) = parts.iter().find(|p| resp::is_error(p)) {
+        // (e.g. "-ERR Connection refused"), which says more than a generic
+        // one; INFO and HELLO answer with what the others said.
+        let tolerant = matches!(&self.merge, Merge::FanOut(m) if m.tolerates_errors());
+        if !tolerant && let Some(err) = parts.iter().find(|p| resp::is_error(p)) {
             return (*err).clone();
         }
-        let split = match self.merge {
-            Merge::Split(split) => split,
+        let split = match &self.merge {
+            Merge::Split(split) => *split,
             Merge::FanOut(m) => return fanout::merge(m, &parts),
         };
         match split {

@@ -1,5 +1,6 @@
-//! INFO and SLOWLOG through the proxy: they describe aster and its cluster,
-//! not a backend (inspect backends directly for theirs).
+//! INFO and SLOWLOG through the proxy: they describe aster and its cluster
+//! (inspect backends directly for theirs), but for the servers' version and
+//! their keyspace, which INFO asks them for.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -10,37 +11,55 @@ use crate::config::CacheType;
 use crate::observe::stats;
 use crate::observe::stats::ClusterStats;
 use crate::protocol::command::Args;
-use crate::protocol::local::{REDIS_COMPAT_VERSION, VERSION};
+use crate::protocol::fanout::SERVER_SECTION;
+use crate::protocol::local::VERSION;
 use crate::protocol::resp;
 use crate::worker::view::View;
 
-/// INFO [section]: server, clients, stats, and one line per backend
-/// (`usable`: whether this worker would send to route server `i` now).
-/// Typed as Redis types it: a verbatim string for RESP3 clients.
+/// Whether INFO's arguments ask for `section`: none, `all`, `everything`
+/// and `default` ask for every section aster has.
+fn wants(args: &(impl Args + ?Sized), section: &str) -> bool {
+    args.len() < 2
+        || (1..args.len()).any(|i| {
+            let a = args.get(i);
+            [section, "all", "everything", "default"]
+                .iter()
+                .any(|s| a.eq_ignore_ascii_case(s.as_bytes()))
+        })
+}
+
+/// What INFO asks of every server (every master): their version, for the
+/// Server section, and their Keyspace section, in one request every Redis
+/// version takes; and whether the keyspace is wanted. `None`: neither is.
+pub(crate) fn backend_request(args: &(impl Args + ?Sized)) -> Option<(Bytes, bool)> {
+    let words: &[&[u8]] = match (wants(args, "server"), wants(args, "keyspace")) {
+        (true, true) => &[b"INFO"],
+        (true, false) => &[b"INFO", b"server"],
+        (false, true) => &[b"INFO", b"keyspace"],
+        (false, false) => return None,
+    };
+    Some((resp::command(words), wants(args, "keyspace")))
+}
+
+/// INFO [section ...]: aster's own sections (server, clients, stats, and
+/// one line per backend; `usable`: whether this worker would send to route
+/// server `i` now). The Server section comes first and lacks its
+/// `redis_version` line, which the servers' replies give
+/// (`fanout::Merge::Info`), as they give the Keyspace section.
 pub(crate) fn info(
     view: &View,
     shared: &ClusterStats,
     usable: impl Fn(usize) -> bool,
     args: &(impl Args + ?Sized),
-    resp3: bool,
-) -> Bytes {
-    let want = |section: &str| {
-        args.len() < 2
-            || (1..args.len()).any(|i| {
-                let a = args.get(i);
-                a.eq_ignore_ascii_case(section.as_bytes())
-                    || a.eq_ignore_ascii_case(b"all")
-                    || a.eq_ignore_ascii_case(b"everything")
-                    || a.eq_ignore_ascii_case(b"default")
-            })
-    };
+) -> String {
+    let want = |section: &str| wants(args, section);
     let cfg = view.cfg();
     let (pool, servers) = shared.total();
     let mut s = String::with_capacity(1024);
     if want("server") {
         let _ = write!(
             s,
-            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\naster_version:{VERSION}\r\nredis_mode:proxy\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\ncluster:{}\r\ncache_type:{}\r\nlisten_addr:{}\r\nthreads:{}\r\n\r\n",
+            "{SERVER_SECTION}aster_version:{VERSION}\r\nredis_mode:proxy\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\ncluster:{}\r\ncache_type:{}\r\nlisten_addr:{}\r\nthreads:{}\r\n\r\n",
             std::process::id(),
             stats::started().elapsed().as_secs(),
             cfg.name,
@@ -102,7 +121,7 @@ pub(crate) fn info(
             );
         }
     }
-    resp::verbatim(s.as_bytes(), resp3)
+    s
 }
 
 /// SLOWLOG GET [n] | LEN | RESET | HELP.

@@ -3,14 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use mio::Token;
 
+use crate::hashing::hash::hash_tag_slice;
+use crate::hashing::ketama::Distribution;
 use crate::protocol::command::{
     self, Args, Block, Command, FanOut, KeyError, KeyPositions, Kind, Local, Sub, Tx,
 };
-use crate::protocol::fanout;
+use crate::protocol::fanout::{self, InfoMerge, Merge, VersionCell};
 use crate::protocol::local;
 use crate::protocol::multikey::{self, Gather, Plan};
 use crate::protocol::pubsub;
@@ -19,6 +23,7 @@ use crate::routing::table::Place;
 use crate::worker::admin;
 use crate::worker::backend::{Release, ReplyTo};
 use crate::worker::client::{Multi, Pin, Session, Slot, Subs};
+use crate::worker::scripts::{self, Scripts};
 use crate::worker::upstream::{Ctx, Upstream};
 use bytes::{BufMut, BytesMut};
 
@@ -79,6 +84,7 @@ const OTHER_SERVER: &str = "ERR a transaction through aster runs on one server, 
 pub(crate) struct Dispatch<'c, 'a> {
     pub(crate) ctx: &'c mut Ctx<'a>,
     pub(crate) up: &'c mut Upstream,
+    pub(crate) scripts: &'c mut Scripts,
 }
 
 impl Dispatch<'_, '_> {
@@ -176,23 +182,8 @@ impl Dispatch<'_, '_> {
             return self.queue(t, cmd, &frame, &args);
         }
         match cmd.kind {
-            Kind::Local(Local::Info) => {
-                let resp3 = self.ctx.conns.client(t).is_some_and(|c| c.resp3());
-                let (up, conns) = (&*self.up, &mut *self.ctx.conns);
-                self.ctx
-                    .counters
-                    .publish_now(self.ctx.now, self.ctx.view.index(), || up.snapshot(conns));
-                let (up, now) = (&*self.up, self.ctx.now);
-                let usable = |i| up.usable(now, i);
-                let reply = admin::info(
-                    self.ctx.view,
-                    self.ctx.counters.shared(),
-                    usable,
-                    &args,
-                    resp3,
-                );
-                self.reply(t, reply);
-            }
+            Kind::Local(Local::Info) => self.info(t, &args),
+            Kind::Local(Local::Hello) => self.hello(t, &args),
             Kind::Local(Local::Slowlog) => {
                 let reply = admin::slowlog(self.ctx.counters.shared(), &args);
                 self.reply(t, reply);
@@ -219,7 +210,10 @@ impl Dispatch<'_, '_> {
             Kind::Keyed(_) | Kind::Blocking(..) => self.keyed(t, cmd, &frame, &args),
             Kind::Transaction(tx) => self.transaction(t, tx, cmd, &frame, &args),
             Kind::PubSub(sub) => self.pubsub(t, sub, &args),
-            Kind::FanOut(fan) => self.fan_out(t, fan, &frame, &args),
+            Kind::FanOut(fan) => {
+                self.script_cache_command(cmd, &args);
+                self.fan_out(t, fan, &frame, &args)
+            }
             Kind::Split(split) => {
                 let positions = match cmd.key_positions(&args) {
                     Ok(p) => p,
@@ -297,9 +291,59 @@ impl Dispatch<'_, '_> {
         if cmd.readonly && self.ctx.view.cfg().read_from_slave {
             server = self.pick_replica(place, random).unwrap_or(server);
         }
-        let req = as_multibulk(frame, args);
+        let req = self.script_request(cmd, args, server, as_multibulk(frame, args));
         let fallback = self.fallback(place.group, server);
         self.forward(t, server, fallback, req);
+    }
+
+    /// EVAL tells the worker's script cache the body and the server that
+    /// now holds it; an EVALSHA of a script the cache knows goes as EVAL to
+    /// a server not known to hold it (`scripts.rs`). A body that does not
+    /// compile is cached too: its EVALSHA elsewhere then gets the compile
+    /// error, where Redis says NOSCRIPT and the client's EVAL would get it.
+    fn script_request(
+        &mut self,
+        cmd: &Command,
+        args: &FrameArgs<'_>,
+        server: usize,
+        req: Bytes,
+    ) -> Bytes {
+        if !cmd.runs_code() {
+            return req;
+        }
+        let Some(at) = self.ctx.view.route().servers.get(server).map(|n| n.addr) else {
+            return req;
+        };
+        let flushes = &self.ctx.counters.shared().script_flushes;
+        self.scripts.sync(flushes.load(Ordering::Acquire));
+        match cmd.name {
+            "eval" | "eval_ro" => {
+                self.scripts.ran(args.get(1), at);
+                req
+            }
+            "evalsha" | "evalsha_ro" => match self.scripts.body_for(args.get(1), at) {
+                Some(body) => scripts::as_eval(args, &body),
+                None => req,
+            },
+            _ => req,
+        }
+    }
+
+    /// SCRIPT LOAD teaches the script cache a body; SCRIPT FLUSH empties
+    /// every worker's (each before its next use), so an EVALSHA after it
+    /// gets NOSCRIPT, as from Redis.
+    fn script_cache_command(&mut self, cmd: &Command, args: &FrameArgs<'_>) {
+        let flushes = &self.ctx.counters.shared().script_flushes;
+        match cmd.name {
+            "script|load" => {
+                self.scripts.sync(flushes.load(Ordering::Acquire));
+                self.scripts.loaded(args.get(2));
+            }
+            "script|flush" => self
+                .scripts
+                .sync(flushes.fetch_add(1, Ordering::AcqRel) + 1),
+            _ => {}
+        }
     }
 
     /// Where keys `first` and the rest of `positions` go: one place, or the
@@ -333,7 +377,47 @@ impl Dispatch<'_, '_> {
                 }));
             }
         }
+        self.sort_patterns_here(cmd, args, place)?;
         Ok(place)
+    }
+
+    /// SORT's BY and GET patterns, sharding mode: every key a pattern forms
+    /// must live on the sorted key's server, or SORT would find none of
+    /// those kept elsewhere and answer wrongly. They do when the pattern has
+    /// a hash tag before its '*' that maps there (the element replaces the
+    /// '*', so the tag stays the same), as Redis Cluster requires a slot's
+    /// tag. In cluster mode the node checks its patterns itself.
+    fn sort_patterns_here(
+        &self,
+        cmd: &Command,
+        args: &FrameArgs<'_>,
+        place: Place,
+    ) -> Result<(), Bytes> {
+        let route = self.ctx.view.route();
+        if route.is_cluster() || route.servers.len() < 2 {
+            return Ok(());
+        }
+        let cfg = self.ctx.view.cfg();
+        for (option, pattern) in cmd.sort_patterns(args) {
+            let star = pattern
+                .iter()
+                .position(|&b| b == b'*')
+                .unwrap_or(pattern.len());
+            let prefix = &pattern[..star];
+            let tagged = hash_tag_slice(prefix, cfg.hash_tag).len() < prefix.len();
+            let here = tagged
+                && cfg.distribution != Distribution::Random
+                && route
+                    .place(prefix, 0)
+                    .is_some_and(|p| p.group == place.group);
+            if !here {
+                return Err(resp::error(&format!(
+                    "ERR {} option of SORT denied by aster when keys formed by the pattern may be on another server: put the sorted key's hash tag in the pattern, before its '*'",
+                    option.name()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// A blocking command: on a backend connection of the client's own, so
@@ -528,7 +612,10 @@ impl Dispatch<'_, '_> {
                     Err(_) => Err(wrong_arity(cmd)),
                 };
                 match place {
-                    Ok(place) => self.queue_keyed(t, place.server, req),
+                    Ok(place) => {
+                        let req = self.script_request(cmd, args, place.server, req);
+                        self.queue_keyed(t, place.server, req)
+                    }
                     Err(reply) => self.refuse_queued(t, reply),
                 }
             }
@@ -824,14 +911,21 @@ impl Dispatch<'_, '_> {
     /// libraries: one sub-request per server (cluster mode: per master, and
     /// per replica too for the script cache, which Redis 7 does not
     /// replicate while EVALSHA_RO may be read from a replica), SCAN's to the
-    /// one its cursor names, merged by a `Gather`.
+    /// one its cursor names, COMMAND's to any live one, merged by a `Gather`.
     fn fan_out(&mut self, t: Token, fan: FanOut, frame: &Bytes, args: &FrameArgs<'_>) {
         let route = self.ctx.view.route();
-        let servers = if fan.every_node() {
+        let mut servers = if fan.every_node() {
             (0..route.servers.len()).collect()
         } else {
             route.keyspace_servers()
         };
+        if fan == FanOut::AnyOne {
+            // Any server will do: one that is not backing off, if any is.
+            let (up, now) = (&*self.up, self.ctx.now);
+            if servers.iter().any(|&s| up.usable(now, s)) {
+                servers.retain(|&s| up.usable(now, s));
+            }
+        }
         if servers.is_empty() {
             return self.no_server(t);
         }
@@ -841,6 +935,12 @@ impl Dispatch<'_, '_> {
             Ok(p) => p,
             Err(reply) => return self.reply(t, reply),
         };
+        self.send_plan(t, &servers, plan);
+    }
+
+    /// Sends each part of a fan-out to its server (`plan` names positions
+    /// in `servers`), into one `Gather` slot.
+    fn send_plan(&mut self, t: Token, servers: &[usize], plan: fanout::Plan) {
         let Some(c) = self.ctx.conns.client(t) else {
             return;
         };
@@ -857,6 +957,66 @@ impl Dispatch<'_, '_> {
             let server = servers.get(at).copied().unwrap_or(usize::MAX);
             self.send(t, server, None, req, to);
         }
+    }
+
+    /// INFO: aster's own sections, answered at once, unless the servers'
+    /// version (Server section) or keyspace is wanted: then every server
+    /// (every master) is asked, and their replies complete aster's.
+    fn info(&mut self, t: Token, args: &FrameArgs<'_>) {
+        let resp3 = self.ctx.conns.client(t).is_some_and(|c| c.resp3());
+        let (up, conns) = (&*self.up, &mut *self.ctx.conns);
+        self.ctx
+            .counters
+            .publish_now(self.ctx.now, self.ctx.view.index(), || up.snapshot(conns));
+        let (up, now) = (&*self.up, self.ctx.now);
+        let usable = |i| up.usable(now, i);
+        let shared = self.ctx.counters.shared();
+        let own = admin::info(self.ctx.view, shared, usable, args);
+        let Some((req, keyspace)) = admin::backend_request(args) else {
+            return self.reply(t, resp::verbatim(own.as_bytes(), resp3));
+        };
+        let merge = Merge::Info(Box::new(InfoMerge {
+            own,
+            keyspace,
+            resp3,
+            version: VersionCell(Arc::clone(&shared.backend_version)),
+        }));
+        self.ask_every_server(t, req, merge);
+    }
+
+    /// HELLO: the client's state changes at once; the reply names the
+    /// servers' version, which they are asked for while it is not known.
+    fn hello(&mut self, t: Token, args: &FrameArgs<'_>) {
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
+        };
+        let cfg = self.ctx.view.cfg();
+        let hello = match local::hello(args, c.session(cfg.password.as_deref(), &cfg.users)) {
+            Ok(h) => h,
+            Err(reply) => return self.reply(t, reply),
+        };
+        let version = VersionCell(Arc::clone(&self.ctx.counters.shared().backend_version));
+        match version.get() {
+            0 => {
+                let req = resp::command(&[b"INFO", b"server"]);
+                self.ask_every_server(t, req, Merge::Hello { hello, version });
+            }
+            v => self.reply(t, local::hello_reply(hello, &local::version_text(v))),
+        }
+    }
+
+    /// Sends `req` to every server (every master), their replies merged.
+    fn ask_every_server(&mut self, t: Token, req: Bytes, merge: Merge) {
+        let servers = self.ctx.view.route().keyspace_servers();
+        if servers.is_empty() {
+            // No server to ask (a cluster serving no slot): what is known.
+            return self.reply(t, fanout::merge(&merge, &[]));
+        }
+        let plan = fanout::Plan {
+            parts: (0..servers.len()).map(|i| (i, req.clone())).collect(),
+            merge,
+        };
+        self.send_plan(t, &servers, plan);
     }
 
     /// A request with no key to route by that Redis answers without touching

@@ -23,6 +23,7 @@ mod conns;
 mod counters;
 mod dispatch;
 mod error;
+mod scripts;
 mod server;
 mod timers;
 mod tune;
@@ -50,6 +51,7 @@ use crate::worker::client::{Client, Next};
 use crate::worker::conns::{Conn, Conns};
 use crate::worker::counters::Counters;
 use crate::worker::dispatch::Dispatch;
+use crate::worker::scripts::Scripts;
 use crate::worker::tune::tune;
 use crate::worker::upstream::{Ctx, Upstream, needs_reopen};
 use crate::worker::view::{Refresh, View};
@@ -80,6 +82,7 @@ pub(crate) struct Worker {
     upstream: Upstream,
     view: View,
     counters: Counters,
+    scripts: Scripts,
     /// Argument ranges of the request being dispatched (reused).
     args: Vec<Range<usize>>,
     /// The unused room of the last client read buffer that emptied, lent to
@@ -122,6 +125,7 @@ impl Worker {
             upstream: Upstream::new(),
             view: View::new(s.index, s.cfg, s.route, s.kick),
             counters: Counters::new(s.stats),
+            scripts: Scripts::default(),
             args: Vec::with_capacity(16),
             rbuf_room: BytesMut::new(),
             next_client_id: 1,
@@ -384,6 +388,7 @@ impl Worker {
                     Dispatch {
                         ctx: &mut ctx,
                         up: &mut self.upstream,
+                        scripts: &mut self.scripts,
                     }
                     .request(t, frame, &args);
                     self.args = args;

@@ -133,6 +133,61 @@ pub(super) fn arg_is<A: Args + ?Sized>(args: &A, i: usize, word: &str) -> bool {
     arg(args, i).is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
 }
 
+/// A SORT option whose pattern names other keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortOption {
+    By,
+    Get,
+}
+
+impl SortOption {
+    pub fn name(self) -> &'static str {
+        match self {
+            SortOption::By => "BY",
+            SortOption::Get => "GET",
+        }
+    }
+}
+
+/// SORT's BY and GET patterns that read other keys, in order: those with a
+/// '*', which SORT replaces with each element. (A BY without one only
+/// turns sorting off; a GET without one, `#` included, reads no key.) The
+/// options are walked as SORT walks them (`readonly`: SORT_RO, which has no
+/// STORE), stopping where SORT stops with a syntax error, which the server
+/// then reports itself.
+pub(super) fn sort_patterns<A: Args + ?Sized>(
+    args: &A,
+    readonly: bool,
+) -> Vec<(SortOption, &[u8])> {
+    let mut found = Vec::new();
+    let mut i = 2;
+    while let Some(word) = arg(args, i) {
+        let left = args.len() - i - 1;
+        let is = |w: &str| word.eq_ignore_ascii_case(w.as_bytes());
+        if is("asc") || is("desc") || is("alpha") {
+            i += 1;
+        } else if is("limit") && left >= 2 {
+            i += 3;
+        } else if is("store") && !readonly && left >= 1 {
+            i += 2;
+        } else if (is("by") || is("get")) && left >= 1 {
+            let option = if is("by") {
+                SortOption::By
+            } else {
+                SortOption::Get
+            };
+            let pattern = args.get(i + 1);
+            if pattern.contains(&b'*') {
+                found.push((option, pattern));
+            }
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    found
+}
+
 /// Parses a key count the way Redis's `string2ll` does (no sign, spaces or
 /// leading zeros; overflow rejected), so the proxy routes by the same
 /// number the backend executes with. Negative values are rejected too:

@@ -7,9 +7,10 @@
 //! Key positions follow Redis 7.x key specs (plus the 7.4/8.x hash field
 //! expiration commands and the 8.2 stream deletion commands), including
 //! keys hidden in options (SORT ... STORE, GEORADIUS ... STORE, XREAD
-//! STREAMS), so every key a request names is checked by the router. Keys
-//! a request does not name (SORT BY/GET patterns, keys a script builds)
-//! stay the user's responsibility, as with any sharding proxy.
+//! STREAMS), so every key a request names is checked by the router, and
+//! SORT's BY/GET patterns are found for it (`Command::sort_patterns`). Keys
+//! a script builds stay the user's responsibility, as with any sharding
+//! proxy.
 //!
 //! Everything here is allocation-free: the lookup runs for every request.
 
@@ -19,8 +20,8 @@ mod types;
 
 use std::time::Duration;
 
-pub use keys::{KeyError, KeyIter, KeyPositions};
-use keys::{arg, streams_block};
+pub use keys::{KeyError, KeyIter, KeyPositions, SortOption};
+use keys::{arg, sort_patterns, streams_block};
 use table::*;
 pub use types::{Args, Command, FanOut, Keys, Kind, Local, Split, Sub, Timeout, Tx};
 
@@ -107,6 +108,16 @@ impl Command {
     /// would still run code, on whichever backend got them.
     pub fn runs_code(&self) -> bool {
         self.kind == Kind::Keyed(NUMKEYS_AT_2)
+    }
+
+    /// SORT and SORT_RO: the BY and GET patterns that read other keys (see
+    /// `keys::sort_patterns`); none for any other command.
+    pub fn sort_patterns<'a>(&self, args: &'a (impl Args + ?Sized)) -> Vec<(SortOption, &'a [u8])> {
+        match self.name {
+            "sort" => sort_patterns(args, false),
+            "sort_ro" => sort_patterns(args, true),
+            _ => Vec::new(),
+        }
     }
 
     /// The part after '|' for subcommands, the whole name otherwise.
@@ -291,6 +302,34 @@ mod tests {
             }
         }
         assert!(COMMANDS.len() > 250, "{}", COMMANDS.len());
+    }
+
+    #[test]
+    fn sort_patterns_are_found_as_sort_walks_its_options() {
+        let found = |line: &str| {
+            let a = args(&line.split(' ').collect::<Vec<_>>());
+            let cmd = lookup_request(&a).expect("known command");
+            cmd.sort_patterns(&a)
+                .into_iter()
+                .map(|(o, p)| format!("{} {}", o.name(), String::from_utf8_lossy(p)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            found("SORT l BY w_* GET o_* GET # GET nostar BY nosort"),
+            ["BY w_*", "GET o_*"]
+        );
+        assert_eq!(
+            found("sort l limit 0 10 get by alpha desc store get get h_*->f"),
+            ["GET h_*->f"],
+            "option values are not options"
+        );
+        assert_eq!(found("SORT_RO l ASC BY {t}w_*"), ["BY {t}w_*"]);
+        // SORT_RO has no STORE, and SORT stops at a syntax error.
+        assert!(found("SORT_RO l STORE d BY w_*").is_empty());
+        assert!(found("SORT l NOSUCH BY w_*").is_empty());
+        assert!(found("SORT l LIMIT 0 BY w_*").is_empty());
+        assert!(found("SORT l BY").is_empty());
+        assert!(found("GET w_*").is_empty());
     }
 
     #[test]

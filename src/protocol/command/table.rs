@@ -259,7 +259,7 @@ pub(super) const TABLE: &[Command] = &[
     blocking("bzpopmin", -3, ALL_BUT_LAST, Timeout::LastSecs),
     local("client", -2, Local::Client),
     unsupported("cluster", -2, CLUSTER, WRITE),
-    local("command", -1, Local::Command),
+    fan_out("command", -1, FanOut::AnyOne, WRITE),
     unsupported("config", -2, ADMIN, WRITE),
     keyed("copy", -3, K1_2, WRITE),
     fan_out("dbsize", 1, FanOut::Dbsize, READ),

@@ -90,6 +90,10 @@ pub enum FanOut {
     /// PUBSUB NUMPAT: the largest count (a pattern is subscribed on every
     /// server in sharding mode, so a sum would count it once per server).
     PubsubNumpat,
+    /// COMMAND and its subcommands: every server knows the same commands,
+    /// so one live server's reply is the reply (aster's own table knows
+    /// how to route, not Redis's flags, docs and key specs).
+    AnyOne,
 }
 
 impl FanOut {
@@ -109,13 +113,12 @@ pub enum Local {
     /// Only database 0 exists behind a sharding proxy; the handler accepts
     /// `SELECT 0` and refuses the rest.
     Select,
-    /// COMMAND and its subcommands describe this table, not a backend.
-    Command,
     /// Client state (name, tracking...) belongs to the proxy connection.
     Client,
     Hello,
     Auth,
-    /// INFO describes the proxy; backends are inspected directly.
+    /// INFO describes the proxy, with the servers' version and keyspace
+    /// (which it asks them for).
     Info,
     /// Answered from the proxy's clock: it has no key to route by and every
     /// backend's clock is as good (or bad) as the proxy's.
