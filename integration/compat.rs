@@ -981,6 +981,53 @@ fn timed_out_request_shows_in_stats_without_further_traffic() {
     });
 }
 
+/// The stats port answered one connection at a time, each write allowed
+/// 1 s of no progress: clients that do not read a large document (many
+/// servers, long names) held every other client, for 19 s with six of them.
+/// Each connection is served on its own now.
+#[test]
+fn a_stats_client_that_does_not_read_holds_no_other() {
+    let port = free_port();
+    // 1000 servers named with 3000-byte aliases: a 3 MB document, more than
+    // the socket buffers hold. Nothing connects to them (no preconnect, no
+    // auto_eject_hosts pings).
+    let servers: Vec<String> = (0..1000)
+        .map(|i| format!("127.0.0.1:{}:1 s{i:04}-{}", 20000 + i, "x".repeat(3000)))
+        .collect();
+    let yml = pool_yml(
+        "big",
+        port,
+        &["redis: true", "distribution: modula"],
+        &servers,
+    );
+    let aster = Proxy::start_yml(&yml, &[]);
+    let stats = aster.stats_port();
+    let t0 = Instant::now();
+    let doc = stats_doc(stats);
+    let alone = t0.elapsed();
+    assert_eq!(doc["big"].as_object().map(|o| o.len()), Some(1006));
+    let stuck: Vec<socket2::Socket> = (0..6)
+        .map(|_| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            // A tiny window: the document stays in aster's send buffer.
+            s.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+            s.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], stats)).into())
+                .expect("connect");
+            s
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    stats_doc(stats);
+    let took = t0.elapsed();
+    assert!(
+        took < alone + Duration::from_secs(2),
+        "a stats document behind 6 clients that do not read took {took:?} (alone {alone:?})"
+    );
+    drop(stuck);
+}
+
 // ---------------------------------------------------------------------------
 // 4. Signals
 // ---------------------------------------------------------------------------
