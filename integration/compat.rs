@@ -541,6 +541,91 @@ fn daemonize_returns_at_once_and_the_daemon_serves() {
     assert!(!accepts(port), "port {port} still served after SIGTERM");
 }
 
+/// `-d` grouped with other short flags (`-dc FILE`, `-dv 5`, `-dv5`)
+/// re-executed the program forever: the child was told it is the daemon by
+/// dropping the exact argument `-d`, which a group keeps. Each form must give
+/// one daemon that serves and writes its pid file.
+#[test]
+fn grouped_daemonize_flags_start_exactly_one_daemon() {
+    let server = RedisServer::start();
+    let dir = TempDir::new("compat-daemon-grouped");
+    let forms: [&[&str]; 3] = [
+        &["-dc", "CONF"],
+        &["-dv", "5", "-c", "CONF"],
+        &["-c", "CONF", "-dv5"],
+    ];
+    for (i, form) in forms.iter().enumerate() {
+        let (port, yml) = single_pool("g", &server);
+        let config = dir.join(&format!("nutcracker-{i}.yml"));
+        fs::write(&config, &yml).expect("write yml");
+        let pid_file = dir.join(&format!("daemon-{i}.pid"));
+        let log = dir.join(&format!("daemon-{i}.log"));
+        let mut guard = DaemonGuard {
+            pid_file: pid_file.clone(),
+            config: config.clone(),
+            pid: None,
+        };
+        let mut argv: Vec<&str> = form
+            .iter()
+            .map(|a| if *a == "CONF" { path_str(&config) } else { *a })
+            .collect();
+        argv.extend(["-p", path_str(&pid_file), "-o", path_str(&log)]);
+        let out = run_proxy_bin(&argv);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{argv:?}: {}",
+            output_text(&out)
+        );
+        let pid = poll_until(START_TIMEOUT, POLL, || guard.pid()).unwrap_or_else(|| {
+            panic!(
+                "{argv:?}: no pid file; processes naming the config: {:?}",
+                pids_with_arg(path_str(&config))
+            )
+        });
+        assert!(
+            poll_until(START_TIMEOUT, POLL, || accepts(port).then_some(())).is_some(),
+            "{argv:?}: daemon does not listen on {port}; log:\n{}",
+            read_lossy(&log)
+        );
+        assert_eq!(
+            Client::connect(port).cmd(&["SET", "gk", "gv"]),
+            Reply::ok(),
+            "{argv:?}"
+        );
+        // Settled: the daemon is the only process, and stays the same one.
+        thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            pids_with_arg(path_str(&config)),
+            vec![pid],
+            "{argv:?}: processes naming the config"
+        );
+        signal_quiet(pid, "TERM");
+        let gone = poll_until(Duration::from_secs(8), POLL, || {
+            (!pid_alive(pid) && !pid_file.exists()).then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "{argv:?}: daemon {pid} did not stop on SIGTERM"
+        );
+    }
+    // -t wins over -d in a group, as separately: check and exit, no daemon.
+    let config = dir.join("nutcracker-t.yml");
+    fs::write(&config, single_pool("t", &server).1).expect("write yml");
+    let out = run_proxy_bin(&["-tdc", path_str(&config)]);
+    assert_eq!(out.status.code(), Some(0), "-tdc: {}", output_text(&out));
+    assert!(
+        output_text(&out).contains("is valid"),
+        "-tdc: {}",
+        output_text(&out)
+    );
+    thread::sleep(Duration::from_millis(100));
+    assert!(
+        pids_with_arg(path_str(&config)).is_empty(),
+        "-tdc left a process running"
+    );
+}
+
 #[test]
 fn output_mbuf_and_verbosity_flags() {
     let server = RedisServer::start();
@@ -894,6 +979,53 @@ fn timed_out_request_shows_in_stats_without_further_traffic() {
     wait_stats(aster.stats_port(), "server_timedout >= 1", |d| {
         num(d, &["slow", "s", "server_timedout"]) >= 1
     });
+}
+
+/// The stats port answered one connection at a time, each write allowed
+/// 1 s of no progress: clients that do not read a large document (many
+/// servers, long names) held every other client, for 19 s with six of them.
+/// Each connection is served on its own now.
+#[test]
+fn a_stats_client_that_does_not_read_holds_no_other() {
+    let port = free_port();
+    // 1000 servers named with 3000-byte aliases: a 3 MB document, more than
+    // the socket buffers hold. Nothing connects to them (no preconnect, no
+    // auto_eject_hosts pings).
+    let servers: Vec<String> = (0..1000)
+        .map(|i| format!("127.0.0.1:{}:1 s{i:04}-{}", 20000 + i, "x".repeat(3000)))
+        .collect();
+    let yml = pool_yml(
+        "big",
+        port,
+        &["redis: true", "distribution: modula"],
+        &servers,
+    );
+    let aster = Proxy::start_yml(&yml, &[]);
+    let stats = aster.stats_port();
+    let t0 = Instant::now();
+    let doc = stats_doc(stats);
+    let alone = t0.elapsed();
+    assert_eq!(doc["big"].as_object().map(|o| o.len()), Some(1006));
+    let stuck: Vec<socket2::Socket> = (0..6)
+        .map(|_| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            // A tiny window: the document stays in aster's send buffer.
+            s.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+            s.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], stats)).into())
+                .expect("connect");
+            s
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    stats_doc(stats);
+    let took = t0.elapsed();
+    assert!(
+        took < alone + Duration::from_secs(2),
+        "a stats document behind 6 clients that do not read took {took:?} (alone {alone:?})"
+    );
+    drop(stuck);
 }
 
 // ---------------------------------------------------------------------------

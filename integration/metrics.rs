@@ -1,7 +1,9 @@
 //! Prometheus metrics (`--metrics`): every family with consistent counts,
 //! and an ejected backend as the metrics and INFO show it.
 
-use std::time::Duration;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use crate::harness::{
     ClusterConf, Metrics, Proxy, RedisServer, args, free_port, get, http, info, info_backends,
@@ -202,4 +204,37 @@ fn ejected_backend_shows_in_metrics_and_info() {
     assert!(ok.is_some(), "INFO: {}", info(&mut c, None));
     let (code, _, _) = get(mport, "/other");
     assert_eq!(code, 404);
+}
+
+/// The endpoint served one connection at a time, each with a 2 s read
+/// timeout: six idle connections (a port scanner, a stuck scraper) held a
+/// scrape for 10 s, past Prometheus's timeout. Each connection is served
+/// without waiting on another now.
+#[test]
+fn a_scrape_is_answered_while_idle_connections_stay_open() {
+    let s = RedisServer::start();
+    let mport = free_port();
+    let maddr = format!("127.0.0.1:{mport}");
+    let _proxy = Proxy::start_at_info(
+        &ClusterConf::new("idle", &[&s]).to_toml(),
+        &["--metrics", &maddr],
+    );
+    Metrics::wait_ready(mport);
+    let idle: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect(("127.0.0.1", mport)).expect("connect"))
+        .collect();
+    // One more that sent half a request and stopped.
+    let mut half = TcpStream::connect(("127.0.0.1", mport)).expect("connect");
+    half.write_all(b"GET /metrics HTTP/1.1\r\n").expect("write");
+    std::thread::sleep(Duration::from_millis(50));
+    let t0 = Instant::now();
+    let (code, _, body) = get(mport, "/metrics");
+    let took = t0.elapsed();
+    assert_eq!(code, 200);
+    assert!(body.contains("aster_build_info"), "{body}");
+    assert!(
+        took < Duration::from_secs(1),
+        "a scrape behind 7 idle connections took {took:?}"
+    );
+    drop((idle, half));
 }

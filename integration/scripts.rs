@@ -201,3 +201,52 @@ fn scripts_start_reload_and_stop_the_proxy() {
         repo_log.display()
     );
 }
+
+// ---------------------------------------------------------------------------
+// The repository stands alone
+// ---------------------------------------------------------------------------
+
+/// Code and docs cited a facts file and a design page in a folder beside
+/// the repository, which a clone does not have. No tracked file may name
+/// that folder; what aster relies on lives in docs/.
+#[test]
+fn no_tracked_file_cites_files_outside_the_repository() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let listed = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(&root)
+        .output()
+        .expect("run git ls-files");
+    assert!(listed.status.success(), "git ls-files: {listed:?}");
+    // Spelled in pieces so this file does not name the folder itself.
+    let outside = [["..", "/shared"].concat(), ["/work", "/shared"].concat()];
+    let mut found = Vec::new();
+    let files: Vec<&[u8]> = listed
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert!(
+        files.len() > 50,
+        "git ls-files listed {} files",
+        files.len()
+    );
+    for path in files {
+        let path = String::from_utf8_lossy(path).into_owned();
+        // A tracked file deleted in the work tree has nothing to cite.
+        let Ok(bytes) = fs::read(root.join(&path)) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        for (n, line) in text.lines().enumerate() {
+            if outside.iter().any(|o| line.contains(o.as_str())) {
+                found.push(format!("{path}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "files cite a folder outside the repository:\n{}",
+        found.join("\n")
+    );
+}

@@ -45,7 +45,7 @@ pub fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if flags.daemonize {
+    if flags.daemonize && std::env::var_os(DAEMON_CHILD).is_none() {
         return daemonize(&args);
     }
     if let Err(e) = logging::init_logging(flags.output.as_deref(), flags.level) {
@@ -181,15 +181,16 @@ fn run(
     Ok(())
 }
 
-/// -d: starts a copy of this process without -d in a session of its own,
-/// detached from the terminal, and returns at once.
+/// Set in the environment of the copy `-d` starts: it is the daemon and
+/// must not start another. The arguments cannot say so: `-d` may hide in a
+/// group of short flags (`-dc FILE`), so the copy gets them unchanged.
+const DAEMON_CHILD: &str = "ASTER_PROXY_DAEMON_CHILD";
+
+/// -d: starts a copy of this process, marked by `DAEMON_CHILD`, in a
+/// session of its own, detached from the terminal, and returns at once.
 fn daemonize(args: &[String]) -> ExitCode {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
-    let rest: Vec<&String> = args
-        .iter()
-        .filter(|a| *a != "-d" && *a != "--daemonize")
-        .collect();
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -198,7 +199,8 @@ fn daemonize(args: &[String]) -> ExitCode {
         }
     };
     let mut cmd = Command::new(exe);
-    cmd.args(rest)
+    cmd.args(args)
+        .env(DAEMON_CHILD, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -13,15 +13,16 @@
 //! - `fnv1a_64` is a 32-bit FNV-1a with the 64-bit constants cut to 32 bits;
 //!   `fnv1_64` runs in 64 bits and is truncated at the end.
 //! - `crc16` is CRC-16/XMODEM whose 32-bit state is never masked, so results
-//!   use all 32 bits (the facts file is right; twemproxy's current source,
-//!   an ARC variant with a 16-bit state, is not what 0.5.0 runs).
+//!   use all 32 bits (twemproxy's current source, an ARC variant with a
+//!   16-bit state, is not what 0.5.0 runs).
 //! - `crc32` is libmemcached's `((!crc) >> 16) & 0x7fff`: 15 bits only, so
 //!   under ketama nearly every key lands on the owner of the lowest point.
 //!
-//! Found against the binary, missing from /work/shared/TWEMPROXY-FACTS.md:
+//! Found against the binary, missing from twemproxy's documentation:
 //! an empty key is placed with hash 0 whatever the hash function, because
 //! nutcracker's `server_pool_hash` returns 0 for a zero-length key instead of
-//! calling the function. `HashKind::hash` does the same.
+//! calling the function. `HashKind::hash` does the same. `docs/twemproxy.md`
+//! lists these and the other behaviours of nutcracker that aster follows.
 
 use md5::{Digest, Md5};
 
@@ -495,7 +496,8 @@ mod tests {
     }
 
     #[test]
-    fn facts_file_samples() {
+    fn documented_samples() {
+        // The fnv1a_64 samples in docs/twemproxy.md.
         assert_eq!(HashKind::Fnv1a_64.hash(b"foo"), 0xfed9d577);
         assert_eq!(HashKind::Fnv1a_64.hash(b"bar"), 0x1339461a);
     }

@@ -21,12 +21,11 @@
 //!   that server (or nowhere when it is ejected). Any hash would pick it from
 //!   this ring anyway, so callers may pass 0 and not hash at all.
 //!
-//! Against /work/shared/TWEMPROXY-FACTS.md the binary agreed on every point
-//! above (server order, 11211 names, f32 point counts, modula, random), and
-//! showed one thing the facts file does not say: "<name>-<i>" is cut to 272
-//! bytes before hashing, which matters for aliases of 270 bytes or more.
-//! (twemproxy's source has an 86-byte buffer there; the binary does not
-//! behave that way, verified with names of 84 to 600 bytes.)
+//! `docs/twemproxy.md` records these behaviours. One of them no twemproxy
+//! document says: "<name>-<i>" is cut to 272 bytes before hashing, which
+//! matters for aliases of 270 bytes or more. (twemproxy's source has an
+//! 86-byte buffer there; the binary does not behave that way, verified with
+//! names of 84 to 600 bytes.)
 
 use md5::{Digest, Md5};
 

@@ -1,54 +1,25 @@
 //! Prometheus metrics on `--metrics PORT`: a tiny HTTP/1.x responder for
-//! `GET /metrics`, one request per connection, rendered from the same
-//! counters the stats port serves.
+//! `GET /metrics`, one request per connection, each connection served on its
+//! own (`observe::port`), rendered from the same counters the stats port
+//! serves.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use log::{debug, warn};
-
+use crate::observe::port::{self, Conn};
 use crate::observe::stats::{self, Histogram, LATENCY_BUCKETS_US, Registry};
 
 /// The most of a request read before answering: a GET line and headers.
 const MAX_REQUEST: usize = 8192;
 
+/// Serves `/metrics` on `addr`, each connection on its own (`port`).
 pub fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
-    std::thread::Builder::new()
-        .name("aster-metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                match conn {
-                    Ok(s) => {
-                        if let Err(e) = answer(s, &registry) {
-                            debug!("metrics: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        warn!("metrics: accept: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })?;
-    Ok(())
+    port::serve(addr, "metrics", move |c| answer(c, &registry))
 }
 
-fn answer(mut s: TcpStream, registry: &Registry) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < MAX_REQUEST {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+fn answer(c: &mut Conn, registry: &Registry) -> std::io::Result<()> {
+    let buf = c.read_request(MAX_REQUEST, |b| b.windows(4).any(|w| w == b"\r\n\r\n"))?;
     let line = buf
         .split(|&b| b == b'\r' || b == b'\n')
         .next()
@@ -68,8 +39,8 @@ fn answer(mut s: TcpStream, registry: &Registry) -> std::io::Result<()> {
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body.as_bytes())
+    c.write_all(head.as_bytes())?;
+    c.write_all(body.as_bytes())
 }
 
 /// A metric read off a counters struct: name, type, help, getter.

@@ -4,5 +4,6 @@
 pub(crate) mod fatal;
 pub(crate) mod log;
 pub(crate) mod metrics;
+pub(crate) mod port;
 pub(crate) mod slowlog;
 pub(crate) mod stats;

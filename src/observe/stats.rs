@@ -3,18 +3,16 @@
 //!
 //! Workers count in plain integers they own (no atomics on the request
 //! path) and publish a copy a few times a second into their slot of the
-//! cluster's `ClusterStats`. The stats thread sums the slots for each
-//! connection, so it sleeps in accept() while nobody asks.
+//! cluster's `ClusterStats`. Each stats connection sums the slots when it
+//! is accepted, so nothing runs while nobody asks.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use log::{debug, warn};
-
+use crate::observe::port;
 use crate::observe::slowlog::SlowLog;
 
 /// Upper bounds (µs) of the latency histogram's buckets; a last one counts
@@ -370,35 +368,18 @@ pub fn render(clusters: &[Arc<ClusterStats>], started: Instant, source: &str) ->
     out
 }
 
-/// Starts the stats port: one thread that hands every connection a document
-/// rendered then, as nutcracker's stats thread does (it aggregates what the
-/// workers last published, at most ~200 ms old, when a client asks). It
-/// sleeps in accept() while nobody asks. `-i` is accepted for nutcracker's
-/// command line; nothing here waits on it.
+/// Starts the stats port: every connection gets a document rendered then,
+/// as nutcracker's stats thread does (it aggregates what the workers last
+/// published, at most ~200 ms old, when a client asks), on a thread of its
+/// own (`observe::port`), so a client that never reads a large document
+/// holds no other. Nothing runs while nobody asks. `-i` is accepted for
+/// nutcracker's command line; nothing here waits on it.
 pub fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
     let started = started();
     let source = hostname();
-    std::thread::Builder::new()
-        .name("aster-stats".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                match conn {
-                    Ok(mut s) => {
-                        let doc = render(&registered(&registry), started, &source);
-                        let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-                        if let Err(e) = s.write_all(doc.as_bytes()) {
-                            debug!("stats: write: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        warn!("stats: accept: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })?;
-    Ok(())
+    port::serve(addr, "stats", move |c| {
+        c.write_all(render(&registered(&registry), started, &source).as_bytes())
+    })
 }
 
 /// `-D`: what each counter means.
