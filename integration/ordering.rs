@@ -343,3 +343,30 @@ fn mixed_pipelines_match_redis_cluster_mode() {
     eprintln!("ASTER_MIXED_SEED={seed}");
     mixed_pipelines_match_redis(proxy.port(), seed);
 }
+
+/// A MOVED read on a client's own connection (a blocking command, WATCH)
+/// reaches the client, but refreshes the table: the next one goes to the
+/// slot's new owner, not to the old one for ever.
+#[test]
+fn a_redirect_on_a_clients_own_connection_refreshes_the_table() {
+    let rc = RedisCluster::start(3, 0);
+    let proxy = Proxy::start(&rc.proxy_conf(&[("fetch", "3600")]).to_toml());
+    let masters = rc.masters();
+    let k = key_on(&rc, masters[0], "own");
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["SET", &k, "v"]), Reply::ok());
+    rc.move_slot(key_slot(&k), masters[1]);
+    // Only blocking commands and WATCH from now on: no plain command would
+    // meet the MOVED and refresh the table.
+    let served = poll_until(Duration::from_secs(3), Duration::from_millis(100), || {
+        let r = c.cmd(&["BLPOP", &format!("{{{k}}}:list"), "0.01"]);
+        let w = c.cmd(&["WATCH", &k]);
+        c.cmd(&["UNWATCH"]);
+        (!r.is_error() && !w.is_error()).then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "BLPOP/WATCH still redirected 3 s after the slot moved: {:?}",
+        c.cmd(&["WATCH", &k])
+    );
+}

@@ -76,6 +76,29 @@ pub(crate) struct Subs {
     pub(crate) shard: BTreeMap<Bytes, Vec<Token>>,
     /// Route server → the client's subscriber connection to it.
     pub(crate) conns: Vec<(usize, Token)>,
+    /// Subscriptions the client has left whose servers have not all
+    /// confirmed yet: what they send until then was published before the
+    /// unsubscribe took effect, and goes to the client ahead of the
+    /// confirmation (`Slot::Confirm::before`), as one Redis sends it.
+    pub(crate) leaving: Vec<Leaving>,
+}
+
+/// A subscription being left: its kind, its name, the connections whose
+/// servers have not confirmed yet, and the client's confirmation slot.
+#[derive(Debug)]
+pub(crate) struct Leaving {
+    pub(crate) seq: u64,
+    pub(crate) kind: SubKind,
+    pub(crate) name: Bytes,
+    pub(crate) conns: Vec<Token>,
+}
+
+/// Which of `Subs`' maps a subscription lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SubKind {
+    Channel,
+    Pattern,
+    Shard,
 }
 
 impl Subs {
@@ -101,18 +124,66 @@ impl Subs {
     /// published message, so a pattern on several masters takes them from
     /// its home only, and keyspace notifications (each node's own) from all.
     pub(crate) fn wants(&self, msg: Message<'_>, t: Token, cluster: bool) -> bool {
-        let on = |conns: Option<&Vec<Token>>| conns.is_some_and(|c| c.contains(&t));
         match msg {
-            Message::Channel(ch) => on(self.channels.get(ch)),
-            Message::Shard(ch) => on(self.shard.get(ch)),
-            Message::Pattern { pattern, channel } => {
-                let conns = self.patterns.get(pattern);
-                on(conns)
-                    && (!cluster
-                        || conns.and_then(|c| c.first()) == Some(&t)
-                        || pubsub::is_keyspace_channel(channel))
-            }
+            Message::Channel(ch) => takes(self.channels.get(ch), msg, t, cluster),
+            Message::Shard(ch) => takes(self.shard.get(ch), msg, t, cluster),
+            Message::Pattern { pattern, .. } => takes(self.patterns.get(pattern), msg, t, cluster),
         }
+    }
+
+    /// For a message the client no longer `wants`: the confirmation slot
+    /// of the subscription it is leaving, when connection `t`'s server has
+    /// not confirmed that yet (the message was published before).
+    pub(crate) fn leaving_slot(&self, msg: Message<'_>, t: Token, cluster: bool) -> Option<u64> {
+        let (kind, name) = match msg {
+            Message::Channel(ch) => (SubKind::Channel, ch),
+            Message::Shard(ch) => (SubKind::Shard, ch),
+            Message::Pattern { pattern, .. } => (SubKind::Pattern, pattern),
+        };
+        self.leaving
+            .iter()
+            .find(|l| l.kind == kind && l.name == name && takes(Some(&l.conns), msg, t, cluster))
+            .map(|l| l.seq)
+    }
+
+    /// Connection `t`'s server confirmed the unsubscribe of slot `seq`:
+    /// nothing more comes from it for that subscription.
+    pub(crate) fn left(&mut self, seq: u64, t: Token) {
+        for l in self.leaving.iter_mut().filter(|l| l.seq == seq) {
+            l.conns.retain(|&c| c != t);
+        }
+        self.leaving.retain(|l| !l.conns.is_empty());
+    }
+}
+
+/// The messages held ahead of a confirmation, then `last`: one buffer
+/// (rare: only messages racing an unsubscribe are held).
+fn joined(before: &[Bytes], last: &Bytes) -> Bytes {
+    if before.is_empty() {
+        return last.clone();
+    }
+    let mut out =
+        BytesMut::with_capacity(before.iter().map(Bytes::len).sum::<usize>() + last.len());
+    for b in before {
+        out.extend_from_slice(b);
+    }
+    out.extend_from_slice(last);
+    out.freeze()
+}
+
+/// Whether a message read on connection `t` belongs to a subscription held
+/// on `conns`. In cluster mode every node delivers every published message,
+/// so a pattern on several masters takes them from its home (the first)
+/// only, and keyspace notifications (each node's own) from all.
+fn takes(conns: Option<&Vec<Token>>, msg: Message<'_>, t: Token, cluster: bool) -> bool {
+    let Some(conns) = conns.filter(|c| c.contains(&t)) else {
+        return false;
+    };
+    match msg {
+        Message::Pattern { channel, .. } => {
+            !cluster || conns.first() == Some(&t) || pubsub::is_keyspace_channel(channel)
+        }
+        _ => true,
     }
 }
 
@@ -123,9 +194,12 @@ pub(crate) enum Slot {
     /// An (un)subscribe confirmation, the proxy's own (`reply`), given once
     /// `awaiting` servers have confirmed: the subscription is active (or
     /// gone) on each of them. A server's error is given instead.
+    /// `before`: messages of a subscription being left that its servers
+    /// sent before confirming, given ahead of the confirmation.
     Confirm {
         reply: Bytes,
         awaiting: usize,
+        before: Vec<Bytes>,
     },
 }
 
@@ -276,6 +350,7 @@ impl Client {
             patterns: BTreeMap::new(),
             shard: BTreeMap::new(),
             conns: Vec::new(),
+            leaving: Vec::new(),
         };
         self.subs.as_deref().unwrap_or(&NONE)
     }
@@ -494,12 +569,13 @@ impl Client {
             Slot::Confirm {
                 reply: own,
                 awaiting,
+                before,
             } => {
                 *awaiting = awaiting.saturating_sub(1);
                 if resp::is_error(&reply) {
-                    *slot = Slot::Ready(reply);
+                    *slot = Slot::Ready(joined(before, &reply));
                 } else if *awaiting == 0 {
-                    *slot = Slot::Ready(std::mem::take(own));
+                    *slot = Slot::Ready(joined(before, own));
                 }
                 if matches!(slot, Slot::Ready(_)) {
                     self.confirming = self.confirming.saturating_sub(1);
@@ -509,6 +585,21 @@ impl Client {
         }
         if idx == 0 {
             self.promote();
+        }
+    }
+
+    /// A message to give ahead of the (un)subscribe confirmation in slot
+    /// `seq`, not yet given; false when that slot is not one.
+    pub(crate) fn hold_before(&mut self, seq: u64, msg: Bytes) -> bool {
+        let slot = seq
+            .checked_sub(self.first_seq)
+            .and_then(|i| self.slots.get_mut(i as usize));
+        match slot {
+            Some(Slot::Confirm { before, .. }) => {
+                before.push(msg);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -666,6 +757,7 @@ mod tests {
         let seq = c.push(Slot::Confirm {
             reply: own.clone(),
             awaiting: 2,
+            before: Vec::new(),
         });
         assert!(c.confirming());
         // A message read meanwhile comes after the confirmation.
@@ -682,6 +774,7 @@ mod tests {
         let seq = c.push(Slot::Confirm {
             reply: own,
             awaiting: 2,
+            before: Vec::new(),
         });
         let err = Bytes::from_static(b"-NOPERM no\r\n");
         c.fill(seq, 1, err.clone());

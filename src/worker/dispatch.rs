@@ -22,7 +22,7 @@ use crate::protocol::resp;
 use crate::routing::table::Place;
 use crate::worker::admin;
 use crate::worker::backend::{Release, ReplyTo};
-use crate::worker::client::{Multi, Pin, Session, Slot, Subs};
+use crate::worker::client::{Leaving, Multi, Pin, Session, Slot, SubKind, Subs};
 use crate::worker::scripts::{self, Scripts};
 use crate::worker::upstream::{Ctx, Upstream};
 use bytes::{BufMut, BytesMut};
@@ -753,7 +753,20 @@ impl Dispatch<'_, '_> {
             let tokens = subs_of(c.subs_mut(), sub).remove(&name).unwrap_or_default();
             let count = counted(c.subs(), sub);
             let own = confirmation(resp3, sub.name(), Some(&name), count);
-            self.confirm_after(t, sub, &name, &tokens, own);
+            let seq = self.confirm_after(t, sub, &name, &tokens, own);
+            if let (Some(seq), Some(c)) = (seq, self.ctx.conns.client(t)) {
+                let kind = match sub {
+                    Sub::Unsubscribe => SubKind::Channel,
+                    Sub::Punsubscribe => SubKind::Pattern,
+                    _ => SubKind::Shard,
+                };
+                c.subs_mut().leaving.push(Leaving {
+                    seq,
+                    kind,
+                    name,
+                    conns: tokens,
+                });
+            }
         }
         // Connections no subscription needs any more close once their
         // servers have confirmed.
@@ -814,16 +827,24 @@ impl Dispatch<'_, '_> {
     /// Sends `sub name` on each of `tokens`; the client gets `own`, its
     /// confirmation, once every one of those servers has confirmed (at once
     /// when there is none: an unsubscribe from nothing).
-    fn confirm_after(&mut self, t: Token, sub: Sub, name: &[u8], tokens: &[Token], own: Bytes) {
+    /// Returns the confirmation's slot, when it waits for servers.
+    fn confirm_after(
+        &mut self,
+        t: Token,
+        sub: Sub,
+        name: &[u8],
+        tokens: &[Token],
+        own: Bytes,
+    ) -> Option<u64> {
         if tokens.is_empty() {
-            return self.reply(t, own);
+            self.reply(t, own);
+            return None;
         }
-        let Some(c) = self.ctx.conns.client(t) else {
-            return;
-        };
+        let c = self.ctx.conns.client(t)?;
         let seq = c.push(Slot::Confirm {
             reply: own,
             awaiting: tokens.len(),
+            before: Vec::new(),
         });
         let upper = sub.name().to_ascii_uppercase();
         for (part, &tok) in tokens.iter().enumerate() {
@@ -835,6 +856,7 @@ impl Dispatch<'_, '_> {
             };
             self.up.send_sub(self.ctx, tok, cmd, to);
         }
+        Some(seq)
     }
 
     /// The route servers a subscription is made on. A classic channel lives
@@ -1166,6 +1188,10 @@ fn switches_connection(session: SessionKind, cmd: &Command, args: &FrameArgs<'_>
         (Kind::Blocking(..), _) => true,
         // HELLO 3 moves the client to the RESP3 connections (HELLO 2 back).
         (Kind::Local(Local::Hello), _) => true,
+        // Leaving a subscription on the subscriber connection: a PUBLISH
+        // the client sent before, on a shared one, must count it and reach
+        // it first, as on one Redis.
+        (Kind::PubSub(Sub::Unsubscribe | Sub::Punsubscribe | Sub::Sunsubscribe), _) => true,
         (Kind::Keyed(_), _) => cmd.block(args).is_some(),
         _ => false,
     }

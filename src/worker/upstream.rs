@@ -468,15 +468,27 @@ impl Upstream {
         for f in frames.drain(..) {
             match f {
                 SubFrame::Message(m) => {
-                    let wanted = ctx.conns.client(client).is_some_and(|c| {
-                        pubsub::message(&m).is_some_and(|msg| c.subs().wants(msg, t, cluster))
-                    });
-                    if wanted {
+                    let Some(c) = ctx.conns.client(client) else {
+                        continue;
+                    };
+                    let Some(msg) = pubsub::message(&m) else {
+                        continue;
+                    };
+                    if c.subs().wants(msg, t, cluster) {
                         ctx.conns.reply(client, m);
+                    } else if let Some(seq) = c.subs().leaving_slot(msg, t, cluster) {
+                        // Published before its server took the unsubscribe:
+                        // given ahead of the confirmation, as Redis does.
+                        c.hold_before(seq, m);
                     }
                 }
                 SubFrame::Reply(p, reply) => {
                     confirmed = true;
+                    if let ReplyTo::Client { seq, .. } = p.to
+                        && let Some(c) = ctx.conns.client(client)
+                    {
+                        c.subs_mut().left(seq, t);
+                    }
                     ctx.conns.deliver(p.to, reply);
                 }
             }
@@ -554,6 +566,12 @@ impl Upstream {
     /// blocking command), which must not be moved: a redirect reaches the
     /// client as it is.
     fn on_reply(&mut self, ctx: &mut Ctx<'_>, p: Pending, reply: Bytes, leased: bool) {
+        if leased && ctx.view.route().is_cluster() && reply.starts_with(b"-MOVED") {
+            // The client gets the redirect (its connection cannot move), but
+            // the table is stale all the same: its next blocking command or
+            // WATCH must go to the new owner.
+            ctx.view.kick_refresh();
+        }
         if !leased && ctx.view.route().is_cluster() && resp::is_error(&reply) {
             if let Some((ask, target)) = slots::redirect_target(&reply) {
                 if p.redirects < MAX_REDIRECTS
