@@ -5,5 +5,6 @@
 pub mod app;
 pub(crate) mod cli;
 pub(crate) mod clusters;
+pub mod memory;
 pub(crate) mod proxy;
 pub(crate) mod supervisor;
