@@ -597,6 +597,68 @@ fn a_64_mb_value_round_trips_byte_exact() {
     assert_eq!(c.cmd(&["PING"]), Reply::status("PONG"));
 }
 
+/// After 60 clients each SET and GET a 4 MB value, the proxy's idle RSS
+/// stayed ~200 MB: the buffers were freed, but the allocator kept the memory.
+/// Idle RSS must come back near where it started, with the clients still
+/// connected.
+#[test]
+fn memory_returns_after_a_burst_of_large_values() {
+    const CLIENTS: usize = 60;
+    const VALUE: usize = 4 * 1024 * 1024;
+    let s = Shards::start_with(3, |c| c.set("thread", "2"));
+    let pid = s.proxy.pid();
+    let mut warm = s.client();
+    assert_eq!(warm.cmd(&["SET", "warm", "x"]), Reply::ok());
+    let rss0 = rss_mb(pid);
+    let value = std::sync::Arc::new(pattern(VALUE, 9));
+    let start = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let port = s.proxy.port();
+    let clients: Vec<thread::JoinHandle<Client>> = (0..CLIENTS)
+        .map(|i| {
+            let (value, start) = (value.clone(), start.clone());
+            thread::spawn(move || {
+                let mut c = Client::connect(port);
+                let key = format!("burst{i}");
+                start.wait();
+                assert_eq!(c.cmd_bytes(&[b"SET", key.as_bytes(), &value]), Reply::ok());
+                match c.cmd(&["GET", &key]) {
+                    Reply::Bulk(got) => assert!(got == *value, "GET {key}: wrong value"),
+                    other => panic!("GET {key}: {other:?}"),
+                }
+                c
+            })
+        })
+        .collect();
+    let mut peak = rss_mb(pid);
+    let idle: Vec<Client> = clients
+        .into_iter()
+        .map(|t| {
+            peak = peak.max(rss_mb(pid));
+            t.join().expect("burst client")
+        })
+        .collect();
+    let t0 = Instant::now();
+    let settled = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        let rss = rss_mb(pid);
+        (rss < rss0 + 64).then_some(rss)
+    });
+    eprintln!(
+        "burst of {CLIENTS} x 4 MB: RSS {rss0} MB before, peak >= {peak} MB, {} MB after {:?}",
+        rss_mb(pid),
+        t0.elapsed()
+    );
+    assert!(
+        settled.is_some(),
+        "idle RSS {} MB 20 s after the burst; {rss0} MB before it",
+        rss_mb(pid)
+    );
+    // Still serving, and the clients are still connected.
+    assert_eq!(warm.cmd(&["GET", "warm"]), Reply::bulk("x"));
+    for mut c in idle {
+        assert_eq!(c.cmd(&["PING"]), Reply::status("PONG"));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 3. Faults
 // ---------------------------------------------------------------------------

@@ -6,6 +6,11 @@
 
 use std::process::ExitCode;
 
+/// glibc's allocator, counting large frees so memory goes back to the
+/// system after a burst (`control::memory`).
+#[global_allocator]
+static ALLOCATOR: aster_proxy::control::memory::Allocator = aster_proxy::control::memory::Allocator;
+
 fn main() -> ExitCode {
     aster_proxy::control::app::main()
 }

@@ -13,6 +13,7 @@ use signal_hook::iterator::Signals;
 use crate::config::Config;
 use crate::control::cli::{self, EXIT_CONFIG, EXIT_RUNTIME, EXIT_USAGE, Flags, Parsed};
 use crate::control::clusters::{self, Clusters};
+use crate::control::memory;
 use crate::control::supervisor;
 use crate::observe::fatal;
 use crate::observe::log as logging;
@@ -88,6 +89,11 @@ fn run(
     stats::started();
     // Signals are blocked-and-queued from here, before any thread starts.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGTTIN, SIGTTOU])?;
+    if let Err(e) = memory::start_trimmer() {
+        warn!(
+            "cannot start the memory trimming thread (memory freed after bursts stays with the process): {e}"
+        );
+    }
     info!(
         "aster-proxy {} starting with {} ({} cluster(s))",
         local::VERSION,

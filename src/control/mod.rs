@@ -5,6 +5,7 @@
 pub mod app;
 pub(crate) mod cli;
 pub(crate) mod clusters;
+pub mod memory;
 pub(crate) mod proxy;
 pub(crate) mod supervisor;
 pub(crate) mod topology;
