@@ -90,6 +90,78 @@ fn a_write_redirected_late_does_not_overwrite_a_later_one() {
     assert_eq!(rc.cmd(b, &["GET", &k]), Reply::bulk("v2"));
 }
 
+/// Found by the fault run (integration/chaos.rs): a request that comes back
+/// with MOVED is re-sent to the node it names, yet the client's later
+/// requests kept going where the (unchanged) route table says. When that
+/// node owns the slot again by then, they ran before the re-sent one.
+///
+/// aster's table says k's slot is on B (it was, before it moved to A behind
+/// aster's back); B is importing it back from A, k already on B; A is
+/// stopped. `SET k v1` goes to B, which answers MOVED A: re-sent to A, it
+/// waits there. B then takes the slot (SETSLOT NODE), so the table aster
+/// has is right again and no table change holds anything back: `SET k v2`
+/// goes to B and runs. When A resumes it sends `SET k v1` back (ASK or
+/// MOVED) to B: it must not land on top of v2. (The refresh the MOVED asks
+/// for tries A first, the owner of slot 0, and waits on it: nothing changes
+/// the table meanwhile.)
+#[test]
+fn a_write_redirected_to_a_stalled_node_is_not_overtaken() {
+    let mut rc = RedisCluster::start(3, 0);
+    for node in 0..rc.len() {
+        assert_eq!(
+            rc.cmd(node, &["CONFIG", "SET", "cluster-node-timeout", "30000"]),
+            Reply::ok()
+        );
+    }
+    let conf = rc.proxy_conf(&[("thread", "1"), ("read_timeout", "4000"), ("fetch", "3600")]);
+    let proxy = Proxy::start_with_args(&conf.to_toml(), &["-v", "info"]);
+    // A owns slot 0: aster lists it first, and asks it first for the table.
+    let a = rc.slot_owner(0);
+    let b = rc.other_master(a);
+    let k = key_on(&rc, b, "k");
+    let slot = key_slot(&k);
+    assert_ne!(slot, 0);
+
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["SET", &k, "v0"]), Reply::ok());
+    // Behind aster's back: the slot to A, then being imported back by B,
+    // k already moved.
+    rc.move_slot(slot, a);
+    rc.begin_migration(slot, a, b);
+    rc.migrate_keys(a, b, &[&k]);
+    rc.reset_stats();
+    // B first: the importing node takes the slot, then the others learn it.
+    let mut others = vec![b];
+    others.extend(rc.masters().into_iter().filter(|&m| m != a && m != b));
+
+    rc.pause(a);
+    send_all(&mut c, &[&["SET", &k, "v1"]]);
+    let moved = poll_until(Duration::from_secs(5), Duration::from_millis(5), || {
+        (rc.cmdstat(b, "set").rejected_calls > 0).then_some(())
+    });
+    if moved.is_none() {
+        rc.resume(a);
+        panic!("B did not answer the first SET with MOVED");
+    }
+    // B takes the slot: aster's table is right again.
+    rc.set_slot_node(slot, b, &others);
+    send_all(&mut c, &[&["SET", &k, "v2"], &["GET", &k]]);
+    std::thread::sleep(Duration::from_millis(300));
+    rc.resume(a);
+
+    c.set_timeout(Duration::from_secs(10));
+    assert_eq!(
+        c.read_replies(3),
+        vec![Reply::ok(), Reply::ok(), Reply::bulk("v2")]
+    );
+    assert_eq!(
+        c.cmd(&["GET", &k]),
+        Reply::bulk("v2"),
+        "the acknowledged later write was overwritten by the earlier one"
+    );
+    rc.finish_migration(slot, a, b);
+}
+
 /// What Redis answers for a pipeline written in one go, against the same
 /// pipeline through the proxy.
 fn same_as_redis(proxy_port: u16, reference: &RedisServer, cmds: &[&[&str]]) {

@@ -500,6 +500,13 @@ impl RedisCluster {
         self.nodes[node].kill();
     }
 
+    /// Starts a killed node again on its port and directory: it comes back
+    /// empty (no persistence) with its `nodes.conf`, and rejoins the cluster
+    /// (a master that was failed over comes back as a replica).
+    pub fn restart(&mut self, node: usize) {
+        self.nodes[node].restart();
+    }
+
     /// SIGSTOP a node: it keeps its sockets but answers nothing.
     pub fn pause(&mut self, node: usize) {
         self.nodes[node].pause();
@@ -572,25 +579,36 @@ impl RedisCluster {
         assert_eq!(self.cmd(from, &args), Reply::ok(), "MIGRATE {keys:?}");
     }
 
+    /// MIGRATEs up to `n` of the keys `from` holds in `slot` to `to`, while
+    /// clients may still create or delete keys there (a key gone since the
+    /// listing is skipped); returns how many keys of the slot `from` still
+    /// holds.
+    pub fn migrate_some(&self, slot: u16, from: usize, to: usize, n: usize) -> usize {
+        let keys = self.keys_in_slot(from, slot);
+        if !keys.is_empty() {
+            let port = self.port(to).to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().take(n).map(String::as_str));
+            let r = self.cmd(from, &args);
+            assert!(
+                r == Reply::ok() || r == Reply::status("NOKEY"),
+                "MIGRATE of slot {slot} from {} to {port}: {r:?}",
+                self.port(from)
+            );
+        }
+        self.keys_in_slot(from, slot).len()
+    }
+
     /// CLUSTER SETSLOT slot NODE `to` on `to`, then `from`, then every other
     /// live master; waits until every live node's CLUSTER SLOTS names `to`.
     pub fn finish_migration(&self, slot: u16, from: usize, to: usize) {
-        let s = slot.to_string();
-        let to_id = self.node_id(to);
         let mut order = vec![to, from];
         order.extend(
             self.masters()
                 .into_iter()
                 .filter(|m| *m != to && *m != from),
         );
-        for node in order {
-            assert_eq!(
-                self.cmd(node, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]),
-                Reply::ok(),
-                "SETSLOT NODE on {}",
-                self.port(node)
-            );
-        }
+        self.set_slot_node(slot, to, &order);
         let to_port = self.port(to);
         let agreed = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
             self.nodes
@@ -612,6 +630,21 @@ impl RedisCluster {
             agreed.is_some(),
             "not every node sees slot {slot} on {to_port} 10 s after SETSLOT NODE"
         );
+    }
+
+    /// CLUSTER SETSLOT slot NODE `to` on each of `nodes`, in order, without
+    /// waiting for the others to agree (one may be stopped).
+    pub fn set_slot_node(&self, slot: u16, to: usize, nodes: &[usize]) {
+        let s = slot.to_string();
+        let to_id = self.node_id(to);
+        for &node in nodes {
+            assert_eq!(
+                self.cmd(node, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]),
+                Reply::ok(),
+                "SETSLOT NODE on {}",
+                self.port(node)
+            );
+        }
     }
 
     /// Moves a whole slot, keys included, from its owner to `to`.

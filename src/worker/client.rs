@@ -257,6 +257,9 @@ pub(crate) struct Client {
     /// them, so they run once its subscriptions have changed, as on one
     /// Redis.
     confirming: usize,
+    /// One of its unanswered requests came back with MOVED and went to the
+    /// node named (see `may_route`).
+    rerouted: bool,
 }
 
 /// What `Client::next_request` found.
@@ -299,6 +302,7 @@ impl Client {
             doomed: false,
             route_gen: 0,
             confirming: 0,
+            rerouted: false,
         }
     }
 
@@ -319,11 +323,21 @@ impl Client {
     /// earlier request for it may still be on its way to the old place, or
     /// come back from it with MOVED and be re-sent to the new one. Sent now,
     /// a later request for the same key could run before it.
+    /// Nor while one of them is on its way to the node a MOVED named: the
+    /// table may still name the node that sent it back, which may own the
+    /// slot again by now (it moved back, or took it over), and would run a
+    /// later request before the redirected one arrives.
     pub(crate) fn may_route(&mut self, generation: u64) -> bool {
         if self.slots.is_empty() {
             self.route_gen = generation;
+            self.rerouted = false;
         }
-        self.route_gen == generation
+        self.route_gen == generation && !self.rerouted
+    }
+
+    /// One of its requests came back with MOVED and is re-sent elsewhere.
+    pub(crate) fn rerouted(&mut self) {
+        self.rerouted = true;
     }
 
     /// Whether (un)subscribe confirmations are still awaited.

@@ -579,8 +579,13 @@ impl Upstream {
                     && let Ok(addr) = target.parse::<SocketAddr>()
                 {
                     if !ask {
-                        // The table is stale: follow now, refresh soon.
+                        // The table is stale: follow now, refresh soon; the
+                        // client's later requests wait for this one
+                        // (`Client::may_route`).
                         ctx.view.kick_refresh();
+                        if let Some(c) = ctx.conns.client(token) {
+                            c.rerouted();
+                        }
                     }
                     let per_protocol = ctx.view.cfg().server_connections;
                     let si = self.server_by_addr(per_protocol, addr, target);
