@@ -26,13 +26,11 @@ fn send_all(c: &mut Client, cmds: &[&[&str]]) {
     c.send(&bytes);
 }
 
-/// The reproduction: a write stuck on a slot's old owner comes back
-/// with MOVED after the proxy learned the new owner and got a later write
-/// for the same key. The later write must not run first.
-#[test]
-fn a_write_redirected_late_does_not_overwrite_a_later_one() {
-    let mut rc = RedisCluster::start(3, 0);
-    // The stalled node must not be failed by the others meanwhile.
+/// Three masters that will not fail a node stopped for a few seconds, and
+/// aster in front (one worker, `read_timeout` 4 s, no periodic refresh,
+/// logging its table updates).
+fn stalled_node_cluster() -> (RedisCluster, Proxy) {
+    let rc = RedisCluster::start(3, 0);
     for node in 0..rc.len() {
         assert_eq!(
             rc.cmd(node, &["CONFIG", "SET", "cluster-node-timeout", "30000"]),
@@ -41,6 +39,15 @@ fn a_write_redirected_late_does_not_overwrite_a_later_one() {
     }
     let conf = rc.proxy_conf(&[("thread", "1"), ("read_timeout", "4000"), ("fetch", "3600")]);
     let proxy = Proxy::start_with_args(&conf.to_toml(), &["-v", "info"]);
+    (rc, proxy)
+}
+
+/// The reproduction: a write stuck on a slot's old owner comes back
+/// with MOVED after the proxy learned the new owner and got a later write
+/// for the same key. The later write must not run first.
+#[test]
+fn a_write_redirected_late_does_not_overwrite_a_later_one() {
+    let (mut rc, proxy) = stalled_node_cluster();
     let masters = rc.masters();
     let (a, c_node) = (masters[0], masters[1]);
     let b = masters[2];
@@ -106,15 +113,7 @@ fn a_write_redirected_late_does_not_overwrite_a_later_one() {
 /// the table meanwhile.)
 #[test]
 fn a_write_redirected_to_a_stalled_node_is_not_overtaken() {
-    let mut rc = RedisCluster::start(3, 0);
-    for node in 0..rc.len() {
-        assert_eq!(
-            rc.cmd(node, &["CONFIG", "SET", "cluster-node-timeout", "30000"]),
-            Reply::ok()
-        );
-    }
-    let conf = rc.proxy_conf(&[("thread", "1"), ("read_timeout", "4000"), ("fetch", "3600")]);
-    let proxy = Proxy::start_with_args(&conf.to_toml(), &["-v", "info"]);
+    let (mut rc, proxy) = stalled_node_cluster();
     // A owns slot 0: aster lists it first, and asks it first for the table.
     let a = rc.slot_owner(0);
     let b = rc.other_master(a);
