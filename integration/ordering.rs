@@ -441,3 +441,44 @@ fn a_redirect_on_a_clients_own_connection_refreshes_the_table() {
         c.cmd(&["WATCH", &k])
     );
 }
+
+/// A client that writes its whole pipeline and then closes its side (a
+/// script piping commands into a socket) still has every command run, as
+/// Redis runs what it read before the EOF: also the requests that were
+/// waiting for earlier ones (the first WATCH after a write, the commands
+/// after an EXEC), not only those dispatched before the last reply went out.
+#[test]
+fn a_half_closed_pipeline_runs_to_its_end() {
+    let s = Shards::start(3);
+    let reference = RedisServer::start();
+    for round in 0..10 {
+        let key = format!("{{half{round}}}k");
+        let cmds: &[&[&str]] = &[
+            &["SET", &key, "1"],
+            &["WATCH", &key],
+            &["SET", &key, "2"],
+            &["MULTI"],
+            &["INCR", &key],
+            &["EXEC"],
+            &["SET", &key, "last"],
+            &["GET", &key],
+        ];
+        let mut bytes = Vec::new();
+        for cmd in cmds {
+            bytes.extend(encode_str(cmd));
+        }
+        let run = |port: u16| {
+            let mut c = Client::connect(port);
+            c.send(&bytes);
+            c.shutdown_write();
+            let raw = c.read_raw(cmds.len(), Duration::from_secs(5));
+            let replies = crate::harness::parse_all(&raw).expect("replies parse");
+            let after = Client::connect(port).cmd(&["GET", &key]);
+            (replies, after)
+        };
+        let want = run(reference.port());
+        let got = run(s.proxy.port());
+        assert_eq!(got, want, "round {round}");
+        assert_eq!(got.1, Reply::bulk("last"), "round {round}");
+    }
+}
