@@ -1,0 +1,279 @@
+//! Keyed requests: placement of their keys, scripts, blocking commands,
+//! and sending on the connection that serves the client.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use mio::Token;
+
+use crate::hashing::hash::hash_tag_slice;
+use crate::hashing::ketama::Distribution;
+use crate::protocol::command::{Args, Block, Command, KeyError, KeyPositions};
+use crate::protocol::resp;
+use crate::routing::table::Place;
+use crate::worker::backend::{Release, ReplyTo};
+use crate::worker::client::Session;
+use crate::worker::scripts;
+
+use super::{Dispatch, FrameArgs, as_multibulk, wrong_arity};
+
+impl Dispatch<'_, '_> {
+    /// A command sent whole to the one server that owns all of its keys.
+    pub(super) fn keyed(&mut self, t: Token, cmd: &Command, frame: &Bytes, args: &FrameArgs<'_>) {
+        let positions = match cmd.key_positions(args) {
+            Ok(p) => p,
+            Err(KeyError::WrongArity) => return self.reply(t, wrong_arity(cmd)),
+            // A bad key count or stream list: Redis rejects the request
+            // before touching any key, so a backend answers it with its own
+            // error (the texts differ per command and per Redis version).
+            Err(_) => return self.forward_invalid(t, frame, args),
+        };
+        let Some(first) = positions.first_key() else {
+            if !cmd.runs_code() {
+                // SINTERCARD 0 ..., ZUNION 0 ..., OBJECT HELP: Redis answers
+                // these with an error or a help text, never reading a key.
+                return self.forward_invalid(t, frame, args);
+            }
+            let msg = format!(
+                "ERR {} with no keys cannot be routed by aster: name at least one key",
+                cmd.name.to_ascii_uppercase()
+            );
+            return self.reply(t, resp::error(&msg));
+        };
+        let random = self.ctx.view.random();
+        let place = match self.place_keys(cmd, args, positions, first, random) {
+            Ok(p) => p,
+            Err(reply) => return self.reply(t, reply),
+        };
+        if let Some(block) = cmd.block(args) {
+            return self.blocking(t, place.server, as_multibulk(frame, args), block);
+        }
+        let mut server = place.server;
+        if cmd.readonly && self.ctx.view.cfg().read_from_slave {
+            server = self.pick_replica(place, random).unwrap_or(server);
+        }
+        let req = self.script_request(cmd, args, server, as_multibulk(frame, args));
+        let fallback = self.fallback(place.group, server);
+        self.forward(t, server, fallback, req);
+    }
+
+    /// EVAL tells the worker's script cache the body and the server that
+    /// now holds it; an EVALSHA of a script the cache knows goes as EVAL to
+    /// a server not known to hold it (`scripts.rs`). A body that does not
+    /// compile is cached too: its EVALSHA elsewhere then gets the compile
+    /// error, where Redis says NOSCRIPT and the client's EVAL would get it.
+    pub(super) fn script_request(
+        &mut self,
+        cmd: &Command,
+        args: &FrameArgs<'_>,
+        server: usize,
+        req: Bytes,
+    ) -> Bytes {
+        if !cmd.runs_code() {
+            return req;
+        }
+        let Some(at) = self.ctx.view.route().servers.get(server).map(|n| n.addr) else {
+            return req;
+        };
+        let flushes = &self.ctx.counters.shared().script_flushes;
+        self.scripts.sync(flushes.load(Ordering::Acquire));
+        match cmd.name {
+            "eval" | "eval_ro" => {
+                self.scripts.ran(args.get(1), at);
+                req
+            }
+            "evalsha" | "evalsha_ro" => match self.scripts.body_for(args.get(1), at) {
+                Some(body) => scripts::as_eval(args, &body),
+                None => req,
+            },
+            _ => req,
+        }
+    }
+
+    /// SCRIPT LOAD teaches the script cache a body; SCRIPT FLUSH empties
+    /// every worker's (each before its next use), so an EVALSHA after it
+    /// gets NOSCRIPT, as from Redis.
+    pub(super) fn script_cache_command(&mut self, cmd: &Command, args: &FrameArgs<'_>) {
+        let flushes = &self.ctx.counters.shared().script_flushes;
+        match cmd.name {
+            "script|load" => {
+                self.scripts.sync(flushes.load(Ordering::Acquire));
+                self.scripts.loaded(args.get(2));
+            }
+            "script|flush" => self
+                .scripts
+                .sync(flushes.fetch_add(1, Ordering::AcqRel) + 1),
+            _ => {}
+        }
+    }
+
+    /// Where keys `first` and the rest of `positions` go: one place, or the
+    /// error reply when they span groups (servers; slots in cluster mode).
+    pub(super) fn place_keys(
+        &self,
+        cmd: &Command,
+        args: &FrameArgs<'_>,
+        positions: KeyPositions,
+        first: usize,
+        random: u32,
+    ) -> Result<Place, Bytes> {
+        let route = self.ctx.view.route();
+        let Some(place) = route.place(args.get(first), random) else {
+            return Err(resp::error(if route.is_cluster() {
+                "CLUSTERDOWN Hash slot not served"
+            } else {
+                "ERR no server is available for this key"
+            }));
+        };
+        for k in positions.iter().skip(1) {
+            let other = route.place(args.get(k), random);
+            if other.map(|p| p.group) != Some(place.group) {
+                return Err(resp::error(&if route.is_cluster() {
+                    "CROSSSLOT Keys in request don't hash to the same slot".to_owned()
+                } else {
+                    format!(
+                        "ERR keys of {} map to different servers; put them on one server with a hash tag",
+                        cmd.name.to_ascii_uppercase()
+                    )
+                }));
+            }
+        }
+        self.sort_patterns_here(cmd, args, place)?;
+        Ok(place)
+    }
+
+    /// SORT's BY and GET patterns, sharding mode: every key a pattern forms
+    /// must live on the sorted key's server, or SORT would find none of
+    /// those kept elsewhere and answer wrongly. They do when the pattern has
+    /// a hash tag before its '*' that maps there (the element replaces the
+    /// '*', so the tag stays the same), as Redis Cluster requires a slot's
+    /// tag. In cluster mode the node checks its patterns itself.
+    fn sort_patterns_here(
+        &self,
+        cmd: &Command,
+        args: &FrameArgs<'_>,
+        place: Place,
+    ) -> Result<(), Bytes> {
+        let route = self.ctx.view.route();
+        if route.is_cluster() || route.servers.len() < 2 {
+            return Ok(());
+        }
+        let cfg = self.ctx.view.cfg();
+        for (option, pattern) in cmd.sort_patterns(args) {
+            let star = pattern
+                .iter()
+                .position(|&b| b == b'*')
+                .unwrap_or(pattern.len());
+            let prefix = &pattern[..star];
+            let tagged = hash_tag_slice(prefix, cfg.hash_tag).len() < prefix.len();
+            let here = tagged
+                && cfg.distribution != Distribution::Random
+                && route
+                    .place(prefix, 0)
+                    .is_some_and(|p| p.group == place.group);
+            if !here {
+                return Err(resp::error(&format!(
+                    "ERR {} option of SORT denied by aster when keys formed by the pattern may be on another server: put the sorted key's hash tag in the pattern, before its '*'",
+                    option.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A blocking command: on a backend connection of the client's own, so
+    /// no other client waits behind it; the client's later requests wait
+    /// until it is answered, as Redis does not read a blocked client's.
+    fn blocking(&mut self, t: Token, server: usize, req: Bytes, block: Block) {
+        let Some((seq, to)) = self.waiting_slot(t) else {
+            return;
+        };
+        match self.up.lease(self.ctx, server, t, Release::WhenIdle) {
+            Ok(conn) => {
+                if let Some(c) = self.ctx.conns.client(t) {
+                    c.block_on(seq, conn);
+                }
+                self.up.send_leased(self.ctx, conn, req, to, Some(block));
+            }
+            Err(reply) => self.ctx.conns.deliver(to, reply),
+        }
+    }
+
+    /// A request with no key to route by that Redis answers without touching
+    /// a key: sent to the master of the empty key's shard, so the client gets
+    /// Redis's own reply.
+    fn forward_invalid(&mut self, t: Token, frame: &Bytes, args: &FrameArgs<'_>) {
+        let random = self.ctx.view.random();
+        let Some(place) = self.ctx.view.route().place(b"", random) else {
+            return self.no_server(t);
+        };
+        let req = as_multibulk(frame, args);
+        self.forward(t, place.server, None, req);
+    }
+
+    /// For a read sent to a replica: its master, to retry the read on if the
+    /// replica's connection fails. Writes and master reads have none.
+    pub(super) fn fallback(&self, group: u64, server: usize) -> Option<usize> {
+        self.ctx
+            .view
+            .route()
+            .master_of(group)
+            .filter(|&m| m != server)
+    }
+
+    /// A replica of the key's shard that is not backing off, spread by
+    /// `random`; `None` sends the read to the master.
+    pub(super) fn pick_replica(
+        &self,
+        place: crate::routing::table::Place,
+        random: u32,
+    ) -> Option<usize> {
+        let replicas = self.ctx.view.route().replicas(place);
+        let n = replicas.len();
+        (0..n)
+            .map(|i| replicas[(random as usize + i) % n])
+            .find(|&r| self.up.usable(self.ctx.now, r))
+    }
+
+    pub(super) fn no_server(&mut self, t: Token) {
+        let msg = if self.ctx.view.route().is_cluster() {
+            "CLUSTERDOWN Hash slot not served"
+        } else {
+            "ERR no server is available for this key"
+        };
+        self.reply(t, resp::error(msg));
+    }
+
+    pub(super) fn forward(&mut self, t: Token, server: usize, fallback: Option<usize>, req: Bytes) {
+        let Some((_, to)) = self.waiting_slot(t) else {
+            return;
+        };
+        self.send(t, server, fallback, req, to);
+    }
+
+    /// Sends (part of) a request to route server `server`, on the shared
+    /// connection that serves this client, or on its WATCH connection when
+    /// the client is watching keys there (or `server` is a replica of that
+    /// master): between WATCH and EXEC everything a client sends to the
+    /// watched server runs there in its order, so its own write to a watched
+    /// key aborts the transaction as on one Redis.
+    pub(super) fn send(
+        &mut self,
+        t: Token,
+        server: usize,
+        fallback: Option<usize>,
+        req: Bytes,
+        to: ReplyTo,
+    ) {
+        let pin = match self.ctx.conns.client(t).map(|c| c.tx()) {
+            Some(Session::Watching(pin)) => Some(*pin),
+            _ => None,
+        };
+        match pin {
+            Some(pin) if pin.server == server || fallback == Some(pin.server) => {
+                self.up.send_leased(self.ctx, pin.conn, req, to, None)
+            }
+            _ => self.up.send(self.ctx, server, fallback, t, req, to),
+        }
+    }
+}
