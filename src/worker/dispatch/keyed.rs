@@ -9,20 +9,20 @@ use mio::Token;
 use crate::hashing::hash::hash_tag_slice;
 use crate::hashing::ketama::Distribution;
 use crate::protocol::command::{Args, Block, Command, KeyError, KeyPositions};
-use crate::protocol::resp;
+use crate::protocol::refusal::Refusal;
 use crate::routing::table::Place;
 use crate::worker::backend::{Release, ReplyTo};
 use crate::worker::client::Session;
 use crate::worker::scripts;
 
-use super::{Dispatch, FrameArgs, as_multibulk, wrong_arity};
+use super::{Dispatch, FrameArgs, as_multibulk};
 
 impl Dispatch<'_, '_> {
     /// A command sent whole to the one server that owns all of its keys.
     pub(super) fn keyed(&mut self, t: Token, cmd: &Command, frame: &Bytes, args: &FrameArgs<'_>) {
         let positions = match cmd.key_positions(args) {
             Ok(p) => p,
-            Err(KeyError::WrongArity) => return self.reply(t, wrong_arity(cmd)),
+            Err(KeyError::WrongArity) => return self.refuse(t, Refusal::WrongArity(cmd.name)),
             // A bad key count or stream list: Redis rejects the request
             // before touching any key, so a backend answers it with its own
             // error (the texts differ per command and per Redis version).
@@ -34,16 +34,12 @@ impl Dispatch<'_, '_> {
                 // these with an error or a help text, never reading a key.
                 return self.forward_invalid(t, frame, args);
             }
-            let msg = format!(
-                "ERR {} with no keys cannot be routed by aster: name at least one key",
-                cmd.name.to_ascii_uppercase()
-            );
-            return self.reply(t, resp::error(&msg));
+            return self.refuse(t, Refusal::NoKeys(cmd.name));
         };
         let random = self.ctx.view.random();
         let place = match self.place_keys(cmd, args, positions, first, random) {
             Ok(p) => p,
-            Err(reply) => return self.reply(t, reply),
+            Err(r) => return self.refuse(t, r),
         };
         if let Some(block) = cmd.block(args) {
             return self.blocking(t, place.server, as_multibulk(frame, args), block);
@@ -108,7 +104,7 @@ impl Dispatch<'_, '_> {
     }
 
     /// Where keys `first` and the rest of `positions` go: one place, or the
-    /// error reply when they span groups (servers; slots in cluster mode).
+    /// refusal when they span groups (servers; slots in cluster mode).
     pub(super) fn place_keys(
         &self,
         cmd: &Command,
@@ -116,26 +112,19 @@ impl Dispatch<'_, '_> {
         positions: KeyPositions,
         first: usize,
         random: u32,
-    ) -> Result<Place, Bytes> {
+    ) -> Result<Place, Refusal> {
         let route = self.ctx.view.route();
         let Some(place) = route.place(args.get(first), random) else {
-            return Err(resp::error(if route.is_cluster() {
-                "CLUSTERDOWN Hash slot not served"
-            } else {
-                "ERR no server is available for this key"
-            }));
+            return Err(Refusal::no_server(route.is_cluster()));
         };
         for k in positions.iter().skip(1) {
             let other = route.place(args.get(k), random);
             if other.map(|p| p.group) != Some(place.group) {
-                return Err(resp::error(&if route.is_cluster() {
-                    "CROSSSLOT Keys in request don't hash to the same slot".to_owned()
+                return Err(if route.is_cluster() {
+                    Refusal::CrossSlot
                 } else {
-                    format!(
-                        "ERR keys of {} map to different servers; put them on one server with a hash tag",
-                        cmd.name.to_ascii_uppercase()
-                    )
-                }));
+                    Refusal::KeysOnServers(cmd.name)
+                });
             }
         }
         self.sort_patterns_here(cmd, args, place)?;
@@ -153,7 +142,7 @@ impl Dispatch<'_, '_> {
         cmd: &Command,
         args: &FrameArgs<'_>,
         place: Place,
-    ) -> Result<(), Bytes> {
+    ) -> Result<(), Refusal> {
         let route = self.ctx.view.route();
         if route.is_cluster() || route.servers.len() < 2 {
             return Ok(());
@@ -172,10 +161,7 @@ impl Dispatch<'_, '_> {
                     .place(prefix, 0)
                     .is_some_and(|p| p.group == place.group);
             if !here {
-                return Err(resp::error(&format!(
-                    "ERR {} option of SORT denied by aster when keys formed by the pattern may be on another server: put the sorted key's hash tag in the pattern, before its '*'",
-                    option.name()
-                )));
+                return Err(Refusal::SortPattern(option.name()));
             }
         }
         Ok(())
@@ -236,12 +222,8 @@ impl Dispatch<'_, '_> {
     }
 
     pub(super) fn no_server(&mut self, t: Token) {
-        let msg = if self.ctx.view.route().is_cluster() {
-            "CLUSTERDOWN Hash slot not served"
-        } else {
-            "ERR no server is available for this key"
-        };
-        self.reply(t, resp::error(msg));
+        let cluster = self.ctx.view.route().is_cluster();
+        self.refuse(t, Refusal::no_server(cluster));
     }
 
     pub(super) fn forward(&mut self, t: Token, server: usize, fallback: Option<usize>, req: Bytes) {

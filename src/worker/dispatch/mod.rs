@@ -13,10 +13,12 @@ use mio::Token;
 
 use crate::protocol::command::{self, Args, Command, Kind, Local, Sub, Tx};
 use crate::protocol::local;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::resp;
 use crate::worker::admin;
 use crate::worker::backend::ReplyTo;
 use crate::worker::client::{Session, Slot};
+use crate::worker::counters::Counters;
 use crate::worker::scripts::Scripts;
 use crate::worker::upstream::{Ctx, Upstream};
 
@@ -38,37 +40,6 @@ impl Args for FrameArgs<'_> {
     }
 }
 
-/// Redis's reply to an unknown command, byte for byte: the name and then each
-/// argument quoted and followed by a space, printed as C strings (a NUL ends
-/// one) and capped at 128 bytes in all, as Redis's `%.128s` / `%.*s` do.
-fn unknown_command(args: &FrameArgs<'_>) -> Bytes {
-    fn c_str(arg: &[u8], cap: usize) -> &[u8] {
-        let end = arg.iter().position(|&b| b == 0).unwrap_or(arg.len());
-        &arg[..end.min(cap)]
-    }
-    let mut quoted = Vec::new();
-    let mut i = 1;
-    while i < args.len() && quoted.len() < 128 {
-        let room = 128 - quoted.len();
-        quoted.push(b'\'');
-        quoted.extend_from_slice(c_str(args.get(i), room));
-        quoted.extend_from_slice(b"' ");
-        i += 1;
-    }
-    let mut msg = b"ERR unknown command '".to_vec();
-    msg.extend_from_slice(c_str(args.get(0), 128));
-    msg.extend_from_slice(b"', with args beginning with: ");
-    msg.extend_from_slice(&quoted);
-    resp::error_bytes(&msg)
-}
-
-fn wrong_arity(cmd: &Command) -> Bytes {
-    resp::error(&format!(
-        "ERR wrong number of arguments for '{}' command",
-        cmd.name
-    ))
-}
-
 /// One request's handling: it borrows the worker's connections, view and
 /// counters (`ctx`) and its backend side (`up`) for the time it takes.
 pub(crate) struct Dispatch<'c, 'a> {
@@ -87,7 +58,7 @@ impl Dispatch<'_, '_> {
         };
         let Some(cmd) = command::lookup_request(&args) else {
             self.flag_transaction(t);
-            return self.reply(t, unknown_command(&args));
+            return self.refuse(t, Refusal::unknown_command(&args));
         };
         if self.ctx.view.needs_auth()
             && !matches!(
@@ -96,11 +67,11 @@ impl Dispatch<'_, '_> {
             )
             && self.ctx.conns.client(t).is_some_and(|c| !c.authed())
         {
-            return self.reply(t, resp::error(local::NOAUTH));
+            return self.refuse(t, Refusal::NoAuth);
         }
         if !cmd.check_arity(args.len()) {
             self.flag_transaction(t);
-            return self.reply(t, wrong_arity(cmd));
+            return self.refuse(t, Refusal::WrongArity(cmd.name));
         }
         // The client's state, read once for the checks below.
         let generation = self.ctx.view.generation();
@@ -132,13 +103,7 @@ impl Dispatch<'_, '_> {
                     resp::put_bulk(&mut out, arg);
                     return self.reply(t, out.freeze());
                 }
-                _ => {
-                    let msg = format!(
-                        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                        cmd.name
-                    );
-                    return self.reply(t, resp::error(&msg));
-                }
+                _ => return self.refuse(t, Refusal::Subscribed(cmd.name)),
             }
         }
         // A request that moves the client onto a connection of its own
@@ -184,18 +149,21 @@ impl Dispatch<'_, '_> {
                 };
                 let cfg = self.ctx.view.cfg();
                 let ans = local::answer(l, &args, c.session(cfg.password.as_deref(), &cfg.users));
-                c.push(Slot::Ready(ans.reply));
+                let reply = ans
+                    .reply
+                    .unwrap_or_else(|r| refusal_reply(self.ctx.counters, &r));
+                c.push(Slot::Ready(reply));
                 if ans.close {
                     c.close_after_reply();
                 }
                 self.ctx.conns.mark_client(t);
             }
             Kind::Unsupported(why) => {
-                let msg = format!(
-                    "ERR {} is not supported by aster: {why}",
-                    cmd.name.to_ascii_uppercase()
-                );
-                self.reply(t, resp::error(&msg));
+                let r = Refusal::Unsupported {
+                    name: cmd.name,
+                    why,
+                };
+                self.refuse(t, r);
             }
             Kind::Keyed(_) | Kind::Blocking(..) => self.keyed(t, cmd, &frame, &args),
             Kind::Transaction(tx) => self.transaction(t, tx, cmd, &frame, &args),
@@ -225,6 +193,21 @@ impl Dispatch<'_, '_> {
     fn reply(&mut self, t: Token, reply: Bytes) {
         self.ctx.conns.reply(t, reply);
     }
+
+    /// Answers with a refusal, counted by its kind.
+    fn refuse(&mut self, t: Token, r: Refusal) {
+        let reply = refusal_reply(self.ctx.counters, &r);
+        self.reply(t, reply);
+    }
+}
+
+/// A refusal's reply, counted by its kind: every refusal the worker gives
+/// goes through here.
+pub(crate) fn refusal_reply(counters: &mut Counters, r: &Refusal) -> Bytes {
+    if let Some(n) = counters.refused.get_mut(r.kind()) {
+        *n += 1;
+    }
+    r.reply()
 }
 
 /// Inline requests are re-encoded before forwarding, so a backend sees one

@@ -10,12 +10,13 @@ use crate::protocol::command::{Command, FanOut, Split};
 use crate::protocol::fanout::{self, InfoMerge, Merge, VersionCell};
 use crate::protocol::local;
 use crate::protocol::multikey::{self, Gather, Plan};
+use crate::protocol::refusal::Refusal;
 use crate::protocol::resp;
 use crate::worker::admin;
 use crate::worker::backend::ReplyTo;
 use crate::worker::client::Slot;
 
-use super::{Dispatch, FrameArgs, as_multibulk, wrong_arity};
+use super::{Dispatch, FrameArgs, as_multibulk};
 
 impl Dispatch<'_, '_> {
     /// MGET, MSET, DEL, UNLINK, EXISTS, TOUCH: forwarded whole when every
@@ -31,10 +32,10 @@ impl Dispatch<'_, '_> {
     ) {
         let positions = match cmd.key_positions(args) {
             Ok(p) => p,
-            Err(_) => return self.reply(t, wrong_arity(cmd)),
+            Err(_) => return self.refuse(t, Refusal::WrongArity(cmd.name)),
         };
         if positions.count() == 0 {
-            return self.reply(t, wrong_arity(cmd));
+            return self.refuse(t, Refusal::WrongArity(cmd.name));
         }
         let random = self.ctx.view.random();
         let to_replica = cmd.readonly && self.ctx.view.cfg().read_from_slave;
@@ -95,7 +96,7 @@ impl Dispatch<'_, '_> {
         let random = self.ctx.view.random();
         let plan = match fanout::plan(fan, args, &req, servers.len(), random) {
             Ok(p) => p,
-            Err(reply) => return self.reply(t, reply),
+            Err(r) => return self.refuse(t, r),
         };
         self.send_plan(t, &servers, plan);
     }
@@ -155,7 +156,7 @@ impl Dispatch<'_, '_> {
         let cfg = self.ctx.view.cfg();
         let hello = match local::hello(args, c.session(cfg.password.as_deref(), &cfg.users)) {
             Ok(h) => h,
-            Err(reply) => return self.reply(t, reply),
+            Err(r) => return self.refuse(t, r),
         };
         let version = VersionCell(Arc::clone(&self.ctx.counters.shared().backend_version));
         match version.get() {

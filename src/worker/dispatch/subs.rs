@@ -8,6 +8,7 @@ use mio::Token;
 
 use crate::protocol::command::{Args, Sub};
 use crate::protocol::pubsub;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::resp;
 use crate::worker::backend::{Release, ReplyTo};
 use crate::worker::client::{Leaving, Slot, SubKind, Subs};
@@ -78,8 +79,7 @@ impl Dispatch<'_, '_> {
             let slot = |a: &[u8]| crate::hashing::slots::slot_of(a);
             let first = slot(args.get(1));
             if (2..args.len()).any(|i| slot(args.get(i)) != first) {
-                let msg = "CROSSSLOT Keys in request don't hash to the same slot";
-                return self.reply(t, resp::error(msg));
+                return self.refuse(t, Refusal::CrossSlot);
             }
         }
         let mut planned = Vec::with_capacity(args.len() - 1);

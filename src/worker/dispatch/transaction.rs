@@ -6,14 +6,14 @@ use mio::Token;
 
 use crate::protocol::command::{Command, Kind, Local, Tx};
 use crate::protocol::local;
+use crate::protocol::refusal::Refusal;
 use crate::protocol::resp;
 use crate::worker::backend::{Release, ReplyTo};
 use crate::worker::client::{Multi, Pin, Session};
 
-use super::{Dispatch, FrameArgs, as_multibulk, wrong_arity};
+use super::{Dispatch, FrameArgs, as_multibulk, refusal_reply};
 
 const QUEUED: &[u8] = b"+QUEUED\r\n";
-const OTHER_SERVER: &str = "ERR a transaction through aster runs on one server, and these keys are on another: put the transaction's keys on one server with a hash tag";
 
 impl Dispatch<'_, '_> {
     /// MULTI, EXEC, DISCARD, WATCH and UNWATCH (UNWATCH inside MULTI is
@@ -36,7 +36,7 @@ impl Dispatch<'_, '_> {
         match (tx, session) {
             (Tx::Multi, Session::Multi(m)) => {
                 c.set_session(Session::Multi(m));
-                self.reply(t, resp::error("ERR MULTI calls can not be nested"));
+                self.refuse(t, Refusal::NestedMulti);
             }
             (Tx::Multi, Session::Watching(pin)) => {
                 c.set_session(Session::Multi(Multi {
@@ -57,10 +57,7 @@ impl Dispatch<'_, '_> {
                             .send_leased(self.ctx, pin.conn, discard, ReplyTo::Discard, None);
                         self.up.release_when_idle(self.ctx, pin.conn);
                     }
-                    self.reply(
-                        t,
-                        resp::error("EXECABORT Transaction discarded because of previous errors."),
-                    );
+                    self.refuse(t, Refusal::ExecAbort);
                 }
                 (false, Some(pin)) => self.last_on_pin(t, pin, req),
                 (false, None) => {
@@ -78,12 +75,11 @@ impl Dispatch<'_, '_> {
             },
             (Tx::Exec | Tx::Discard, other) => {
                 c.set_session(other);
-                let name = cmd.name.to_ascii_uppercase();
-                self.reply(t, resp::error(&format!("ERR {name} without MULTI")));
+                self.refuse(t, Refusal::WithoutMulti(cmd.name));
             }
             (Tx::Watch, Session::Multi(m)) => {
                 c.set_session(Session::Multi(m));
-                self.reply(t, resp::error("ERR WATCH inside MULTI is not allowed"));
+                self.refuse(t, Refusal::WatchInMulti);
             }
             (Tx::Watch, other) => self.watch(t, cmd, args, req, other),
             (Tx::Unwatch, Session::Watching(pin)) => self.last_on_pin(t, pin, req),
@@ -119,7 +115,7 @@ impl Dispatch<'_, '_> {
         let random = self.ctx.view.random();
         let place = cmd
             .key_positions(args)
-            .map_err(|_| wrong_arity(cmd))
+            .map_err(|_| Refusal::WrongArity(cmd.name))
             .and_then(|p| self.place_keys(cmd, args, p, 1, random));
         let restore = |d: &mut Self, s: Session| {
             if let Some(c) = d.ctx.conns.client(t) {
@@ -128,9 +124,9 @@ impl Dispatch<'_, '_> {
         };
         let place = match place {
             Ok(p) => p,
-            Err(reply) => {
+            Err(r) => {
                 restore(self, session);
-                return self.reply(t, reply);
+                return self.refuse(t, r);
             }
         };
         match session {
@@ -140,7 +136,7 @@ impl Dispatch<'_, '_> {
             }
             Session::Watching(pin) => {
                 restore(self, Session::Watching(pin));
-                self.reply(t, resp::error(OTHER_SERVER));
+                self.refuse(t, Refusal::OtherServer);
             }
             _ => match self.up.lease(self.ctx, place.server, t, Release::Held) {
                 Ok(conn) => {
@@ -175,48 +171,39 @@ impl Dispatch<'_, '_> {
                 self.queue_local(t, req, answer.reply);
             }
             Kind::Transaction(Tx::Unwatch) => {
-                self.queue_local(t, req, Bytes::from_static(resp::OK))
+                self.queue_local(t, req, Ok(Bytes::from_static(resp::OK)))
             }
             Kind::Keyed(_) | Kind::Blocking(..) | Kind::Split(_) => {
                 let random = self.ctx.view.random();
                 let place = match cmd.key_positions(args) {
                     Ok(p) => match p.first_key() {
                         Some(first) => self.place_keys(cmd, args, p, first, random),
-                        None => Err(resp::error(&format!(
-                            "ERR {} without a key cannot be queued by aster: a transaction runs on the server of its keys",
-                            cmd.name.to_ascii_uppercase()
-                        ))),
+                        None => Err(Refusal::QueuedWithoutKey(cmd.name)),
                     },
-                    Err(_) => Err(wrong_arity(cmd)),
+                    Err(_) => Err(Refusal::WrongArity(cmd.name)),
                 };
                 match place {
                     Ok(place) => {
                         let req = self.script_request(cmd, args, place.server, req);
                         self.queue_keyed(t, place.server, req)
                     }
-                    Err(reply) => self.refuse_queued(t, reply),
+                    Err(r) => self.refuse_queued(t, r),
                 }
             }
             Kind::Unsupported(why) => {
-                let msg = format!(
-                    "ERR {} is not supported by aster: {why}",
-                    cmd.name.to_ascii_uppercase()
-                );
-                self.refuse_queued(t, resp::error(&msg));
+                let r = Refusal::Unsupported {
+                    name: cmd.name,
+                    why,
+                };
+                self.refuse_queued(t, r);
             }
-            _ => {
-                let msg = format!(
-                    "ERR {} cannot be queued in a transaction by aster",
-                    cmd.name.to_ascii_uppercase()
-                );
-                self.refuse_queued(t, resp::error(&msg));
-            }
+            _ => self.refuse_queued(t, Refusal::NotQueueable(cmd.name)),
         }
     }
 
     /// A command the proxy can answer, queued: sent to the server with the
     /// rest once one is picked, else answered by EXEC itself.
-    fn queue_local(&mut self, t: Token, req: Bytes, answer: Bytes) {
+    fn queue_local(&mut self, t: Token, req: Bytes, answer: Result<Bytes, Refusal>) {
         let Some(m) = self.ctx.conns.client(t).and_then(|c| c.multi_mut()) else {
             return;
         };
@@ -225,6 +212,8 @@ impl Dispatch<'_, '_> {
                 self.pinned(t, pin.conn, req);
             }
             None => {
+                // EXEC gives it: counted now, as it is rendered once.
+                let answer = answer.unwrap_or_else(|r| refusal_reply(self.ctx.counters, &r));
                 m.queued.push((req, answer));
                 self.reply(t, Bytes::from_static(QUEUED));
             }
@@ -239,12 +228,17 @@ impl Dispatch<'_, '_> {
             Some(pin) if pin.server == server => {
                 self.pinned(t, pin.conn, req);
             }
-            Some(_) => self.refuse_queued(t, resp::error(OTHER_SERVER)),
+            Some(_) => self.refuse_queued(t, Refusal::OtherServer),
             None => {
                 let queued = std::mem::take(&mut m.queued);
                 let conn = match self.up.lease(self.ctx, server, t, Release::Held) {
                     Ok(conn) => conn,
-                    Err(reply) => return self.refuse_queued(t, reply),
+                    Err(reply) => {
+                        // No connection for the transaction (upstream's
+                        // own error): refused as well.
+                        self.flag_transaction(t);
+                        return self.reply(t, reply);
+                    }
                 };
                 // The client saw +OK and +QUEUED already: these replies are
                 // the server's own, dropped.
@@ -265,9 +259,9 @@ impl Dispatch<'_, '_> {
 
     /// A command refused inside MULTI: answered with its error, and the
     /// transaction is doomed (EXEC answers EXECABORT).
-    fn refuse_queued(&mut self, t: Token, reply: Bytes) {
+    fn refuse_queued(&mut self, t: Token, r: Refusal) {
         self.flag_transaction(t);
-        self.reply(t, reply);
+        self.refuse(t, r);
     }
 
     /// Inside MULTI, an unknown command or a wrong arity dooms the
