@@ -6,8 +6,6 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use mio::Token;
 
-use crate::hashing::hash::hash_tag_slice;
-use crate::hashing::ketama::Distribution;
 use crate::protocol::command::{Args, Block, Command, KeyError, KeyPositions};
 use crate::protocol::refusal::Refusal;
 use crate::routing::table::Place;
@@ -15,7 +13,7 @@ use crate::worker::backend::{Release, ReplyTo};
 use crate::worker::client::Session;
 use crate::worker::scripts;
 
-use super::{Dispatch, FrameArgs, as_multibulk};
+use super::{Dispatch, FrameArgs, as_multibulk, decide};
 
 impl Dispatch<'_, '_> {
     /// A command sent whole to the one server that owns all of its keys.
@@ -103,8 +101,8 @@ impl Dispatch<'_, '_> {
         }
     }
 
-    /// Where keys `first` and the rest of `positions` go: one place, or the
-    /// refusal when they span groups (servers; slots in cluster mode).
+    /// Where keys `first` and the rest of `positions` go, under the
+    /// worker's route and configuration (`decide::place_keys`).
     pub(super) fn place_keys(
         &self,
         cmd: &Command,
@@ -113,58 +111,8 @@ impl Dispatch<'_, '_> {
         first: usize,
         random: u32,
     ) -> Result<Place, Refusal> {
-        let route = self.ctx.view.route();
-        let Some(place) = route.place(args.get(first), random) else {
-            return Err(Refusal::no_server(route.is_cluster()));
-        };
-        for k in positions.iter().skip(1) {
-            let other = route.place(args.get(k), random);
-            if other.map(|p| p.group) != Some(place.group) {
-                return Err(if route.is_cluster() {
-                    Refusal::CrossSlot
-                } else {
-                    Refusal::KeysOnServers(cmd.name)
-                });
-            }
-        }
-        self.sort_patterns_here(cmd, args, place)?;
-        Ok(place)
-    }
-
-    /// SORT's BY and GET patterns, sharding mode: every key a pattern forms
-    /// must live on the sorted key's server, or SORT would find none of
-    /// those kept elsewhere and answer wrongly. They do when the pattern has
-    /// a hash tag before its '*' that maps there (the element replaces the
-    /// '*', so the tag stays the same), as Redis Cluster requires a slot's
-    /// tag. In cluster mode the node checks its patterns itself.
-    fn sort_patterns_here(
-        &self,
-        cmd: &Command,
-        args: &FrameArgs<'_>,
-        place: Place,
-    ) -> Result<(), Refusal> {
-        let route = self.ctx.view.route();
-        if route.is_cluster() || route.servers.len() < 2 {
-            return Ok(());
-        }
-        let cfg = self.ctx.view.cfg();
-        for (option, pattern) in cmd.sort_patterns(args) {
-            let star = pattern
-                .iter()
-                .position(|&b| b == b'*')
-                .unwrap_or(pattern.len());
-            let prefix = &pattern[..star];
-            let tagged = hash_tag_slice(prefix, cfg.hash_tag).len() < prefix.len();
-            let here = tagged
-                && cfg.distribution != Distribution::Random
-                && route
-                    .place(prefix, 0)
-                    .is_some_and(|p| p.group == place.group);
-            if !here {
-                return Err(Refusal::SortPattern(option.name()));
-            }
-        }
-        Ok(())
+        let (route, cfg) = (self.ctx.view.route(), self.ctx.view.cfg());
+        decide::place_keys(route, cfg, cmd, args, positions, first, random)
     }
 
     /// A blocking command: on a backend connection of the client's own, so

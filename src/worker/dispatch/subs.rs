@@ -8,7 +8,6 @@ use mio::Token;
 
 use crate::protocol::command::{Args, Sub};
 use crate::protocol::pubsub;
-use crate::protocol::refusal::Refusal;
 use crate::protocol::resp;
 use crate::worker::backend::{Release, ReplyTo};
 use crate::worker::client::{Leaving, Slot, SubKind, Subs};
@@ -75,13 +74,6 @@ impl Dispatch<'_, '_> {
         let Some(resp3) = self.ctx.conns.client(t).map(|c| c.resp3()) else {
             return;
         };
-        if sub == Sub::Ssubscribe && self.ctx.view.route().is_cluster() {
-            let slot = |a: &[u8]| crate::hashing::slots::slot_of(a);
-            let first = slot(args.get(1));
-            if (2..args.len()).any(|i| slot(args.get(i)) != first) {
-                return self.refuse(t, Refusal::CrossSlot);
-            }
-        }
         let mut planned = Vec::with_capacity(args.len() - 1);
         let mut opened = Vec::new();
         for i in 1..args.len() {
