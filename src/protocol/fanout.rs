@@ -22,14 +22,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::protocol::command::{Args, FanOut};
 use crate::protocol::local::{self, Hello};
 use crate::protocol::pubsub;
+use crate::protocol::refusal::{BadMerge, Refusal};
 use crate::protocol::resp;
 
 /// Bits of a client's SCAN cursor holding the backend's own cursor.
 pub const CURSOR_BITS: u32 = 48;
 const CURSOR_MASK: u64 = (1 << CURSOR_BITS) - 1;
-
-/// Redis's reply to a cursor it cannot read.
-pub const INVALID_CURSOR: &str = "ERR invalid cursor";
 
 /// How the replies of a fan-out are merged (the state a gather keeps).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,7 +139,7 @@ pub fn plan(
     req: &Bytes,
     servers: usize,
     random: u32,
-) -> Result<Plan, Bytes> {
+) -> Result<Plan, Refusal> {
     let every = |merge| Plan {
         parts: (0..servers).map(|i| (i, req.clone())).collect(),
         merge,
@@ -150,7 +148,7 @@ pub fn plan(
         FanOut::Scan => {
             let (index, inner) = parse_cursor(args.get(1))
                 .and_then(|c| decode(c, servers))
-                .ok_or_else(|| resp::error(INVALID_CURSOR))?;
+                .ok_or(Refusal::InvalidCursor)?;
             Plan {
                 parts: vec![(index, scan_request(args, inner))],
                 merge: Merge::Scan { index, servers },
@@ -256,7 +254,7 @@ pub fn merge(m: &Merge, parts: &[&Bytes]) -> Bytes {
         }
         Merge::Same => match parts.split_first() {
             Some((first, rest)) if rest.iter().all(|p| p == first) => (*first).clone(),
-            Some(_) => resp::error("ERR the backends answered differently; check each backend"),
+            Some(_) => BadMerge::Differ.reply(),
             None => unexpected("the command"),
         },
         Merge::AllOnes => merge_all_ones(parts),
@@ -467,8 +465,8 @@ fn merge_sum_pairs(parts: &[&Bytes]) -> Bytes {
     out.freeze()
 }
 
-fn unexpected(what: &str) -> Bytes {
-    resp::error(&format!("ERR unexpected reply from a backend to {what}"))
+fn unexpected(what: &'static str) -> Bytes {
+    BadMerge::Unexpected(Some(what)).reply()
 }
 
 /// A nil reply of either protocol (RANDOMKEY on an empty server).
@@ -497,9 +495,12 @@ fn merge_scan(reply: &Bytes, index: usize, servers: usize) -> Bytes {
         Some(0)
     };
     let Some(next) = next else {
-        return resp::error(&format!(
-            "ERR SCAN cursor {inner} of a backend does not fit aster's cursor encoding (at most 2^{CURSOR_BITS} - 1)"
-        ));
+        let bits = CURSOR_BITS;
+        return BadMerge::CursorTooWide {
+            cursor: inner,
+            bits,
+        }
+        .reply();
     };
     let keys = &reply[elems[1].clone()];
     let mut out = BytesMut::with_capacity(keys.len() + 40);
@@ -646,7 +647,9 @@ mod tests {
             }
         );
         let args: Vec<&[u8]> = vec![b"SCAN", b"x"];
-        let err = plan(FanOut::Scan, &args, &req, 3, 0).err();
+        let err = plan(FanOut::Scan, &args, &req, 3, 0)
+            .err()
+            .map(|r| r.reply());
         assert_eq!(err.as_deref(), Some(&b"-ERR invalid cursor\r\n"[..]));
     }
 

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::command::{Args, Local};
+use crate::protocol::refusal::Refusal;
 use crate::protocol::resp;
 use serde::Deserialize;
 
@@ -73,13 +74,6 @@ pub struct ClientInfo<'a> {
     pub users: &'a [User],
 }
 
-// Redis 7's texts, byte for byte: clients and their alerting match on them.
-const NO_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
-const BAD_PASSWORD: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-pub const NOAUTH: &str = "NOAUTH Authentication required.";
-const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
-const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
-
 /// Compares without an early exit, so the time taken does not tell how much
 /// of a guess was right.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
@@ -92,17 +86,17 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 /// AUTH [user] password: `password` is the "default" user's; `users` adds
 /// named ones. Every candidate is compared, so timing says nothing either.
-fn auth(user: Option<&[u8]>, pass: &[u8], c: &mut ClientInfo<'_>) -> Result<(), &'static str> {
+fn auth(user: Option<&[u8]>, pass: &[u8], c: &mut ClientInfo<'_>) -> Result<(), Refusal> {
     if c.password.is_none() && c.users.is_empty() {
         // Redis without a password has only the passwordless "default"
         // user: any password logs it in, other users do not exist.
         return match user {
-            None => Err(NO_PASSWORD),
+            None => Err(Refusal::NoPassword),
             Some(b"default") => {
                 *c.authed = true;
                 Ok(())
             }
-            Some(_) => Err(BAD_PASSWORD),
+            Some(_) => Err(Refusal::WrongPass),
         };
     }
     let user = user.unwrap_or(b"default");
@@ -117,19 +111,27 @@ fn auth(user: Option<&[u8]>, pass: &[u8], c: &mut ClientInfo<'_>) -> Result<(), 
         *c.authed = true;
         Ok(())
     } else {
-        Err(BAD_PASSWORD)
+        Err(Refusal::WrongPass)
     }
 }
 
 pub struct Answer {
-    pub reply: Bytes,
+    /// The reply, or the refusal the worker renders and counts.
+    pub reply: Result<Bytes, Refusal>,
     /// QUIT: close after this reply.
     pub close: bool,
 }
 
 fn reply(b: Bytes) -> Answer {
     Answer {
-        reply: b,
+        reply: Ok(b),
+        close: false,
+    }
+}
+
+fn refuse(r: Refusal) -> Answer {
+    Answer {
+        reply: Err(r),
         close: false,
     }
 }
@@ -143,41 +145,40 @@ pub fn answer(cmd: Local, args: &(impl Args + ?Sized), client: ClientInfo<'_>) -
         Local::Ping => match args.len() {
             1 => reply(Bytes::from_static(resp::PONG)),
             2 => reply(resp::bulk(args.get(1))),
-            _ => reply(resp::error(
-                "ERR wrong number of arguments for 'ping' command",
-            )),
+            _ => refuse(Refusal::WrongArity("ping")),
         },
         Local::Echo => reply(resp::bulk(args.get(1))),
         Local::Quit => Answer {
-            reply: Bytes::from_static(resp::OK),
+            reply: Ok(Bytes::from_static(resp::OK)),
             close: true,
         },
         Local::Select => match resp::parse_int(args.get(1)) {
             Some(0) => reply(Bytes::from_static(resp::OK)),
-            Some(_) => reply(resp::error(
-                "ERR SELECT is not supported by aster: only database 0 is served (set the backend database in the config)",
-            )),
-            None => reply(resp::error("ERR value is not an integer or out of range")),
+            Some(_) => refuse(Refusal::Unsupported {
+                name: "select",
+                why: "only database 0 is served (set the backend database in the config)",
+            }),
+            None => refuse(Refusal::NotAnInteger),
         },
         Local::Client => client_cmd(args, client),
         Local::Hello => match hello(args, client) {
             Ok(h) => reply(hello_reply(h, FALLBACK_VERSION)),
-            Err(e) => reply(e),
+            Err(e) => refuse(e),
         },
         Local::Auth => {
             let mut c = client;
             let res = match args.len() {
                 2 => auth(None, args.get(1), &mut c),
                 3 => auth(Some(args.get(1)), args.get(2), &mut c),
-                _ => Err("ERR syntax error"),
+                _ => Err(Refusal::Syntax),
             };
             match res {
                 Ok(()) => reply(Bytes::from_static(resp::OK)),
-                Err(e) => reply(resp::error(e)),
+                Err(e) => refuse(e),
             }
         }
         // They need the cluster's state: the worker answers them (admin.rs).
-        Local::Info | Local::Slowlog => reply(resp::error("ERR not available here")),
+        Local::Info | Local::Slowlog => refuse(Refusal::NotHere),
         Local::Time => reply(time()),
     }
 }
@@ -186,19 +187,13 @@ fn valid_name(name: &[u8]) -> bool {
     name.iter().all(|&c| (b'!'..=b'~').contains(&c))
 }
 
-fn wrong_arity(name: &str) -> Bytes {
-    resp::error(&format!(
-        "ERR wrong number of arguments for '{name}' command"
-    ))
-}
-
 fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
     let sub = upper(args.get(1));
     match (sub.as_slice(), args.len()) {
         (b"SETNAME", 3) => {
             let name = args.get(2);
             if !valid_name(name) {
-                return reply(resp::error(BAD_NAME));
+                return refuse(Refusal::BadClientName);
             }
             *c.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
             reply(Bytes::from_static(resp::OK))
@@ -211,14 +206,11 @@ fn client_cmd(args: &(impl Args + ?Sized), c: ClientInfo<'_>) -> Answer {
         // servers' version, as the backends never see this connection.
         (b"SETINFO", 4) => reply(Bytes::from_static(resp::OK)),
         (b"ID", 2) => reply(resp::int(c.id as i64)),
-        (b"SETNAME", _) => reply(wrong_arity("client|setname")),
-        (b"GETNAME", _) => reply(wrong_arity("client|getname")),
-        (b"SETINFO", _) => reply(wrong_arity("client|setinfo")),
-        (b"ID", _) => reply(wrong_arity("client|id")),
-        _ => reply(resp::error(&format!(
-            "ERR CLIENT {} is not supported by aster: it would act on a shared backend connection",
-            String::from_utf8_lossy(&sub)
-        ))),
+        (b"SETNAME", _) => refuse(Refusal::WrongArity("client|setname")),
+        (b"GETNAME", _) => refuse(Refusal::WrongArity("client|getname")),
+        (b"SETINFO", _) => refuse(Refusal::WrongArity("client|setinfo")),
+        (b"ID", _) => refuse(Refusal::WrongArity("client|id")),
+        _ => refuse(Refusal::ClientSubcommand(sub)),
     }
 }
 
@@ -231,19 +223,14 @@ pub struct Hello {
 
 /// HELLO [protover [AUTH user pass] [SETNAME name]], checked in Redis's
 /// order: version, options, credentials, then authentication; the
-/// connection's state changes only once all are accepted. `Err` is the
-/// error reply. The reply itself (`hello_reply`) needs the version the
+/// connection's state changes only once all are accepted. The reply itself (`hello_reply`) needs the version the
 /// servers report.
-pub fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Result<Hello, Bytes> {
+pub fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Result<Hello, Refusal> {
     let proto = if args.len() >= 2 {
         match resp::parse_int(args.get(1)) {
             Some(v @ (2 | 3)) => v,
-            Some(_) => return Err(resp::error("NOPROTO unsupported protocol version")),
-            None => {
-                return Err(resp::error(
-                    "ERR Protocol version is not an integer or out of range",
-                ));
-            }
+            Some(_) => return Err(Refusal::NoProto),
+            None => return Err(Refusal::HelloProtoNotInteger),
         }
     } else if *c.resp3 {
         3
@@ -262,27 +249,22 @@ pub fn hello(args: &(impl Args + ?Sized), mut c: ClientInfo<'_>) -> Result<Hello
             b"SETNAME" if i + 1 < args.len() => {
                 let n = args.get(i + 1);
                 if !valid_name(n) {
-                    return Err(resp::error(BAD_NAME));
+                    return Err(Refusal::BadClientName);
                 }
                 name = Some(n);
                 i += 2;
             }
-            _ => {
-                let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
-                msg.extend_from_slice(args.get(i));
-                msg.push(b'\'');
-                return Err(resp::error_bytes(&msg));
-            }
+            _ => return Err(Refusal::HelloOption(args.get(i).to_vec())),
         }
     }
     if let Some((user, pass)) = creds
         && let Err(e) = auth(Some(user), pass, &mut c)
     {
-        return Err(resp::error(e));
+        return Err(e);
     }
     let needs_auth = c.password.is_some() || !c.users.is_empty();
     if needs_auth && !*c.authed {
-        return Err(resp::error(HELLO_NOAUTH));
+        return Err(Refusal::HelloNoAuth);
     }
     if let Some(n) = name {
         // An empty name clears it, as CLIENT SETNAME "" does.
@@ -340,7 +322,7 @@ mod tests {
             password: None,
             users: &[],
         };
-        answer(cmd, &args, info).reply
+        answer(cmd, &args, info).reply.unwrap_or_else(|r| r.reply())
     }
 
     #[test]
@@ -360,7 +342,7 @@ mod tests {
                 password: Some("s3cret"),
                 users: &users,
             };
-            answer(cmd, &args, info).reply
+            answer(cmd, &args, info).reply.unwrap_or_else(|r| r.reply())
         };
         assert_eq!(
             &call(vec![b"AUTH", b"nope"], Local::Auth)[..],
@@ -389,7 +371,10 @@ mod tests {
         assert!(!same_secret(b"ab", b"abc"));
         let mut name = None;
         let r = run(Local::Auth, vec![b"AUTH", b"x"], &mut name);
-        assert_eq!(&r[..], format!("-{NO_PASSWORD}\r\n").as_bytes());
+        assert_eq!(
+            &r[..],
+            &b"-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n"[..]
+        );
     }
 
     #[test]

@@ -9,4 +9,5 @@ pub mod fanout;
 pub(crate) mod local;
 pub mod multikey;
 pub mod pubsub;
+pub mod refusal;
 pub mod resp;

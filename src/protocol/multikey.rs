@@ -6,6 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::protocol::command::{Args, Split};
 use crate::protocol::fanout;
+use crate::protocol::refusal::BadMerge;
 use crate::protocol::resp;
 
 /// How a gather's parts become one reply.
@@ -64,7 +65,7 @@ impl Gather {
                 if parts.iter().all(|p| &p[..] == resp::OK) {
                     Bytes::from_static(resp::OK)
                 } else {
-                    resp::error("ERR unexpected reply from a backend to MSET")
+                    BadMerge::Unexpected(Some("MSET")).reply()
                 }
             }
             Split::SumInt => {
@@ -72,7 +73,7 @@ impl Gather {
                 for p in &parts {
                     match resp::int_reply(p) {
                         Some(v) => sum = sum.saturating_add(v),
-                        None => return resp::error("ERR unexpected reply from a backend"),
+                        None => return BadMerge::Unexpected(None).reply(),
                     }
                 }
                 resp::int(sum)
@@ -89,7 +90,7 @@ impl Gather {
         let mut ranges = Vec::new();
         for p in parts {
             if resp::array_elements(p, &mut ranges).is_none() {
-                return resp::error("ERR unexpected reply from a backend to MGET");
+                return BadMerge::Unexpected(Some("MGET")).reply();
             }
             starts.push(all.len());
             all.extend_from_slice(&ranges);
@@ -103,7 +104,7 @@ impl Gather {
                 .get(part + 1)
                 .is_some_and(|&end| starts[part] + idx < end);
             let Some(r) = all.get(starts[part] + idx).filter(|_| in_part) else {
-                return resp::error("ERR unexpected reply from a backend to MGET");
+                return BadMerge::Unexpected(Some("MGET")).reply();
             };
             out.put_slice(&parts[part][r.clone()]);
         }

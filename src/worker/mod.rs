@@ -44,13 +44,13 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::ClusterConfig;
 use crate::net::sock::ReadStatus;
 use crate::observe::stats::ClusterStats;
-use crate::protocol::resp;
+use crate::protocol::refusal::Refusal;
 use crate::routing::refresh::Kick;
 use crate::routing::table::RouteHandle;
 use crate::worker::client::{Client, Next};
 use crate::worker::conns::{Conn, Conns};
 use crate::worker::counters::Counters;
-use crate::worker::dispatch::Dispatch;
+use crate::worker::dispatch::{Dispatch, refusal_reply};
 use crate::worker::scripts::Scripts;
 use crate::worker::tune::tune;
 use crate::worker::upstream::{Ctx, Upstream, needs_reopen};
@@ -61,7 +61,6 @@ pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 
 /// How long a shutting-down worker waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 
 pub(crate) struct WorkerSetup {
     pub(crate) cfg: Arc<ClusterConfig>,
@@ -243,7 +242,8 @@ impl Worker {
                     if max > 0 && now_clients >= max {
                         clients.fetch_sub(1, Ordering::Relaxed);
                         // Best effort: a fresh socket has room for one line.
-                        let _ = std::io::Write::write(&mut sock, MAX_CLIENTS_REPLY);
+                        let reply = refusal_reply(&mut self.counters, &Refusal::MaxClients);
+                        let _ = std::io::Write::write(&mut sock, &reply);
                         debug!("cluster {name}: client {peer} refused: {max} clients already");
                         continue;
                     }
@@ -397,7 +397,7 @@ impl Worker {
                 Ok(Next::Stop) => return false,
                 Err(e) => {
                     debug!("cluster {}: client {}: {e}", self.view.cfg().name, c.peer());
-                    c.refuse(resp::error(&format!("ERR {e}")));
+                    c.refuse(refusal_reply(&mut self.counters, &Refusal::Protocol(e)));
                     self.conns.mark_client(t);
                     return false;
                 }
