@@ -8,10 +8,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::harness::{
-    ClusterConf, Proxy, RedisCluster, RedisServer, Rng, Shards, encode, parse_reply,
+    ClusterConf, Proxy, RedisCluster, RedisServer, Rng, Shards, encode, parse_reply, seed_from_env,
 };
 
 // ---------------------------------------------------------------------------
@@ -105,11 +105,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn seed() -> u64 {
-    let fallback = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    env_or("ASTER_DIFF_SEED", fallback)
+    seed_from_env("ASTER_DIFF_SEED")
 }
 
 fn refusal(name: &str) -> String {
