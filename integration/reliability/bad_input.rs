@@ -9,12 +9,12 @@ fn malformed_requests_get_a_protocol_error_and_only_their_connection_closes() {
     let mut steady = s.client();
     assert_eq!(steady.cmd(&["SET", "steady", "0"]), Reply::ok());
 
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     // Random bytes with no line end and no leading '*': an inline line that never ends.
     let garbage_line: Vec<u8> = (0..100_000)
         .map(|i| {
             loop {
-                let b = rng.next() as u8;
+                let b = rng.next_u64() as u8;
                 if b != b'\n' && b != b'\r' && !(i == 0 && b == b'*') {
                     break b;
                 }
