@@ -4,6 +4,7 @@ mod harness;
 
 mod admin;
 mod bench;
+mod chaos;
 mod client_libraries;
 mod client_patterns;
 mod cluster;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::harness::{
     Client, Proxy, RedisCluster, RedisServer, Reply, Rng, Shards, encode_str, key_slot, poll_until,
+    seed_from_env,
 };
 
 /// Keys `{prefix}N` until one is owned by `node`.
@@ -31,12 +32,7 @@ fn send_all(c: &mut Client, cmds: &[&[&str]]) {
 /// logging its table updates).
 fn stalled_node_cluster() -> (RedisCluster, Proxy) {
     let rc = RedisCluster::start(3, 0);
-    for node in 0..rc.len() {
-        assert_eq!(
-            rc.cmd(node, &["CONFIG", "SET", "cluster-node-timeout", "30000"]),
-            Reply::ok()
-        );
-    }
+    rc.set_node_timeout(30_000);
     let conf = rc.proxy_conf(&[("thread", "1"), ("read_timeout", "4000"), ("fetch", "3600")]);
     let proxy = Proxy::start_with_args(&conf.to_toml(), &["-v", "info"]);
     (rc, proxy)
@@ -387,15 +383,7 @@ fn mixed_pipelines_match_redis(port: u16, seed: u64) {
 }
 
 fn seed() -> u64 {
-    std::env::var("ASTER_MIXED_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
+    seed_from_env("ASTER_MIXED_SEED")
 }
 
 #[test]

@@ -123,12 +123,7 @@ fn a_takeover_is_picked_up_quickly_while_another_node_hangs() {
     let mut rc = RedisCluster::start(3, 1);
     // No automatic failover during the test: only the takeover below
     // changes the table (the stopped node would otherwise be replaced too).
-    for i in 0..rc.len() {
-        assert_eq!(
-            rc.cmd(i, &["CONFIG", "SET", "cluster-node-timeout", "60000"]),
-            Reply::ok()
-        );
-    }
+    rc.set_node_timeout(60_000);
     let hung = rc.slot_owner(0);
     let victim = rc.other_master(hung);
     let replica = rc.replicas_of(victim)[0];

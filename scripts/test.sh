@@ -18,7 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# redis-py 5+ for the client-library integration tests (integration/operations.rs).
+# redis-py 5+ for the client-library integration tests (integration/client_libraries.rs).
 if command -v python3 >/dev/null && ! python3 -c 'import redis' 2>/dev/null; then
   for attempt in 1 2 3; do
     python3 -m pip install --quiet 'redis>=5' && break

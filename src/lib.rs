@@ -4,8 +4,8 @@
 //! The binary (`src/main.rs`) is a thin shell over `control::app::main`. The
 //! library exports only what benchmarks and fuzz targets use: the protocol
 //! parsers and command table, the hashes and distributions, the slot
-//! functions, the socket read/write primitives and the supervisor's reply
-//! decoder. `docs/design.md` maps the
+//! functions, the socket read/write primitives, the supervisor's reply
+//! decoder, and the small generator the integration tests share. `docs/design.md` maps the
 //! folders.
 
 #![deny(rust_2018_idioms, unused_imports, dead_code)]
@@ -16,6 +16,7 @@ pub mod hashing;
 pub mod net;
 mod observe;
 pub mod protocol;
+pub mod rng;
 pub mod routing;
 mod worker;
 

@@ -507,6 +507,20 @@ impl RedisCluster {
         self.nodes[node].restart();
     }
 
+    /// CONFIG SET cluster-node-timeout on every live node: a long one lets a
+    /// test stop a node without the others failing it over.
+    pub fn set_node_timeout(&self, ms: u64) {
+        let ms = ms.to_string();
+        for node in (0..self.len()).filter(|&n| self.is_alive(n)) {
+            assert_eq!(
+                self.cmd(node, &["CONFIG", "SET", "cluster-node-timeout", &ms]),
+                Reply::ok(),
+                "cluster-node-timeout on {}",
+                self.port(node)
+            );
+        }
+    }
+
     /// SIGSTOP a node: it keeps its sockets but answers nothing.
     pub fn pause(&mut self, node: usize) {
         self.nodes[node].pause();

@@ -14,7 +14,7 @@
 //! | `stats`      | the twemproxy stats document                              |
 //! | `metrics`    | the Prometheus text                                       |
 //! | `python`     | redis-py scripts                                          |
-//! | `rng`        | a seeded generator                                        |
+//! | `rng`        | `aster_proxy::rng::Rng`, seeds from the environment       |
 //!
 //! Every process started here is owned by a value whose `Drop` stops and
 //! reaps it, so a panicking test leaves nothing running. Nothing uses a fixed

@@ -360,13 +360,8 @@ mod tests {
     fn any_queue_arrives_in_order() {
         use std::io::Read as _;
         use std::os::unix::net::UnixStream;
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n.max(1) as u64) as usize
-        };
+        let mut rng = crate::rng::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut next = move |n: usize| rng.below(n);
         for case in 0..100 {
             let mut q = VecDeque::new();
             let mut expect = Vec::new();

@@ -10,6 +10,7 @@ use log::info;
 
 use crate::config::ClusterConfig;
 use crate::protocol::resp::Limits;
+use crate::rng::Rng;
 use crate::routing::refresh::Kick;
 use crate::routing::table::{RouteHandle, RouteTable};
 
@@ -24,8 +25,8 @@ pub(crate) struct View {
     limits: Limits,
     /// Asks the supervisor for a topology refresh (cluster mode).
     kick: Option<Kick>,
-    /// xorshift64* state, for the random distribution and replica choice.
-    rng: Cell<u64>,
+    /// For the random distribution and replica choice.
+    rng: Cell<Rng>,
 }
 
 /// What loading the shared pointer found.
@@ -53,7 +54,7 @@ impl View {
             route,
             generation: 0,
             kick,
-            rng: Cell::new(0x2545_f491_4f6c_dd1d ^ (index as u64 + 1)),
+            rng: Cell::new(Rng::new(0x2545_f491_4f6c_dd1d ^ (index as u64 + 1))),
         }
     }
 
@@ -106,14 +107,13 @@ impl View {
         }
     }
 
-    /// xorshift64*: placement for the random distribution, not security.
+    /// Placement for the random distribution, not security: the high half
+    /// of the next output (the better half of xorshift64*'s bits).
     pub(crate) fn random(&self) -> u32 {
-        let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.set(x);
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+        let mut rng = self.rng.get();
+        let x = rng.next_u64();
+        self.rng.set(rng);
+        (x >> 32) as u32
     }
 
     pub(crate) fn needs_auth(&self) -> bool {

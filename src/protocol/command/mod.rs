@@ -704,21 +704,6 @@ mod tests {
         );
     }
 
-    /// Small xorshift generator: deterministic, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     #[test]
     fn random_arguments_never_panic() {
         const WORDS: &[&str] = &[
@@ -752,7 +737,7 @@ mod tests {
             "0 ",
             "+1",
         ];
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = crate::rng::Rng::new(0x9e37_79b9_7f4a_7c15);
         let commands: Vec<&Command> = every_command().collect();
         for _ in 0..200_000 {
             let cmd = commands[rng.below(commands.len())];
