@@ -73,14 +73,14 @@ pub(crate) struct Queues {
 /// Invariants it keeps:
 /// - every request queued has one record in `awaiting`, and its bytes in
 ///   `unsent` until they are all written: `unsent` holds the newest
-///   records' bytes (a server that answers what it was not sent is caught
-///   as a protocol error when nothing is awaited, never paired wrongly);
+///   records' bytes, so the stats can tell sent from unsent;
 /// - the commands sent on connect (`ReplyTo::Init`) are queued before any
 ///   other request, so their replies are the first read and are consumed
 ///   here: a refusal fails the connection, a success is nobody's reply;
 /// - a reply is paired only with the front record, and each record with
 ///   exactly one reply (or, when the connection closes, one error:
-///   `into_pending` hands them all to the caller);
+///   `into_pending` hands them all to the caller); a reply when none is
+///   awaited is a protocol error;
 /// - on a subscriber connection a pub/sub message pairs with nothing: it is
 ///   told apart from a reply before pairing.
 #[derive(Default)]
