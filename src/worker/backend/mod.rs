@@ -1,5 +1,6 @@
-//! A backend connection: the requests queued for writing, the requests
-//! awaiting replies in the order the server will answer them, and the
+//! A backend connection: its life (`Phase`: connecting, initializing,
+//! ready), whom it serves (`Role`: shared, or dedicated and leased), the
+//! requests it carries paired with their replies (`InFlight`), and the
 //! scanner that cuts replies out of what it reads. It pairs each reply with
 //! its request itself (`take_reply`), as pelikan's client session does.
 
@@ -12,73 +13,59 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::net::sock::{self, READ_BUDGET, ReadBuf, ReadStatus};
+use crate::net::sock::{READ_BUDGET, ReadBuf, ReadStatus};
 use crate::protocol::command::Block;
-use crate::protocol::pubsub;
-use crate::protocol::resp::{self, ReplyScanner};
+use crate::protocol::resp::ReplyScanner;
 use crate::worker::error::BackendError;
 use crate::worker::server::ServerId;
 
-/// Where a reply goes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum ReplyTo {
-    /// Slot `seq` (part `part` of a split command) of the client at `token`.
-    Client { token: Token, seq: u64, part: u32 },
-    /// A command the proxy sent for itself on connect (AUTH, SELECT,
-    /// READONLY): an error reply means the connection is unusable.
-    Init,
-    /// ASKING before a redirected request: its reply is dropped.
-    Discard,
-}
+mod inflight;
+mod role;
 
-pub(crate) struct Pending {
-    pub(crate) to: ReplyTo,
-    /// When the request was queued: the read timeout counts from here.
-    pub(crate) at: Instant,
-    /// The request itself (a shared slice, not a copy), kept to resend it
-    /// after a cluster redirect or on the master.
-    pub(crate) req: Bytes,
-    /// How many redirects this request has followed.
-    pub(crate) redirects: u8,
-    /// A read sent to a replica: the master, where it is retried if this
-    /// connection fails.
-    pub(crate) fallback: Option<ServerId>,
-    /// A blocking command: how long it may block beyond `read_timeout`.
-    pub(crate) block: Option<Block>,
-}
+use inflight::InFlight;
+pub(crate) use inflight::{Pending, Queues, ReplyTo, SubFrame};
+use role::Role;
+pub(crate) use role::{Lease, Release};
 
-/// What a subscriber connection reads: messages for its client, and the
-/// server's replies to the (un)subscribe commands sent on it.
-pub(crate) enum SubFrame {
-    Message(Bytes),
-    Reply(Pending, Bytes),
-}
-
-/// A dedicated connection's holder: the client it serves alone.
+/// A connection's life, from the connect to its close. Closing is not a
+/// phase: the owner drops the connection and answers what it carried
+/// (`into_inflight`), so nothing can be queued on a closed one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Lease {
-    pub(crate) client: Token,
-    pub(crate) release: Release,
-}
-
-/// When a leased connection goes back to the pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Release {
-    /// Once its last reply is read (a blocking command; EXEC, DISCARD or
-    /// UNWATCH sent).
-    WhenIdle,
-    /// When the client's transaction state says so (WATCH, MULTI).
-    Held,
-    /// A subscriber connection: its messages go to the client, and the
-    /// server's confirmations are paired with the (un)subscribe commands
-    /// sent on it; closed when the client's last subscription on it goes.
-    Subscriber,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Connecting,
+enum Phase {
+    /// The non-blocking connect is under way since `since`; the write
+    /// timeout bounds it. Requests queue up meanwhile, unwritten.
+    Connecting { since: Instant },
+    /// Connected; the replies to the commands sent on connect are not all
+    /// read yet. Requests queued behind them are written all the same
+    /// (pipelined): a refusal fails the connection, and them with it.
+    Initializing,
+    /// Connected, and every command sent on connect accepted.
     Ready,
+}
+
+impl Phase {
+    /// The connect finished: initializing while replies to commands sent
+    /// on connect are still to come.
+    fn connected(self, initializing: bool) -> Phase {
+        match self {
+            Phase::Connecting { .. } if initializing => Phase::Initializing,
+            Phase::Connecting { .. } => Phase::Ready,
+            other => other,
+        }
+    }
+
+    /// A reply to a command sent on connect was consumed: ready once none
+    /// is still to come.
+    fn init_reply(self, initializing: bool) -> Phase {
+        match self {
+            Phase::Initializing if !initializing => Phase::Ready,
+            other => other,
+        }
+    }
+
+    fn is_connected(self) -> bool {
+        !matches!(self, Phase::Connecting { .. })
+    }
 }
 
 pub(crate) struct BackendConn {
@@ -89,10 +76,8 @@ pub(crate) struct BackendConn {
     resp3: bool,
     /// Which of the server's slots (of its protocol) it was opened for.
     slot: usize,
-    state: State,
-    started: Instant,
-    wq: VecDeque<Bytes>,
-    inflight: VecDeque<Pending>,
+    phase: Phase,
+    inflight: InFlight,
     rbuf: ReadBuf,
     /// How far the reply at the front of `rbuf` has been scanned.
     scanner: ReplyScanner,
@@ -102,22 +87,7 @@ pub(crate) struct BackendConn {
     dirty: bool,
     /// The deadline its timer entry is armed for.
     armed: Option<Instant>,
-    /// Opened for clients of their own (never in a server's shared slots),
-    /// and the one it serves now, if any.
-    dedicated: bool,
-    lease: Option<Lease>,
-    /// The backend options generation it was opened under: a reload that
-    /// changes them retires older dedicated connections when released.
-    options: u64,
-}
-
-/// What a connection holds, for the stats: (unsent requests, their bytes,
-/// requests sent and awaiting replies, their bytes).
-pub(crate) struct Queues {
-    pub(crate) unsent: u64,
-    pub(crate) unsent_bytes: u64,
-    pub(crate) outstanding: u64,
-    pub(crate) outstanding_bytes: u64,
+    role: Role,
 }
 
 impl BackendConn {
@@ -135,41 +105,36 @@ impl BackendConn {
             server,
             resp3,
             slot,
-            state: State::Connecting,
-            started: now,
-            wq: VecDeque::new(),
-            inflight: VecDeque::new(),
+            phase: Phase::Connecting { since: now },
+            inflight: InFlight::default(),
             rbuf: ReadBuf::default(),
             scanner: ReplyScanner::default(),
             write_since: now,
             dirty: false,
             armed: None,
-            dedicated: false,
-            lease: None,
-            options: 0,
+            role: Role::Shared,
         })
     }
 
     /// Makes it a dedicated connection, opened under options generation `options`.
     pub(crate) fn dedicate(&mut self, options: u64) {
-        self.dedicated = true;
-        self.options = options;
+        self.role.dedicate(options);
     }
 
     pub(crate) fn is_dedicated(&self) -> bool {
-        self.dedicated
+        self.role != Role::Shared
     }
 
     pub(crate) fn options(&self) -> u64 {
-        self.options
+        self.role.options()
     }
 
     pub(crate) fn lease(&self) -> Option<Lease> {
-        self.lease
+        self.role.lease()
     }
 
     pub(crate) fn set_lease(&mut self, lease: Option<Lease>) {
-        self.lease = lease;
+        self.role.set_lease(lease);
     }
 
     pub(crate) fn register(&mut self, registry: &Registry, t: Token) -> io::Result<()> {
@@ -200,18 +165,20 @@ impl BackendConn {
         self.slot
     }
 
+    /// Connected: it may be written (replies to the commands sent on
+    /// connect may still be awaited).
     pub(crate) fn is_ready(&self) -> bool {
-        self.state == State::Ready
+        self.phase.is_connected()
     }
 
     /// Whether a non-blocking connect finished: `Ok(false)` while in progress.
     pub(crate) fn finish_connect(&mut self) -> Result<bool, BackendError> {
-        if self.state == State::Ready {
+        if self.phase.is_connected() {
             return Ok(true);
         }
         let done = connect_outcome(&self.sock).map_err(|e| BackendError::connect(&e))?;
         if done {
-            self.state = State::Ready;
+            self.phase = self.phase.connected(self.inflight.initializing());
         }
         Ok(done)
     }
@@ -232,17 +199,18 @@ impl BackendConn {
     }
 
     pub(crate) fn has_unsent(&self) -> bool {
-        !self.wq.is_empty()
+        self.inflight.has_unsent()
     }
 
     /// Nothing queued and nothing awaiting a reply.
     pub(crate) fn idle(&self) -> bool {
-        self.inflight.is_empty() && self.wq.is_empty()
+        self.inflight.is_idle()
     }
 
     /// Queues a request. Returns true when nothing was queued before it: a
     /// write deadline starts now (and a read deadline too, if it was idle),
-    /// which may be earlier than the one its timer is armed for.
+    /// which may be earlier than the one its timer is armed for. Commands
+    /// sent on connect (`ReplyTo::Init`) are queued before any other.
     pub(crate) fn enqueue(
         &mut self,
         req: Bytes,
@@ -252,12 +220,7 @@ impl BackendConn {
         block: Option<Block>,
         now: Instant,
     ) -> bool {
-        let was_empty = self.wq.is_empty();
-        if was_empty {
-            self.write_since = now;
-        }
-        self.wq.push_back(req.clone());
-        self.inflight.push_back(Pending {
+        let was_empty = self.inflight.push(Pending {
             to,
             at: now,
             req,
@@ -265,6 +228,9 @@ impl BackendConn {
             fallback,
             block,
         });
+        if was_empty {
+            self.write_since = now;
+        }
         was_empty
     }
 
@@ -280,7 +246,7 @@ impl BackendConn {
             Ok(None) => {
                 // Once nothing more is owed: a stream of large replies
                 // keeps reading into the room it has.
-                if self.inflight.is_empty() {
+                if self.inflight.awaits_nothing() {
                     self.rbuf.shed_large();
                 }
                 Ok(None)
@@ -297,8 +263,9 @@ impl BackendConn {
             let Some(reply) = self.next_frame()? else {
                 return Ok(None);
             };
-            if let Some(paired) = self.pair(reply)? {
-                return Ok(Some(paired));
+            match self.inflight.pair(reply)? {
+                Some(paired) => return Ok(Some(paired)),
+                None => self.phase = self.phase.init_reply(self.inflight.initializing()),
             }
         }
     }
@@ -311,34 +278,16 @@ impl BackendConn {
             let Some(frame) = self.next_frame()? else {
                 return Ok(None);
             };
-            if pubsub::is_message(&frame) {
-                return Ok(Some(SubFrame::Message(frame)));
+            match self.inflight.pair_sub_frame(frame)? {
+                Some(f) => return Ok(Some(f)),
+                None => self.phase = self.phase.init_reply(self.inflight.initializing()),
             }
-            if let Some((p, reply)) = self.pair(frame)? {
-                return Ok(Some(SubFrame::Reply(p, reply)));
-            }
-        }
-    }
-
-    /// Pairs a reply with the oldest request awaiting one; `None` when it
-    /// answered a command sent on connect (consumed; an error fails the
-    /// connection).
-    fn pair(&mut self, reply: Bytes) -> Result<Option<(Pending, Bytes)>, BackendError> {
-        let Some(p) = self.inflight.pop_front() else {
-            return Err(BackendError::Protocol(
-                "Protocol error: unexpected reply from the server".into(),
-            ));
-        };
-        match p.to {
-            ReplyTo::Init if resp::is_error(&reply) => Err(init_rejected(&reply)),
-            ReplyTo::Init => Ok(None),
-            _ => Ok(Some((p, reply))),
         }
     }
 
     /// Writes what is queued, until done or the socket is full.
     pub(crate) fn write(&mut self, now: Instant) -> Result<(), BackendError> {
-        match sock::write_queue(&mut self.sock, &mut self.wq) {
+        match self.inflight.write(&mut self.sock) {
             Ok(n) => {
                 if n > 0 {
                     self.write_since = now;
@@ -358,20 +307,20 @@ impl BackendConn {
         write_timeout: Option<Duration>,
         held: bool,
     ) -> Option<Instant> {
-        if self.state == State::Connecting {
-            return write_timeout.map(|w| self.started + w);
+        if let Phase::Connecting { since } = self.phase {
+            return write_timeout.map(|w| since + w);
         }
         // A blocking command may take its own timeout on top; timeout 0
         // blocks until data comes or the client leaves.
         let read = read_timeout.and_then(|r| {
-            self.inflight.front().and_then(|p| match p.block {
+            self.inflight.oldest().and_then(|p| match p.block {
                 None => Some(p.at + r),
                 Some(Block::For(d)) => Some(p.at + r + d),
                 Some(Block::Forever) => None,
             })
         });
         let write = write_timeout
-            .and_then(|w| (!self.wq.is_empty() && !held).then(|| self.write_since + w));
+            .and_then(|w| (self.inflight.has_unsent() && !held).then(|| self.write_since + w));
         match (read, write) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -401,31 +350,16 @@ impl BackendConn {
     /// The requests it carried, for the caller to answer: the connection is
     /// being closed.
     pub(crate) fn into_inflight(self) -> VecDeque<Pending> {
-        self.inflight
+        self.inflight.into_pending()
     }
 
     pub(crate) fn queues(&self) -> Queues {
-        let unsent = self.wq.len();
-        Queues {
-            unsent: unsent as u64,
-            unsent_bytes: self.wq.iter().map(|x| x.len() as u64).sum(),
-            outstanding: self.inflight.len().saturating_sub(unsent) as u64,
-            outstanding_bytes: self
-                .inflight
-                .iter()
-                .skip(unsent)
-                .map(|p| p.req.len() as u64)
-                .sum(),
-        }
+        self.inflight.queues()
     }
 
     /// Server `si` is being forgotten: reads here no longer fall back to it.
     pub(crate) fn forget_fallback(&mut self, si: ServerId) {
-        for p in &mut self.inflight {
-            if p.fallback == Some(si) {
-                p.fallback = None;
-            }
-        }
+        self.inflight.forget_fallback(si);
     }
 }
 
@@ -441,15 +375,10 @@ fn connect_outcome(sock: &TcpStream) -> io::Result<bool> {
     }
 }
 
-/// A server's refusal of a command sent on connect, in its own words.
-fn init_rejected(reply: &[u8]) -> BackendError {
-    let text = reply.get(1..reply.len().saturating_sub(2)).unwrap_or(&[]);
-    BackendError::InitRejected(String::from_utf8_lossy(text).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::resp;
     use crate::testing::RedisProc;
     use mio::{Events, Poll};
 
@@ -604,6 +533,61 @@ mod tests {
             }
             other => panic!("expected the AUTH refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_phase_moves_from_connecting_through_initializing_to_ready() {
+        let c = Phase::Connecting {
+            since: Instant::now(),
+        };
+        assert!(!c.is_connected());
+        assert_eq!(c.init_reply(false), c, "nothing is read before the connect");
+        assert_eq!(c.connected(false), Phase::Ready, "nothing sent on connect");
+        let i = c.connected(true);
+        assert_eq!(i, Phase::Initializing);
+        assert!(i.is_connected(), "written while initializing");
+        assert_eq!(i.init_reply(true), Phase::Initializing, "more to come");
+        assert_eq!(i.init_reply(false), Phase::Ready);
+        assert_eq!(Phase::Ready.connected(true), Phase::Ready);
+    }
+
+    /// As `Upstream::open` does it: the commands sent on connect are queued
+    /// while connecting, the connection initializes once connected, and is
+    /// ready when their replies are consumed, the request behind them
+    /// answered.
+    #[test]
+    fn a_connection_is_ready_once_its_init_replies_are_read() {
+        let redis = RedisProc::start(&[]);
+        let mut poll = Poll::new().expect("poll");
+        let now = Instant::now();
+        let mut b =
+            BackendConn::connect(redis.addr(), ServerId(0), false, 0, now).expect("connect starts");
+        b.enqueue(
+            resp::command(&[b"SELECT", b"0"]),
+            ReplyTo::Init,
+            0,
+            None,
+            None,
+            now,
+        );
+        b.enqueue(resp::command(&[b"PING"]), to(0), 0, None, None, now);
+        assert!(matches!(b.phase, Phase::Connecting { .. }));
+        b.register(poll.registry(), Token(1)).expect("register");
+        assert!(drive(&mut poll, &mut b, |b| b
+            .finish_connect()
+            .unwrap_or(false)));
+        assert_eq!(b.phase, Phase::Initializing);
+        b.write(now).expect("write");
+        let mut reply = None;
+        assert!(drive(&mut poll, &mut b, |b| {
+            let _ = b.read(false);
+            if let Ok(Some((_, r))) = b.take_reply() {
+                reply = Some(r);
+            }
+            reply.is_some()
+        }));
+        assert_eq!(reply, Some(Bytes::from_static(b"+PONG\r\n")));
+        assert_eq!(b.phase, Phase::Ready);
     }
 
     #[test]
