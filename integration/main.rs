@@ -27,6 +27,7 @@ mod reload;
 mod scripts;
 mod supervisor;
 mod twemproxy;
+mod unix_sockets;
 
 use std::process::Command;
 
