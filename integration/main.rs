@@ -28,6 +28,7 @@ mod reload;
 mod scripts;
 mod supervisor;
 mod twemproxy;
+mod unix_sockets;
 
 use std::process::Command;
 

@@ -244,7 +244,12 @@ impl Proxy {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let ports = listen_ports(text);
-        assert!(!ports.is_empty(), "config has no listen address:\n{text}");
+        // A YAML config may listen on unix sockets only: its stats port is
+        // awaited then.
+        assert!(
+            !ports.is_empty() || stats.is_some(),
+            "config has no listen address:\n{text}"
+        );
         let mut proxy = Proxy {
             process,
             ports,

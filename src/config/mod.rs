@@ -9,7 +9,7 @@ pub(crate) mod types;
 pub(crate) mod validate;
 
 use raw::{RawCluster, RawFile};
-pub use types::{CacheType, ClusterConfig, Config, ConfigError, ServerSpec, StatsConfig};
+pub use types::{CacheType, ClusterConfig, Config, ConfigError, Listen, ServerSpec, StatsConfig};
 use validate::parse_listen;
 pub(crate) use validate::{MAX_INT, stats_interval, validate};
 
@@ -30,11 +30,11 @@ impl Config {
             a.port() == b.port()
                 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
         };
-        match self
-            .clusters
-            .iter()
-            .find(|c| overlaps(c.listen_addr, st.listen_addr))
-        {
+        match self.clusters.iter().find(|c| {
+            c.listen_addr
+                .tcp()
+                .is_some_and(|a| overlaps(a, st.listen_addr))
+        }) {
             Some(c) => Err(ConfigError::Invalid {
                 path: self.path.clone(),
                 cluster: c.name.clone(),
@@ -121,13 +121,19 @@ impl Config {
             if !names.insert(cluster.name.clone()) {
                 return Err(invalid("name", "duplicate cluster name".into()));
             }
-            if !listens.insert(cluster.listen_addr.port()) {
+            let taken = match &cluster.listen_addr {
+                Listen::Tcp(a) => !listens.insert(format!(":{}", a.port())),
+                Listen::Unix { path, .. } => !listens.insert(path.display().to_string()),
+            };
+            if taken {
                 return Err(invalid(
                     "listen_addr",
-                    format!(
-                        "port {} is used by another cluster",
-                        cluster.listen_addr.port()
-                    ),
+                    match &cluster.listen_addr {
+                        Listen::Tcp(a) => format!("port {} is used by another cluster", a.port()),
+                        Listen::Unix { path, .. } => {
+                            format!("{} is used by another cluster", path.display())
+                        }
+                    },
                 ));
             }
         }
@@ -236,6 +242,50 @@ fn is_yaml_header(t: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::Listen;
+    use super::validate::parse_cluster_listen;
+
+    #[test]
+    fn a_listen_path_is_a_unix_socket_with_an_optional_octal_mode() {
+        assert_eq!(
+            parse_cluster_listen("/tmp/gamma 0666"),
+            Ok(Listen::Unix {
+                path: "/tmp/gamma".into(),
+                mode: Some(0o666)
+            })
+        );
+        assert_eq!(
+            parse_cluster_listen(" /tmp/g "),
+            Ok(Listen::Unix {
+                path: "/tmp/g".into(),
+                mode: None
+            })
+        );
+        assert!(parse_cluster_listen("127.0.0.1:1").is_ok_and(|l| l.tcp().is_some()));
+        for bad in [
+            "/tmp/g 0999",
+            "/tmp/g 1777",
+            "/tmp/g rw",
+            "/tmp/g 0666 x",
+            "/tmp/",
+        ] {
+            assert!(parse_cluster_listen(bad).is_err(), "{bad}");
+        }
+        let long = format!("/{}", "d".repeat(107));
+        assert!(parse_cluster_listen(&long).is_err_and(|e| e.contains("107")));
+    }
+
+    #[test]
+    fn two_clusters_on_one_socket_path_are_refused() {
+        let toml = "[[clusters]]\nname = \"a\"\nlisten_addr = \"/tmp/x.sock\"\nservers = [\"127.0.0.1:2:1\"]\n\
+                    [[clusters]]\nname = \"b\"\nlisten_addr = \"/tmp/x.sock 0600\"\nservers = [\"127.0.0.1:2:1\"]\n";
+        let e = parse(toml).unwrap_err();
+        assert!(
+            e.contains("cluster 'b'") && e.contains("/tmp/x.sock is used by another cluster"),
+            "{e}"
+        );
+    }
+
     use super::validate::*;
     use super::*;
     use crate::hashing::hash::HashKind;

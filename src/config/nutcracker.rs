@@ -109,12 +109,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 "memcached pools (redis: false, nutcracker's default) are not supported by aster; set redis: true",
             ));
         }
-        if p.listen.starts_with('/') {
-            return Err(invalid(
-                "listen",
-                "unix socket listeners are not supported by aster yet; listen on host:port",
-            ));
-        }
         if let Some(tag) = &p.hash_tag
             && tag.len() != 2
         {
@@ -267,7 +261,8 @@ beta:
         assert!(e.contains("'m'") && e.contains("memcached"), "{e}");
         let e = load(&ALPHA.replace("hash: fnv1a_64", "hash: sha1")).unwrap_err();
         assert!(e.contains("'alpha'") && e.contains("hash"), "{e}");
-        let e = load(&ALPHA.replace("127.0.0.1:22121", "/tmp/sock 0666")).unwrap_err();
-        assert!(e.contains("unix socket"), "{e}");
+        // A unix socket listener, nutcracker's `listen: /path mode`, is taken.
+        let c = load(&ALPHA.replace("127.0.0.1:22121", "/tmp/sock 0666")).expect("unix listen");
+        assert_eq!(c.clusters[0].listen_addr.to_string(), "/tmp/sock");
     }
 }

@@ -19,6 +19,32 @@ pub enum CacheType {
     RedisCluster,
 }
 
+/// Where a cluster listens: a TCP address, or a unix socket path with the
+/// file mode to give it (`/path 0666`, as nutcracker writes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix { path: PathBuf, mode: Option<u32> },
+}
+
+impl Listen {
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Listen::Tcp(a) => Some(*a),
+            Listen::Unix { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix { path, .. } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// One backend as configured: `host:port[:weight] [alias]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSpec {
@@ -35,7 +61,7 @@ pub struct ServerSpec {
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
     pub name: String,
-    pub listen_addr: SocketAddr,
+    pub listen_addr: Listen,
     pub cache_type: CacheType,
     pub servers: Vec<ServerSpec>,
     pub thread: usize,

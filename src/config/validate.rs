@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::raw::RawCluster;
-use crate::config::types::{CacheType, ClusterConfig, ConfigError, ServerSpec};
+use crate::config::types::{CacheType, ClusterConfig, ConfigError, Listen, ServerSpec};
 use crate::hashing::hash::HashKind;
 use crate::hashing::ketama::Distribution;
 use crate::protocol::resp::Limits;
@@ -44,7 +44,8 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
     if rc.name.is_empty() {
         return Err(invalid("name", "must not be empty".into()));
     }
-    let listen_addr = parse_listen(&rc.listen_addr).map_err(|m| invalid("listen_addr", m))?;
+    let listen_addr =
+        parse_cluster_listen(&rc.listen_addr).map_err(|m| invalid("listen_addr", m))?;
     let cache_type = match rc.cache_type.as_str() {
         "redis" => CacheType::Redis,
         "redis_cluster" => CacheType::RedisCluster,
@@ -243,6 +244,44 @@ pub(crate) fn stats_interval(ms: u64) -> Result<u64, String> {
         return Err(format!("{ms} ms is not in 1..={MAX_INT}"));
     }
     Ok(ms)
+}
+
+/// The longest unix socket path the kernel takes (`sun_path` less its NUL).
+const UNIX_PATH_MAX: usize = 107;
+
+/// A cluster's listener: `host:port`, or a unix socket `/path [mode]` with
+/// the mode in octal (`0666`), as nutcracker takes it.
+pub(crate) fn parse_cluster_listen(s: &str) -> Result<Listen, String> {
+    let s = s.trim();
+    if !s.starts_with('/') {
+        return parse_listen(s).map(Listen::Tcp);
+    }
+    let mut words = s.split_whitespace();
+    let path = words.next().unwrap_or_default();
+    let mode = words.next();
+    if words.next().is_some() {
+        return Err(format!("'{s}' is not '/path [mode]'"));
+    }
+    if path.len() > UNIX_PATH_MAX {
+        return Err(format!(
+            "the unix socket path is {} bytes, over the {UNIX_PATH_MAX} the kernel takes",
+            path.len()
+        ));
+    }
+    if path.ends_with('/') {
+        return Err(format!("'{path}' names a directory, not a socket"));
+    }
+    let mode = match mode {
+        None => None,
+        Some(m) => match u32::from_str_radix(m, 8) {
+            Ok(v) if v <= 0o777 => Some(v),
+            _ => return Err(format!("'{m}' is not an octal file mode (0000..0777)")),
+        },
+    };
+    Ok(Listen::Unix {
+        path: path.into(),
+        mode,
+    })
 }
 
 pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, String> {

@@ -1,8 +1,11 @@
 //! One cluster: its listeners, its worker threads and its route table handle.
 
 use std::fmt;
+use std::fs;
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -12,9 +15,10 @@ use log::{info, warn};
 use mio::{Poll, Waker};
 use socket2::{Domain, Socket, Type};
 
-use crate::config::{CacheType, ClusterConfig};
+use crate::config::{CacheType, ClusterConfig, Listen};
 use crate::control::topology::{self, TopologyError};
 use crate::hashing::slots;
+use crate::net::stream::Listener;
 use crate::observe::stats::ClusterStats;
 use crate::routing::refresh::Kick;
 use crate::routing::table::{RouteHandle, RouteTable};
@@ -29,7 +33,7 @@ use crate::worker::{WAKER, Worker, WorkerSetup};
 pub enum StartError {
     Bind {
         cluster: String,
-        addr: SocketAddr,
+        addr: Listen,
         err: io::Error,
     },
     Io {
@@ -75,6 +79,8 @@ pub struct Proxy {
     /// This cluster's own stop flag: a reload can stop one cluster.
     shutdown: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Removed once the workers are gone (`join`).
+    unix: Option<UnixSocket>,
 }
 
 /// Fails if anything already listens on `addr`. The workers' sockets use
@@ -94,8 +100,107 @@ fn listen(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
     sock.set_reuse_port(true)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
-    sock.listen(backlog.min(i32::MAX as u32) as i32)?;
+    sock.listen(backlog_arg(backlog))?;
     Ok(mio::net::TcpListener::from_std(sock.into()))
+}
+
+fn backlog_arg(backlog: u32) -> i32 {
+    backlog.min(i32::MAX as u32) as i32
+}
+
+/// The cluster's listening sockets, one per worker. A unix socket is bound
+/// once and shared: the kernel has no SO_REUSEPORT for it.
+fn listeners(cfg: &ClusterConfig) -> io::Result<(Vec<Listener>, Option<UnixSocket>)> {
+    match &cfg.listen_addr {
+        Listen::Tcp(addr) => {
+            check_port_free(*addr)?;
+            let ls = (0..cfg.thread)
+                .map(|_| listen(*addr, cfg.backlog).map(Listener::Tcp))
+                .collect::<io::Result<_>>()?;
+            Ok((ls, None))
+        }
+        Listen::Unix { path, mode } => {
+            let (sock, owned) = UnixSocket::bind(path, *mode, cfg.backlog)?;
+            let shared: Arc<Path> = Arc::from(path.as_path());
+            let ls = (0..cfg.thread)
+                .map(|_| {
+                    let l = sock.try_clone()?;
+                    Ok(Listener::Unix {
+                        sock: mio::net::UnixListener::from_std(l),
+                        path: Arc::clone(&shared),
+                    })
+                })
+                .collect::<io::Result<_>>()?;
+            Ok((ls, Some(owned)))
+        }
+    }
+}
+
+/// A unix socket file this cluster made, removed when it stops unless
+/// something else has replaced it meanwhile.
+pub struct UnixSocket {
+    path: PathBuf,
+    /// Device and inode of the file made, to know it is still ours.
+    id: (u64, u64),
+}
+
+impl UnixSocket {
+    /// Binds `path`, replacing a socket file left by a process that is gone;
+    /// refuses a path where a live process listens, or that is not a socket.
+    fn bind(
+        path: &Path,
+        mode: Option<u32>,
+        backlog: u32,
+    ) -> io::Result<(std::os::unix::net::UnixListener, UnixSocket)> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => {
+                match std::os::unix::net::UnixStream::connect(path) {
+                    Ok(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AddrInUse,
+                            "another process listens there",
+                        ));
+                    }
+                    // Nobody listens: a socket file left by a process that
+                    // died without removing it.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        fs::remove_file(path)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the path exists and is not a socket",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&socket2::SockAddr::unix(path)?)?;
+        let made = fs::symlink_metadata(path)?;
+        let owned = UnixSocket {
+            path: path.to_owned(),
+            id: (made.dev(), made.ino()),
+        };
+        if let Some(mode) = mode {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        }
+        sock.listen(backlog_arg(backlog))?;
+        Ok((sock.into(), owned))
+    }
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        let ours = fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
+        if ours && let Err(e) = fs::remove_file(&self.path) {
+            warn!("cannot remove unix socket {}: {e}", self.path.display());
+        }
+    }
 }
 
 impl Proxy {
@@ -141,20 +246,14 @@ impl Proxy {
             what,
             err,
         };
-        check_port_free(cfg.listen_addr).map_err(|err| StartError::Bind {
+        let (listeners, unix) = listeners(&cfg).map_err(|err| StartError::Bind {
             cluster: name.clone(),
-            addr: cfg.listen_addr,
+            addr: cfg.listen_addr.clone(),
             err,
         })?;
         let mut setups = Vec::with_capacity(cfg.thread);
         let mut wakers = Vec::with_capacity(cfg.thread);
-        for index in 0..cfg.thread {
-            let listener =
-                listen(cfg.listen_addr, cfg.backlog).map_err(|err| StartError::Bind {
-                    cluster: name.clone(),
-                    addr: cfg.listen_addr,
-                    err,
-                })?;
+        for (index, listener) in listeners.into_iter().enumerate() {
             let poll = Poll::new().map_err(|e| io_err("cannot create a poll", e))?;
             let waker = Waker::new(poll.registry(), WAKER)
                 .map_err(|e| io_err("cannot create a waker", e))?;
@@ -189,6 +288,7 @@ impl Proxy {
             kicked,
             stats,
             threads,
+            unix,
         })
     }
 
@@ -230,11 +330,13 @@ impl Proxy {
     }
 
     /// Waits for the workers to drain and exit.
-    pub fn join(self) {
-        for t in self.threads {
+    pub fn join(mut self) {
+        for t in self.threads.drain(..) {
             if t.join().is_err() {
                 warn!("cluster {}: a worker thread panicked", self.cfg.name);
             }
         }
+        // The file goes once nothing listens on it any more.
+        drop(self.unix.take());
     }
 }

@@ -4,3 +4,4 @@
 
 pub mod rpc;
 pub mod sock;
+pub(crate) mod stream;

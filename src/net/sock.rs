@@ -39,23 +39,33 @@ pub trait RecvInto: Read {
 impl RecvInto for &[u8] {}
 
 impl RecvInto for mio::net::TcpStream {
-    /// recv(2) straight into the buffer's spare capacity: a proxy reads
-    /// every byte it forwards, and zeroing each read's room first cost
-    /// as many stores as the data itself.
     fn recv_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
-        buf.reserve(max);
-        let spare = buf.spare_capacity_mut();
-        let want = spare.len().min(max);
-        // SAFETY: `spare` is `buf`'s unused capacity, at least `want` bytes
-        // (reserved above); recv(2) writes at most `want` bytes there and
-        // touches nothing else.
-        let n = unsafe { libc::recv(self.as_raw_fd(), spare.as_mut_ptr().cast(), want, 0) };
-        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        // SAFETY: recv returned n <= want: the first n spare bytes are now
-        // initialized, and they are within the capacity.
-        unsafe { buf.set_len(buf.len() + n.min(want)) };
-        Ok(n)
+        recv_spare(self.as_raw_fd(), buf, max)
     }
+}
+
+impl RecvInto for mio::net::UnixStream {
+    fn recv_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+        recv_spare(self.as_raw_fd(), buf, max)
+    }
+}
+
+/// recv(2) straight into the buffer's spare capacity: a proxy reads every
+/// byte it forwards, and zeroing each read's room first cost as many stores
+/// as the data itself.
+fn recv_spare(fd: std::os::fd::RawFd, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let want = spare.len().min(max);
+    // SAFETY: `spare` is `buf`'s unused capacity, at least `want` bytes
+    // (reserved above); recv(2) writes at most `want` bytes there and
+    // touches nothing else.
+    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), want, 0) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: recv returned n <= want: the first n spare bytes are now
+    // initialized, and they are within the capacity.
+    unsafe { buf.set_len(buf.len() + n.min(want)) };
+    Ok(n)
 }
 
 /// A read buffer that held more than this at once is let go when it

@@ -5,7 +5,6 @@
 //! only when a slow request is recorded or a SLOWLOG command runs.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,7 +27,8 @@ pub struct Entry {
     pub unix_time: u64,
     pub micros: u64,
     pub req: Kept,
-    pub client: Option<SocketAddr>,
+    /// The client as CLIENT LIST shows it (`ip:port`, or `path:0`).
+    pub client: Option<String>,
     pub name: Option<Bytes>,
 }
 
@@ -60,7 +60,7 @@ impl SlowLog {
     /// Records a request given as its RESP frame. The frame is copied (a
     /// slice would keep its whole read buffer alive); a large one is cut
     /// down to what SLOWLOG GET shows first.
-    pub fn record(&self, micros: u64, req: &[u8], client: Option<SocketAddr>, name: Option<Bytes>) {
+    pub fn record(&self, micros: u64, req: &[u8], client: Option<String>, name: Option<Bytes>) {
         let req = if req.len() <= COPY_WHOLE {
             Kept::Frame(Bytes::copy_from_slice(req))
         } else {
@@ -123,7 +123,7 @@ impl SlowLog {
             for a in args {
                 resp::put_bulk(&mut out, a);
             }
-            let client = e.client.map(|c| c.to_string()).unwrap_or_default();
+            let client = e.client.as_deref().unwrap_or_default();
             resp::put_bulk(&mut out, client.as_bytes());
             resp::put_bulk(&mut out, e.name.as_deref().unwrap_or_default());
         }

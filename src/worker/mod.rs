@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use log::{debug, info, warn};
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::ClusterConfig;
 use crate::net::sock::ReadStatus;
+use crate::net::stream::Listener;
 use crate::observe::stats::ClusterStats;
 use crate::protocol::refusal::Refusal;
 use crate::routing::refresh::Kick;
@@ -66,7 +66,7 @@ pub(crate) struct WorkerSetup {
     pub(crate) cfg: Arc<ClusterConfig>,
     pub(crate) index: usize,
     pub(crate) poll: Poll,
-    pub(crate) listener: TcpListener,
+    pub(crate) listener: Listener,
     pub(crate) route: RouteHandle,
     pub(crate) shutdown: Arc<AtomicBool>,
     /// Asks the supervisor for a topology refresh (cluster mode).
@@ -76,7 +76,7 @@ pub(crate) struct WorkerSetup {
 
 pub(crate) struct Worker {
     poll: Poll,
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
     conns: Conns,
     upstream: Upstream,
     view: View,
@@ -249,10 +249,14 @@ impl Worker {
                     }
                     self.counters.pool.client_connections += 1;
                     self.counters.pool.total_connections += 1;
-                    tune(self.view.cfg(), &sock);
+                    if let Some(tcp) = sock.tcp() {
+                        tune(self.view.cfg(), tcp);
+                    }
                     let id = self.next_client_id;
                     self.next_client_id += 1;
-                    let (t, conn) = self.conns.insert(Conn::Client(Client::new(sock, peer, id)));
+                    let (t, conn) =
+                        self.conns
+                            .insert(Conn::Client(Client::new(sock, peer.clone(), id)));
                     let res = match conn {
                         Conn::Client(c) => c.register(self.poll.registry(), t),
                         Conn::Backend(_) => Ok(()),

@@ -16,14 +16,13 @@ mod subs;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::net::sock::{READ_BUDGET, ReadBuf, ReadStatus};
+use crate::net::stream::{Peer, Stream};
 use crate::protocol::local::{ClientInfo, User};
 use crate::protocol::resp::{Limits, ProtoError, RequestParser};
 
@@ -40,8 +39,8 @@ const MAX_PENDING: usize = 1024;
 const OUT_SOFT_LIMIT: usize = 16 * 1024 * 1024;
 
 pub(crate) struct Client {
-    sock: TcpStream,
-    peer: SocketAddr,
+    sock: Stream,
+    peer: Peer,
     /// Unique per worker, for logs and CLIENT ID.
     id: u64,
     rbuf: ReadBuf,
@@ -83,7 +82,7 @@ pub(crate) enum Next {
 }
 
 impl Client {
-    pub(crate) fn new(sock: TcpStream, peer: SocketAddr, id: u64) -> Client {
+    pub(crate) fn new(sock: Stream, peer: Peer, id: u64) -> Client {
         Client {
             sock,
             peer,
@@ -229,8 +228,8 @@ impl Client {
         let _ = registry.deregister(&mut self.sock);
     }
 
-    pub(crate) fn peer(&self) -> SocketAddr {
-        self.peer
+    pub(crate) fn peer(&self) -> &Peer {
+        &self.peer
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -419,7 +418,14 @@ mod tests {
         let peer = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
         let (sock, addr) = l.accept().expect("accept");
         sock.set_nonblocking(true).expect("nonblocking");
-        (Client::new(TcpStream::from_std(sock), addr, 1), peer)
+        (
+            Client::new(
+                Stream::Tcp(mio::net::TcpStream::from_std(sock)),
+                Peer::Tcp(addr),
+                1,
+            ),
+            peer,
+        )
     }
 
     fn read_all(c: &mut Client) {

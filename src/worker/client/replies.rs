@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 use std::io;
 
 use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
 
 use crate::net::sock;
 use crate::protocol::multikey::Gather;
@@ -143,7 +142,7 @@ impl Replies {
     }
 
     /// Writes what is owed, until done or the socket is full.
-    pub(super) fn write(&mut self, sock: &mut TcpStream) -> io::Result<()> {
+    pub(super) fn write(&mut self, sock: &mut impl std::os::fd::AsRawFd) -> io::Result<()> {
         let n = sock::write_queue(sock, &mut self.out)?;
         self.out_bytes -= n.min(self.out_bytes);
         if self.out.is_empty() {

@@ -143,7 +143,7 @@ impl Upstream {
             ctx.counters.pool.latency.observe(us);
             if slower_than.is_some_and(|t| us >= t) {
                 let (peer, name) = match ctx.conns.client(token) {
-                    Some(c) => (Some(c.peer()), c.name().cloned()),
+                    Some(c) => (Some(c.peer().to_string()), c.name().cloned()),
                     None => (None, None),
                 };
                 ctx.counters.shared().slowlog.record(us, &p.req, peer, name);
