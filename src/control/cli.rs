@@ -138,7 +138,7 @@ pub(crate) fn parse_flags(args: &[String]) -> Parsed {
         return Parsed::Exit(ExitCode::SUCCESS);
     }
     if m.opt_present("D") {
-        print!("{}", stats::DESCRIPTION);
+        print!("{}", stats::describe());
         return Parsed::Exit(ExitCode::SUCCESS);
     }
     let stats_port = match m.opt_str("s").map(|v| v.parse::<u16>()) {

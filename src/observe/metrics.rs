@@ -5,10 +5,12 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
+use crate::observe::catalogue::{
+    Desc, HistDesc, Histogram, LATENCY_BUCKETS_US, PoolStats, ServerStats,
+};
 use crate::observe::port::{self, Conn};
-use crate::observe::stats::{self, Histogram, LATENCY_BUCKETS_US, Registry};
+use crate::observe::stats::{self, Registry};
 
 /// The most of a request read before answering: a GET line and headers.
 const MAX_REQUEST: usize = 8192;
@@ -43,9 +45,6 @@ fn answer(c: &mut Conn, registry: &Registry) -> std::io::Result<()> {
     c.write_all(body.as_bytes())
 }
 
-/// A metric read off a counters struct: name, type, help, getter.
-type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
-
 /// Label values escaped as the exposition format wants.
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -67,6 +66,25 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count());
     let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
+}
+
+/// Each of a family's counters and histograms, one series per row: the
+/// rows' labels (`cluster="a"`) and values.
+fn family<T>(out: &mut String, descs: &[Desc<T>], hists: &[HistDesc<T>], rows: &[(String, &T)]) {
+    for d in descs {
+        let Some((name, help)) = d.prom else { continue };
+        header(out, name, d.kind.prometheus(), help);
+        for (labels, t) in rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", (d.get)(t));
+        }
+    }
+    for h in hists {
+        let (name, help) = h.prom;
+        header(out, name, "histogram", help);
+        for (labels, t) in rows {
+            histogram(out, name, labels, (h.get)(t));
+        }
+    }
 }
 
 pub fn render(registry: &Registry) -> String {
@@ -91,155 +109,26 @@ pub fn render(registry: &Registry) -> String {
         stats::started().elapsed().as_secs()
     );
 
-    let per_cluster: [Family<stats::PoolStats>; 10] = [
-        (
-            "aster_client_connections",
-            "gauge",
-            "Clients connected now.",
-            |p| p.client_connections,
-        ),
-        (
-            "aster_client_connections_total",
-            "counter",
-            "Clients accepted.",
-            |p| p.total_connections,
-        ),
-        (
-            "aster_commands_total",
-            "counter",
-            "Requests received from clients.",
-            |p| p.commands,
-        ),
-        (
-            "aster_client_errors_total",
-            "counter",
-            "Client connections closed by an error.",
-            |p| p.client_err,
-        ),
-        (
-            "aster_forward_errors_total",
-            "counter",
-            "Requests answered with an error because their backend was down.",
-            |p| p.forward_error,
-        ),
-        (
-            "aster_fragments_total",
-            "counter",
-            "Sub-requests made by splitting multi-key commands.",
-            |p| p.fragments,
-        ),
-        (
-            "aster_dedicated_connections_in_use",
-            "gauge",
-            "Backend connections leased to one client (blocking command, transaction).",
-            |p| p.dedicated_in_use,
-        ),
-        (
-            "aster_dedicated_connections_pooled",
-            "gauge",
-            "Idle dedicated backend connections kept for the next client.",
-            |p| p.dedicated_pooled,
-        ),
-        (
-            "aster_dedicated_connections_refused_total",
-            "counter",
-            "Clients refused a dedicated connection (max_dedicated_connections).",
-            |p| p.dedicated_refused,
-        ),
-        (
-            "aster_blocked_clients",
-            "gauge",
-            "Clients waiting in a blocking command.",
-            |p| p.blocked_clients,
-        ),
-    ];
-    for (name, kind, help, get) in per_cluster {
-        header(&mut out, name, kind, help);
-        for (c, (pool, _)) in &totals {
-            let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {}", esc(&c.name), get(pool));
-        }
-    }
-    header(
+    let pools: Vec<_> = totals
+        .iter()
+        .map(|(c, (pool, _))| (format!("cluster=\"{}\"", esc(&c.name)), pool))
+        .collect();
+    family(&mut out, PoolStats::COUNTERS, PoolStats::HISTOGRAMS, &pools);
+    let backends: Vec<_> = totals
+        .iter()
+        .flat_map(|(c, (_, servers))| {
+            servers.iter().map(|(b, st)| {
+                let labels = format!("cluster=\"{}\",backend=\"{}\"", esc(&c.name), esc(b));
+                (labels, st)
+            })
+        })
+        .collect();
+    family(
         &mut out,
-        "aster_backend_ejections_total",
-        "counter",
-        "Times a backend was ejected by the health checks.",
+        ServerStats::COUNTERS,
+        ServerStats::HISTOGRAMS,
+        &backends,
     );
-    for (c, _) in &totals {
-        let _ = writeln!(
-            out,
-            "aster_backend_ejections_total{{cluster=\"{}\"}} {}",
-            esc(&c.name),
-            c.server_ejects.load(Ordering::Relaxed)
-        );
-    }
-    header(
-        &mut out,
-        "aster_request_duration_seconds",
-        "histogram",
-        "From queueing a request on a backend to its reply.",
-    );
-    for (c, (pool, _)) in &totals {
-        histogram(
-            &mut out,
-            "aster_request_duration_seconds",
-            &format!("cluster=\"{}\"", esc(&c.name)),
-            &pool.latency,
-        );
-    }
-
-    let per_backend: [Family<stats::ServerStats>; 6] = [
-        (
-            "aster_backend_requests_total",
-            "counter",
-            "Requests sent to the backend.",
-            |s| s.requests,
-        ),
-        (
-            "aster_backend_responses_total",
-            "counter",
-            "Replies read from the backend.",
-            |s| s.responses,
-        ),
-        (
-            "aster_backend_errors_total",
-            "counter",
-            "Backend connections that failed (errors and resets).",
-            |s| s.server_err + s.server_eof,
-        ),
-        (
-            "aster_backend_timeouts_total",
-            "counter",
-            "Backend connections reset after a timeout.",
-            |s| s.server_timedout,
-        ),
-        (
-            "aster_backend_connections",
-            "gauge",
-            "Open connections to the backend.",
-            |s| s.server_connections,
-        ),
-        (
-            "aster_backend_in_flight",
-            "gauge",
-            "Requests queued or sent and not yet answered.",
-            |s| s.in_queue + s.out_queue,
-        ),
-    ];
-    for (name, kind, help, get) in per_backend {
-        header(&mut out, name, kind, help);
-        for (c, (_, servers)) in &totals {
-            for (b, st) in servers {
-                let _ = writeln!(
-                    out,
-                    "{name}{{cluster=\"{}\",backend=\"{}\"}} {}",
-                    esc(&c.name),
-                    esc(b),
-                    get(st)
-                );
-            }
-        }
-    }
     header(
         &mut out,
         "aster_backend_up",
@@ -256,23 +145,6 @@ pub fn render(registry: &Registry) -> String {
                 esc(&c.name),
                 esc(b),
                 u8::from(!ejected)
-            );
-        }
-    }
-    header(
-        &mut out,
-        "aster_backend_request_duration_seconds",
-        "histogram",
-        "From queueing a request on this backend to its reply.",
-    );
-    for (c, (_, servers)) in &totals {
-        for (b, st) in servers {
-            let labels = format!("cluster=\"{}\",backend=\"{}\"", esc(&c.name), esc(b));
-            histogram(
-                &mut out,
-                "aster_backend_request_duration_seconds",
-                &labels,
-                &st.latency,
             );
         }
     }

@@ -1,5 +1,6 @@
-//! Counters, and twemproxy's stats port: each TCP connection receives one
-//! JSON document in nutcracker's shape, then the socket closes.
+//! What workers publish and its sum, and twemproxy's stats port: each TCP
+//! connection receives one JSON document in nutcracker's shape, then the
+//! socket closes. The counters themselves are declared in `catalogue.rs`.
 //!
 //! Workers count in plain integers they own (no atomics on the request
 //! path) and publish a copy a few times a second into their slot of the
@@ -12,128 +13,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::observe::catalogue::Desc;
+pub use crate::observe::catalogue::{PoolStats, ServerStats};
 use crate::observe::port;
 use crate::observe::slowlog::SlowLog;
-
-/// Upper bounds (µs) of the latency histogram's buckets; a last one counts
-/// everything slower.
-pub const LATENCY_BUCKETS_US: [u64; 14] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 5_000_000,
-];
-
-/// Request latencies in fixed buckets, as Prometheus histograms want them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Histogram {
-    /// Per bucket (not cumulative); the last is the overflow bucket.
-    pub counts: [u64; LATENCY_BUCKETS_US.len() + 1],
-    pub sum_us: u64,
-}
-
-impl Histogram {
-    #[inline]
-    pub fn observe(&mut self, us: u64) {
-        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
-        self.counts[i] += 1;
-        self.sum_us += us;
-    }
-
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    fn add(&mut self, o: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
-            *a += b;
-        }
-        self.sum_us += o.sum_us;
-    }
-}
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
 
 /// When the process started (the first call), for uptimes.
 pub fn started() -> Instant {
     *STARTED.get_or_init(Instant::now)
-}
-
-/// One server's counters, as twemproxy names them. `server_connections`,
-/// `in_queue*` and `out_queue*` are gauges; the rest only grow.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServerStats {
-    pub server_eof: u64,
-    pub server_err: u64,
-    pub server_timedout: u64,
-    pub server_connections: u64,
-    pub requests: u64,
-    pub request_bytes: u64,
-    pub responses: u64,
-    pub response_bytes: u64,
-    pub in_queue: u64,
-    pub in_queue_bytes: u64,
-    pub out_queue: u64,
-    pub out_queue_bytes: u64,
-    /// From queueing a request to its reply (aster's own, not in the JSON).
-    pub latency: Histogram,
-}
-
-impl ServerStats {
-    fn add(&mut self, o: &ServerStats) {
-        self.server_eof += o.server_eof;
-        self.server_err += o.server_err;
-        self.server_timedout += o.server_timedout;
-        self.server_connections += o.server_connections;
-        self.requests += o.requests;
-        self.request_bytes += o.request_bytes;
-        self.responses += o.responses;
-        self.response_bytes += o.response_bytes;
-        self.in_queue += o.in_queue;
-        self.in_queue_bytes += o.in_queue_bytes;
-        self.out_queue += o.out_queue;
-        self.out_queue_bytes += o.out_queue_bytes;
-        self.latency.add(&o.latency);
-    }
-}
-
-/// A cluster's own counters (twemproxy's pool counters).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    pub client_eof: u64,
-    pub client_err: u64,
-    /// Gauge: clients connected now.
-    pub client_connections: u64,
-    /// Clients accepted since start.
-    pub total_connections: u64,
-    pub forward_error: u64,
-    pub fragments: u64,
-    /// Requests parsed from clients (aster's own, not in the JSON).
-    pub commands: u64,
-    /// From queueing each request on a backend to its reply, all servers.
-    pub latency: Histogram,
-    /// Gauges: dedicated backend connections leased to clients, and idle
-    /// in the pool; clients waiting in a blocking command.
-    pub dedicated_in_use: u64,
-    pub dedicated_pooled: u64,
-    pub blocked_clients: u64,
-    /// Clients refused a dedicated connection (`max_dedicated_connections`).
-    pub dedicated_refused: u64,
-}
-
-impl PoolStats {
-    fn add(&mut self, o: &PoolStats) {
-        self.client_eof += o.client_eof;
-        self.client_err += o.client_err;
-        self.client_connections += o.client_connections;
-        self.total_connections += o.total_connections;
-        self.forward_error += o.forward_error;
-        self.fragments += o.fragments;
-        self.dedicated_in_use += o.dedicated_in_use;
-        self.dedicated_pooled += o.dedicated_pooled;
-        self.blocked_clients += o.blocked_clients;
-        self.dedicated_refused += o.dedicated_refused;
-        self.commands += o.commands;
-        self.latency.add(&o.latency);
-    }
 }
 
 /// What one worker publishes: its pool counters and, per server name, its
@@ -246,13 +135,14 @@ impl ClusterStats {
     }
 
     /// The sum over workers: pool counters and per-server counters, servers
-    /// in config order first, then any others (cluster nodes) by name.
+    /// in config order first, then any others (cluster nodes) by name; with
+    /// what the health checks count (`server_ejects`, `server_ejected_at`).
     pub fn total(&self) -> (PoolStats, Vec<(String, ServerStats)>) {
+        let health = self.health();
         let mut pool = PoolStats::default();
-        let mut servers: Vec<(String, ServerStats)> = self
-            .health()
-            .into_iter()
-            .map(|h| (h.name, ServerStats::default()))
+        let mut servers: Vec<(String, ServerStats)> = health
+            .iter()
+            .map(|h| (h.name.clone(), ServerStats::default()))
             .collect();
         for w in &self.workers {
             let snap = w.lock().unwrap_or_else(PoisonError::into_inner);
@@ -263,6 +153,10 @@ impl ClusterStats {
                     None => servers.push((name.clone(), st.clone())),
                 }
             }
+        }
+        pool.server_ejects = self.server_ejects.load(Ordering::Relaxed);
+        for ((_, st), h) in servers.iter_mut().zip(&health) {
+            st.server_ejected_at = h.ejected_at;
         }
         (pool, servers)
     }
@@ -296,9 +190,20 @@ fn json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn field(out: &mut String, name: &str, v: u64) {
-    json_str(out, name);
-    let _ = write!(out, ":{v}, ");
+/// `"key":value, ` for each of a family's values in twemproxy's JSON.
+fn members<T>(out: &mut String, descs: &[Desc<T>], t: &T) {
+    for d in descs.iter().filter(|d| d.twemproxy.is_some()) {
+        json_str(out, d.name);
+        let _ = write!(out, ":{}, ", (d.get)(t));
+    }
+}
+
+/// Ends an object: drops the trailing ", " of its last member.
+fn close(out: &mut String) {
+    if out.ends_with(", ") {
+        out.truncate(out.len() - 2);
+    }
+    out.push('}');
 }
 
 /// The clusters being served; reloads add and remove entries.
@@ -326,42 +231,18 @@ pub fn render(clusters: &[Arc<ClusterStats>], started: Instant, source: &str) ->
         epoch_micros() / 1_000_000
     );
     for (c, (pool, servers)) in clusters.iter().zip(&totals) {
-        let health = c.health();
         out.push_str(", ");
         json_str(&mut out, &c.name);
         out.push_str(":{");
-        field(&mut out, "client_eof", pool.client_eof);
-        field(&mut out, "client_err", pool.client_err);
-        field(&mut out, "client_connections", pool.client_connections);
-        field(
-            &mut out,
-            "server_ejects",
-            c.server_ejects.load(Ordering::Relaxed),
-        );
-        field(&mut out, "forward_error", pool.forward_error);
-        field(&mut out, "fragments", pool.fragments);
-        for (i, (name, s)) in servers.iter().enumerate() {
+        members(&mut out, PoolStats::COUNTERS, pool);
+        for (name, s) in servers {
             json_str(&mut out, name);
             out.push_str(":{");
-            field(&mut out, "server_eof", s.server_eof);
-            field(&mut out, "server_err", s.server_err);
-            field(&mut out, "server_timedout", s.server_timedout);
-            field(&mut out, "server_connections", s.server_connections);
-            let ejected = health.get(i).map_or(0, |h| h.ejected_at);
-            field(&mut out, "server_ejected_at", ejected);
-            field(&mut out, "requests", s.requests);
-            field(&mut out, "request_bytes", s.request_bytes);
-            field(&mut out, "responses", s.responses);
-            field(&mut out, "response_bytes", s.response_bytes);
-            field(&mut out, "in_queue", s.in_queue);
-            field(&mut out, "in_queue_bytes", s.in_queue_bytes);
-            field(&mut out, "out_queue", s.out_queue);
-            json_str(&mut out, "out_queue_bytes");
-            let _ = write!(out, ":{}}}, ", s.out_queue_bytes);
+            members(&mut out, ServerStats::COUNTERS, s);
+            close(&mut out);
+            out.push_str(", ");
         }
-        // Drop the trailing ", " of the last member.
-        out.truncate(out.len() - 2);
-        out.push('}');
+        close(&mut out);
     }
     // nutcracker ends the document with a newline; line readers need it.
     out.push_str("}\n");
@@ -382,34 +263,26 @@ pub fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> {
     })
 }
 
-/// `-D`: what each counter means.
-pub const DESCRIPTION: &str = "pool stats:
-  client_eof          \"# eof on client connections\"
-  client_err          \"# errors on client connections\"
-  client_connections  \"# active client connections\"
-  server_ejects       \"# times backend server was ejected\"
-  forward_error       \"# times we encountered a forwarding error\"
-  fragments           \"# fragments created from a multi-vector request\"
-
-server stats:
-  server_eof          \"# eof on server connections\"
-  server_err          \"# errors on server connections\"
-  server_timedout     \"# timeouts on server connections\"
-  server_connections  \"# active server connections\"
-  server_ejected_at   \"timestamp when server was ejected in usec since epoch\"
-  requests            \"# requests\"
-  request_bytes       \"total request bytes\"
-  responses           \"# responses\"
-  response_bytes      \"total response bytes\"
-  in_queue            \"# requests in incoming queue\"
-  in_queue_bytes      \"current request bytes in incoming queue\"
-  out_queue           \"# requests in outgoing queue\"
-  out_queue_bytes     \"current request bytes in outgoing queue\"
-";
+/// `-D`: what each counter of twemproxy's JSON means, as nutcracker says.
+pub fn describe() -> String {
+    fn lines<T>(out: &mut String, title: &str, descs: &[Desc<T>]) {
+        out.push_str(title);
+        for d in descs {
+            if let Some(text) = d.twemproxy {
+                let _ = writeln!(out, "  {:<20}\"{text}\"", d.name);
+            }
+        }
+    }
+    let mut out = String::new();
+    lines(&mut out, "pool stats:\n", PoolStats::COUNTERS);
+    lines(&mut out, "\nserver stats:\n", ServerStats::COUNTERS);
+    out
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::catalogue::Histogram;
 
     #[test]
     fn document_sums_workers_in_twemproxy_shape() {
@@ -463,5 +336,62 @@ mod tests {
         assert!(doc.contains("\"requests\":7,"), "{doc}");
         assert!(!doc.contains("\"server_ejected_at\":0, \"requests\":0, \"request_bytes\":0, \"responses\":0, \"response_bytes\":0, \"in_queue\":0, \"in_queue_bytes\":0, \"out_queue\":0, \"out_queue_bytes\":0}, \"two\""));
         assert!(doc.ends_with("}}}\n"), "{doc}");
+    }
+
+    /// The pool and server objects byte for byte as nutcracker writes them:
+    /// its members in its order (integration tests compare with it).
+    #[test]
+    fn pool_and_server_objects_in_nutcracker_order() {
+        let c = Arc::new(ClusterStats::new("alpha", vec!["one".into()], 1, 8));
+        let snap = WorkerSnapshot {
+            pool: PoolStats::numbered(100),
+            servers: vec![("one".into(), ServerStats::numbered(200))],
+        };
+        c.publish(0, snap);
+        let doc = render(&[c], Instant::now(), "h");
+        let body = doc.split_once("\"alpha\":").map(|(_, b)| b);
+        assert_eq!(
+            body,
+            Some(concat!(
+                "{\"client_eof\":103, \"client_err\":104, \"client_connections\":105, ",
+                "\"server_ejects\":0, \"forward_error\":107, \"fragments\":108, ",
+                "\"one\":{\"server_eof\":201, \"server_err\":202, \"server_timedout\":203, ",
+                "\"server_connections\":204, \"server_ejected_at\":0, \"requests\":206, ",
+                "\"request_bytes\":207, \"responses\":208, \"response_bytes\":209, ",
+                "\"in_queue\":210, \"in_queue_bytes\":211, \"out_queue\":212, ",
+                "\"out_queue_bytes\":213}}}\n"
+            )),
+            "{doc}"
+        );
+        assert!(doc.contains("\"total_connections\":101, \"curr_connections\":105, \"alpha\""));
+    }
+
+    /// `-D` as nutcracker prints it (`compat` compares line by line).
+    #[test]
+    fn describe_as_nutcracker() {
+        let expected = "pool stats:
+  client_eof          \"# eof on client connections\"
+  client_err          \"# errors on client connections\"
+  client_connections  \"# active client connections\"
+  server_ejects       \"# times backend server was ejected\"
+  forward_error       \"# times we encountered a forwarding error\"
+  fragments           \"# fragments created from a multi-vector request\"
+
+server stats:
+  server_eof          \"# eof on server connections\"
+  server_err          \"# errors on server connections\"
+  server_timedout     \"# timeouts on server connections\"
+  server_connections  \"# active server connections\"
+  server_ejected_at   \"timestamp when server was ejected in usec since epoch\"
+  requests            \"# requests\"
+  request_bytes       \"total request bytes\"
+  responses           \"# responses\"
+  response_bytes      \"total response bytes\"
+  in_queue            \"# requests in incoming queue\"
+  in_queue_bytes      \"current request bytes in incoming queue\"
+  out_queue           \"# requests in outgoing queue\"
+  out_queue_bytes     \"current request bytes in outgoing queue\"
+";
+        assert_eq!(describe(), expected);
     }
 }

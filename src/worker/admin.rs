@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use crate::config::CacheType;
-use crate::observe::stats;
-use crate::observe::stats::ClusterStats;
+use crate::observe::catalogue::{PoolStats, Section, ServerStats};
+use crate::observe::stats::{self, ClusterStats};
 use crate::protocol::command::Args;
 use crate::protocol::fanout::SERVER_SECTION;
 use crate::protocol::local::VERSION;
@@ -74,32 +74,22 @@ pub(crate) fn info(
     if want("clients") {
         let _ = write!(
             s,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n",
             shared.clients.load(Ordering::Relaxed),
             cfg.max_clients,
-            pool.blocked_clients,
         );
+        lines(&mut s, Section::Clients, &pool);
+        s.push_str("\r\n");
     }
     if want("stats") {
-        let _ = write!(
-            s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nclient_eof:{}\r\nclient_err:{}\r\nforward_error:{}\r\nfragments:{}\r\nserver_ejects:{}\r\nslowlog_len:{}\r\ndedicated_connections_in_use:{}\r\ndedicated_connections_pooled:{}\r\ndedicated_connections_refused:{}\r\n\r\n",
-            pool.total_connections,
-            pool.commands,
-            pool.client_eof,
-            pool.client_err,
-            pool.forward_error,
-            pool.fragments,
-            shared.server_ejects.load(Ordering::Relaxed),
-            shared.slowlog.len(),
-            pool.dedicated_in_use,
-            pool.dedicated_pooled,
-            pool.dedicated_refused,
-        );
+        s.push_str("# Stats\r\n");
+        lines(&mut s, Section::Stats, &pool);
+        let _ = write!(s, "slowlog_len:{}\r\n\r\n", shared.slowlog.len());
     }
     if want("backends") {
         s.push_str("# Backends\r\n");
         let health = shared.health();
+        let none = ServerStats::default();
         for (i, b) in view.route().servers.iter().enumerate() {
             let ejected = health.get(i).is_some_and(|h| h.ejected);
             let state = if ejected {
@@ -109,19 +99,35 @@ pub(crate) fn info(
             } else {
                 "down"
             };
-            let st = servers.iter().find(|(n, _)| *n == b.name).map(|(_, st)| st);
+            let st = servers.iter().find(|(n, _)| *n == b.name);
             let _ = write!(
                 s,
-                "backend{i}:name={},addr={},state={state},requests={},errors={},timeouts={}\r\n",
-                b.name,
-                b.addr,
-                st.map_or(0, |x| x.requests),
-                st.map_or(0, |x| x.server_err + x.server_eof),
-                st.map_or(0, |x| x.server_timedout),
+                "backend{i}:name={},addr={},state={state}",
+                b.name, b.addr
             );
+            backend_pairs(&mut s, st.map_or(&none, |(_, st)| st));
+            s.push_str("\r\n");
         }
     }
     s
+}
+
+/// The pool counters INFO shows in `section`, a `key:value` line each.
+fn lines(out: &mut String, section: Section, pool: &PoolStats) {
+    for d in PoolStats::COUNTERS {
+        if let Some(key) = d.info_key(section) {
+            let _ = write!(out, "{key}:{}\r\n", (d.get)(pool));
+        }
+    }
+}
+
+/// A server's counters on its `backendN:` line, `,key=value` each.
+fn backend_pairs(out: &mut String, st: &ServerStats) {
+    for d in ServerStats::COUNTERS {
+        if let Some(key) = d.info_key(Section::Backends) {
+            let _ = write!(out, ",{key}={}", (d.get)(st));
+        }
+    }
 }
 
 /// SLOWLOG GET [n] | LEN | RESET | HELP.
@@ -140,5 +146,105 @@ pub(crate) fn slowlog(shared: &ClusterStats, args: &(impl Args + ?Sized)) -> Byt
             Bytes::from_static(resp::OK)
         }
         _ => resp::error("ERR SLOWLOG subcommand must be GET [count], LEN or RESET"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::observe::catalogue::Desc;
+    use crate::observe::metrics;
+    use crate::observe::stats::WorkerSnapshot;
+
+    /// Every row of a family names an output, and shows there with its value.
+    fn check<T>(
+        descs: &[Desc<T>],
+        t: &T,
+        json: &str,
+        info: impl Fn(Section) -> String,
+        prom: &str,
+        labels: &str,
+    ) {
+        for d in descs {
+            let v = (d.get)(t);
+            assert!(
+                d.twemproxy.is_some() || d.info.is_some() || d.prom.is_some(),
+                "{} shows nowhere",
+                d.name
+            );
+            if d.twemproxy.is_some() {
+                let m = format!("\"{}\":{v}", d.name);
+                assert!(
+                    json.contains(&format!("{m},")) || json.contains(&format!("{m}}}")),
+                    "JSON lacks {m}: {json}"
+                );
+            }
+            if let Some((section, key)) = d.info {
+                let text = info(section);
+                let line = match section {
+                    Section::Backends => format!(",{key}={v}"),
+                    _ => format!("{key}:{v}\r\n"),
+                };
+                assert!(text.contains(&line), "INFO lacks {line:?}: {text}");
+            }
+            if let Some((name, _)) = d.prom {
+                let kind = format!("# TYPE {name} {}\n", d.kind.prometheus());
+                let sample = format!("{name}{{{labels}}} {v}\n");
+                assert!(
+                    prom.contains(&kind) && prom.contains(&sample),
+                    "/metrics lacks {sample:?}: {prom}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_counter_shows_in_json_info_and_metrics() {
+        let shared = Arc::new(ClusterStats::new("alpha", vec!["one".into()], 1, 8));
+        let mut one = ServerStats::numbered(200);
+        one.latency.observe(300);
+        let mut pool = PoolStats::numbered(100);
+        pool.latency.observe(300);
+        let servers = vec![("one".into(), one)];
+        shared.publish(0, WorkerSnapshot { pool, servers });
+        shared.ejected(0);
+        let (pool, servers) = shared.total();
+        let registry = Arc::new(Mutex::new(vec![shared.clone()]));
+        let json = stats::render(&[shared], Instant::now(), "host");
+        let prom = metrics::render(&registry);
+        let info_pool = |section| {
+            let mut s = String::new();
+            lines(&mut s, section, &pool);
+            s
+        };
+        let one = &servers[0].1;
+        let info_server = |_| {
+            let mut s = String::new();
+            backend_pairs(&mut s, one);
+            s
+        };
+        let labels = "cluster=\"alpha\"";
+        check(PoolStats::COUNTERS, &pool, &json, info_pool, &prom, labels);
+        let labels = "cluster=\"alpha\",backend=\"one\"";
+        check(
+            ServerStats::COUNTERS,
+            one,
+            &json,
+            info_server,
+            &prom,
+            labels,
+        );
+        let pool_hists = PoolStats::HISTOGRAMS.iter().map(|h| h.prom);
+        for (name, _) in pool_hists.chain(ServerStats::HISTOGRAMS.iter().map(|h| h.prom)) {
+            assert!(
+                prom.contains(&format!("# TYPE {name} histogram\n")),
+                "{prom}"
+            );
+            assert!(prom.contains(&format!("{name}_count{{")), "{prom}");
+        }
+        assert!(json.contains("\"server_ejects\":1,"), "{json}");
     }
 }
