@@ -192,7 +192,9 @@ fn max_clients_refuses_the_sixth_and_admits_again_after_one_leaves() {
 
 #[test]
 fn a_64_mb_value_round_trips_byte_exact() {
-    let s = Shards::start(3);
+    // Hundreds of MB cross loopback here: on a loaded 2-core machine a
+    // reply can take longer than the harness's 3 s read_timeout.
+    let s = Shards::start_with(3, |c| c.set("read_timeout", "15000"));
     let mut c = s.client();
     let big = pattern(64 * 1024 * 1024, 3);
     let keys = s.key_per_server("huge");
@@ -234,7 +236,8 @@ fn a_64_mb_value_round_trips_byte_exact() {
 fn memory_returns_after_a_burst_of_large_values() {
     const CLIENTS: usize = 60;
     const VALUE: usize = 4 * 1024 * 1024;
-    let s = Shards::start_with(3, |c| c.set("thread", "2"));
+    // 240 MB through one connection per server: see the 64 MB test.
+    let s = Shards::start_with(3, |c| c.set("thread", "2").set("read_timeout", "15000"));
     let pid = s.proxy.pid();
     let mut warm = s.client();
     assert_eq!(warm.cmd(&["SET", "warm", "x"]), Reply::ok());
