@@ -9,6 +9,7 @@ use crate::hashing::hash::HashKind;
 use crate::hashing::ketama::Distribution;
 use crate::protocol::local::User;
 use crate::protocol::resp::Limits;
+use crate::protocol::wire::Wire;
 
 /// How a cluster's keys are placed on its servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,15 @@ impl fmt::Display for Listen {
         match self {
             Listen::Tcp(a) => write!(f, "{a}"),
             Listen::Unix { path, .. } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl CacheType {
+    /// The protocol the cluster speaks.
+    pub fn wire(self) -> Wire {
+        match self {
+            CacheType::Redis | CacheType::RedisCluster => Wire::Redis,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! scanned in place, reply builders, the command table with its key specs,
 //! multi-key split and merge, pub/sub frames, fan-out to every server, and
 //! the commands the proxy answers itself.
-//! Nothing here does I/O or knows about connections.
+//! Nothing here does I/O or knows about connections. The worker reaches it
+//! through `wire::Wire`, the seam a second protocol plugs into.
 
 pub mod command;
 pub mod fanout;
@@ -11,3 +12,4 @@ pub mod multikey;
 pub mod pubsub;
 pub mod refusal;
 pub mod resp;
+pub mod wire;

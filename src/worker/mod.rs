@@ -242,7 +242,11 @@ impl Worker {
                     if max > 0 && now_clients >= max {
                         clients.fetch_sub(1, Ordering::Relaxed);
                         // Best effort: a fresh socket has room for one line.
-                        let reply = refusal_reply(&mut self.counters, &Refusal::MaxClients);
+                        let reply = refusal_reply(
+                            self.view.wire(),
+                            &mut self.counters,
+                            &Refusal::MaxClients,
+                        );
                         let _ = std::io::Write::write(&mut sock, &reply);
                         debug!("cluster {name}: client {peer} refused: {max} clients already");
                         continue;
@@ -254,9 +258,12 @@ impl Worker {
                     }
                     let id = self.next_client_id;
                     self.next_client_id += 1;
-                    let (t, conn) =
-                        self.conns
-                            .insert(Conn::Client(Client::new(sock, peer.clone(), id)));
+                    let (t, conn) = self.conns.insert(Conn::Client(Client::new(
+                        sock,
+                        peer.clone(),
+                        id,
+                        self.view.wire().requests(),
+                    )));
                     let res = match conn {
                         Conn::Client(c) => c.register(self.poll.registry(), t),
                         Conn::Backend(_) => Ok(()),
@@ -401,7 +408,11 @@ impl Worker {
                 Ok(Next::Stop) => return false,
                 Err(e) => {
                     debug!("cluster {}: client {}: {e}", self.view.cfg().name, c.peer());
-                    c.refuse(refusal_reply(&mut self.counters, &Refusal::Protocol(e)));
+                    c.refuse(refusal_reply(
+                        self.view.wire(),
+                        &mut self.counters,
+                        &Refusal::Protocol(e),
+                    ));
                     self.conns.mark_client(t);
                     return false;
                 }

@@ -10,6 +10,7 @@ use log::info;
 
 use crate::config::ClusterConfig;
 use crate::protocol::resp::Limits;
+use crate::protocol::wire::Wire;
 use crate::rng::Rng;
 use crate::routing::refresh::Kick;
 use crate::routing::table::{RouteHandle, RouteTable};
@@ -64,6 +65,11 @@ impl View {
 
     pub(crate) fn cfg(&self) -> &ClusterConfig {
         &self.cfg
+    }
+
+    /// The protocol the cluster speaks.
+    pub(crate) fn wire(&self) -> Wire {
+        self.cfg.cache_type.wire()
     }
 
     pub(crate) fn route(&self) -> &RouteTable {

@@ -14,7 +14,7 @@ use mio::Token;
 use crate::net::sock;
 use crate::protocol::command::Block;
 use crate::protocol::pubsub;
-use crate::protocol::resp;
+use crate::protocol::wire::Wire;
 use crate::worker::error::BackendError;
 use crate::worker::server::ServerId;
 
@@ -87,9 +87,18 @@ pub(crate) struct Queues {
 pub(crate) struct InFlight {
     unsent: VecDeque<Bytes>,
     awaiting: VecDeque<Pending>,
+    /// The protocol, which tells a refused command sent on connect.
+    wire: Wire,
 }
 
 impl InFlight {
+    pub(crate) fn new(wire: Wire) -> InFlight {
+        InFlight {
+            wire,
+            ..InFlight::default()
+        }
+    }
+
     /// Queues a request for writing and for its reply. Returns true when
     /// nothing was left unsent before it (a write deadline starts now).
     pub(crate) fn push(&mut self, p: Pending) -> bool {
@@ -143,7 +152,7 @@ impl InFlight {
             ));
         };
         match p.to {
-            ReplyTo::Init if resp::is_error(&reply) => Err(init_rejected(&reply)),
+            ReplyTo::Init if self.wire.is_error(&reply) => Err(init_rejected(&reply)),
             ReplyTo::Init => Ok(None),
             _ => Ok(Some((p, reply))),
         }

@@ -15,7 +15,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::net::sock::{READ_BUDGET, ReadBuf, ReadStatus};
 use crate::protocol::command::Block;
-use crate::protocol::resp::ReplyScanner;
+use crate::protocol::wire::{ReplyFramer, Wire};
 use crate::worker::error::BackendError;
 use crate::worker::server::ServerId;
 
@@ -80,7 +80,7 @@ pub(crate) struct BackendConn {
     inflight: InFlight,
     rbuf: ReadBuf,
     /// How far the reply at the front of `rbuf` has been scanned.
-    scanner: ReplyScanner,
+    scanner: ReplyFramer,
     /// When the write queue last made progress (or became non-empty).
     write_since: Instant,
     /// On the worker's list of connections to write this turn.
@@ -98,6 +98,7 @@ impl BackendConn {
         resp3: bool,
         slot: usize,
         now: Instant,
+        wire: Wire,
     ) -> io::Result<BackendConn> {
         Ok(BackendConn {
             sock: TcpStream::connect(addr)?,
@@ -106,9 +107,9 @@ impl BackendConn {
             resp3,
             slot,
             phase: Phase::Connecting { since: now },
-            inflight: InFlight::default(),
+            inflight: InFlight::new(wire),
             rbuf: ReadBuf::default(),
-            scanner: ReplyScanner::default(),
+            scanner: wire.replies(),
             write_since: now,
             dirty: false,
             armed: None,
@@ -241,7 +242,7 @@ impl BackendConn {
     /// The next complete frame cut off the read buffer; when there is none,
     /// an emptied large buffer is let go (`ReadBuf`).
     fn next_frame(&mut self) -> Result<Option<Bytes>, BackendError> {
-        match self.scanner.scan(self.rbuf.data()) {
+        match self.scanner.frame(self.rbuf.data()) {
             Ok(Some(n)) => Ok(Some(self.rbuf.split_frame(n))),
             Ok(None) => {
                 // Once nothing more is owed: a stream of large replies
@@ -400,7 +401,7 @@ mod tests {
     }
 
     fn connected(addr: SocketAddr, poll: &mut Poll) -> BackendConn {
-        let mut b = BackendConn::connect(addr, ServerId(0), false, 0, Instant::now())
+        let mut b = BackendConn::connect(addr, ServerId(0), false, 0, Instant::now(), Wire::Redis)
             .expect("connect starts");
         b.register(poll.registry(), Token(1)).expect("register");
         assert!(drive(poll, &mut b, |b| b.finish_connect().unwrap_or(false)));
@@ -560,8 +561,8 @@ mod tests {
         let redis = RedisProc::start(&[]);
         let mut poll = Poll::new().expect("poll");
         let now = Instant::now();
-        let mut b =
-            BackendConn::connect(redis.addr(), ServerId(0), false, 0, now).expect("connect starts");
+        let mut b = BackendConn::connect(redis.addr(), ServerId(0), false, 0, now, Wire::Redis)
+            .expect("connect starts");
         b.enqueue(
             resp::command(&[b"SELECT", b"0"]),
             ReplyTo::Init,

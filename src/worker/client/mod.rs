@@ -24,7 +24,8 @@ use mio::{Interest, Registry, Token};
 use crate::net::sock::{READ_BUDGET, ReadBuf, ReadStatus};
 use crate::net::stream::{Peer, Stream};
 use crate::protocol::local::{ClientInfo, User};
-use crate::protocol::resp::{Limits, ProtoError, RequestParser};
+use crate::protocol::resp::{Limits, ProtoError};
+use crate::protocol::wire::RequestFramer;
 
 use self::gate::{Admit, Gate, Life};
 use self::replies::Replies;
@@ -45,7 +46,7 @@ pub(crate) struct Client {
     id: u64,
     rbuf: ReadBuf,
     /// How far the request at the front of `rbuf` has been parsed.
-    parser: RequestParser,
+    parser: RequestFramer,
     replies: Replies,
     name: Option<Bytes>,
     /// AUTH succeeded, or the cluster has no password.
@@ -82,13 +83,13 @@ pub(crate) enum Next {
 }
 
 impl Client {
-    pub(crate) fn new(sock: Stream, peer: Peer, id: u64) -> Client {
+    pub(crate) fn new(sock: Stream, peer: Peer, id: u64, parser: RequestFramer) -> Client {
         Client {
             sock,
             peer,
             id,
             rbuf: ReadBuf::default(),
-            parser: RequestParser::default(),
+            parser,
             replies: Replies::default(),
             name: None,
             authed: false,
@@ -304,7 +305,7 @@ impl Client {
             self.gate.hold();
             return Ok(Next::Wait);
         }
-        match self.parser.parse(self.rbuf.data(), args, limits)? {
+        match self.parser.frame(self.rbuf.data(), args, limits)? {
             Some(n) => Ok(Next::Request(self.rbuf.split_frame(n))),
             None => Ok(Next::Wait),
         }
@@ -423,6 +424,7 @@ mod tests {
                 Stream::Tcp(mio::net::TcpStream::from_std(sock)),
                 Peer::Tcp(addr),
                 1,
+                crate::protocol::wire::Wire::Redis.requests(),
             ),
             peer,
         )

@@ -12,10 +12,11 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 use mio::Token;
 
-use crate::protocol::command::{self, Args, Local};
+use crate::protocol::command::{Args, Local};
 use crate::protocol::local;
 use crate::protocol::refusal::Refusal;
 use crate::protocol::resp;
+use crate::protocol::wire::Wire;
 use crate::worker::admin;
 use crate::worker::backend::ReplyTo;
 use crate::worker::client::{Session, Slot};
@@ -63,7 +64,7 @@ impl Dispatch<'_, '_> {
         let Some(facts) = self.facts(t) else {
             return;
         };
-        let cmd = command::lookup_request(&args);
+        let cmd = self.ctx.view.wire().lookup(&args);
         match (decide(cmd, &args, &facts), cmd) {
             (Decision::Refuse(r), _) => self.refuse(t, r),
             (Decision::RefuseAndDoom(r), _) => {
@@ -134,7 +135,7 @@ impl Dispatch<'_, '_> {
                 let ans = local::answer(l, args, c.session(cfg.password.as_deref(), &cfg.users));
                 let reply = ans
                     .reply
-                    .unwrap_or_else(|r| refusal_reply(self.ctx.counters, &r));
+                    .unwrap_or_else(|r| refusal_reply(self.ctx.view.wire(), self.ctx.counters, &r));
                 c.push(Slot::Ready(reply));
                 if ans.close {
                     c.close_after_reply();
@@ -164,18 +165,18 @@ impl Dispatch<'_, '_> {
 
     /// Answers with a refusal, counted by its kind.
     fn refuse(&mut self, t: Token, r: Refusal) {
-        let reply = refusal_reply(self.ctx.counters, &r);
+        let reply = refusal_reply(self.ctx.view.wire(), self.ctx.counters, &r);
         self.reply(t, reply);
     }
 }
 
 /// A refusal's reply, counted by its kind: every refusal the worker gives
 /// goes through here.
-pub(crate) fn refusal_reply(counters: &mut Counters, r: &Refusal) -> Bytes {
+pub(crate) fn refusal_reply(wire: Wire, counters: &mut Counters, r: &Refusal) -> Bytes {
     if let Some(n) = counters.refused.get_mut(r.kind()) {
         *n += 1;
     }
-    r.reply()
+    wire.refusal(r)
 }
 
 /// Inline requests are re-encoded before forwarding, so a backend sees one

@@ -213,7 +213,8 @@ impl Dispatch<'_, '_> {
             }
             None => {
                 // EXEC gives it: counted now, as it is rendered once.
-                let answer = answer.unwrap_or_else(|r| refusal_reply(self.ctx.counters, &r));
+                let answer = answer
+                    .unwrap_or_else(|r| refusal_reply(self.ctx.view.wire(), self.ctx.counters, &r));
                 m.queued.push((req, answer));
                 self.reply(t, Bytes::from_static(QUEUED));
             }

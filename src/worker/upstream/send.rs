@@ -104,7 +104,7 @@ impl Upstream {
         slot: usize,
     ) -> Result<Token, BackendError> {
         let addr = self.servers[si.0].addr();
-        let b = BackendConn::connect(addr, si, resp3, slot, ctx.now)
+        let b = BackendConn::connect(addr, si, resp3, slot, ctx.now, ctx.view.wire())
             .map_err(|e| BackendError::connect(&e))?;
         tune(ctx.view.cfg(), b.sock());
         let (t, conn) = ctx.conns.insert(Conn::Backend(b));
