@@ -8,6 +8,7 @@
 pub mod command;
 pub mod fanout;
 pub(crate) mod local;
+pub mod memcache;
 pub mod multikey;
 pub mod pubsub;
 pub mod refusal;
