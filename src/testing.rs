@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) struct RedisProc {
@@ -22,11 +23,17 @@ impl RedisProc {
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())
                 .expect("a free port");
-            let dir = std::env::temp_dir().join(format!("aster-unit-redis-{port}"));
+            // Its own dir (and log) whatever the port: two tests may pick one port.
+            static STARTED: AtomicUsize = AtomicUsize::new(0);
+            let n = STARTED.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!(
+                "aster-unit-redis-{}-{n}-{port}",
+                std::process::id()
+            ));
             std::fs::create_dir_all(&dir).expect("temp dir");
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
+                .args(["--save", "", "--appendonly", "no", "--logfile", "redis.log"])
                 .args(extra)
                 .current_dir(&dir)
                 .stdout(Stdio::null())
@@ -37,7 +44,10 @@ impl RedisProc {
             let mut r = RedisProc { child, addr, dir };
             let until = Instant::now() + Duration::from_secs(5);
             while Instant::now() < until {
-                if TcpStream::connect(addr).is_ok() {
+                // Ready by its own log: a connect could reach another
+                // test's server that took the port first (ours then fails
+                // to bind and exits).
+                if ready(&r.dir) && TcpStream::connect(addr).is_ok() {
                     return r;
                 }
                 if let Ok(Some(_)) = r.child.try_wait() {
@@ -65,4 +75,10 @@ impl Drop for RedisProc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether the server in `dir` logged that it listens.
+fn ready(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("redis.log"))
+        .is_ok_and(|log| log.contains("Ready to accept connections"))
 }
