@@ -4,9 +4,9 @@
 //! Inputs are drawn by proptest as a tape of bytes that every generator
 //! reads its choices from (`Rng`, the one random source here): a failing
 //! case is shrunk to a short tape of small bytes, i.e. few and simple
-//! choices, and reported with it; its seed is kept in
-//! `proptests.regressions` beside this file (committed) and tried first on
-//! every later run. The tapes come from a fixed seed, so every run checks
+//! choices, and reported with it; its seed is kept in `regressions.txt`
+//! in this folder (one file for all the properties, committed) and tried
+//! first on every later run. The tapes come from a fixed seed, so every run checks
 //! the same cases (`ASTER_PROPTEST_RANDOM=1` explores new ones).
 //!
 //! Properties:
@@ -52,14 +52,19 @@ use crate::protocol::resp::{self, Limits, ProtoError};
 // ---------------------------------------------------------------------------
 // PRNG and helpers
 
+/// The seeds of past failures, one file for the properties of every file
+/// here (proptest's `WithSource` would name one after each source file).
+/// Absolute, as a test's working directory is cargo's choice.
+const REGRESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/proptests/regressions.txt");
+
 /// Cases per property: a u32 as proptest counts them.
 fn config(cases: u32) -> Config {
     Config {
         cases,
-        // Failures found are kept beside this file and tried first on
-        // every later run (`proptests.regressions`, committed).
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
-        source_file: Some(file!()),
+        // Failures found are kept in one file for all the properties,
+        // whichever file they sit in, and tried first on every later run
+        // (committed).
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(REGRESSIONS))),
         // Each case is cheap: shrinking may take many.
         max_shrink_iters: 100_000,
         ..Config::default()
@@ -220,7 +225,7 @@ const NUMBERS: &[&str] = &[
 /// the table's source so that the generated requests cover every entry
 /// without reaching into the command module's private items.
 fn table_names() -> Vec<&'static str> {
-    let src = include_str!("protocol/command/table.rs");
+    let src = include_str!("../protocol/command/table.rs");
     let mut names = Vec::new();
     for (i, _) in src.match_indices("(\"") {
         let rest = &src[i + 2..];
