@@ -169,13 +169,9 @@ impl Dispatch<'_, '_> {
     }
 }
 
-/// A refusal's reply, counted by its kind: every refusal the worker gives
-/// goes through here.
+/// A refusal's reply, counted by its kind (`Counters::refuse`).
 pub(crate) fn refusal_reply(counters: &mut Counters, r: &Refusal) -> Bytes {
-    if let Some(n) = counters.refused.get_mut(r.kind()) {
-        *n += 1;
-    }
-    r.reply()
+    counters.refuse(r)
 }
 
 /// Inline requests are re-encoded before forwarding, so a backend sees one
