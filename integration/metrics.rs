@@ -248,7 +248,8 @@ fn a_scrape_is_answered_while_idle_connections_stay_open() {
 #[test]
 fn refusals_are_counted_by_kind_in_metrics_and_info() {
     let s = RedisServer::start();
-    let conf = ClusterConf::new("refusing", &[&s]);
+    // No dedicated connection: a blocking command is refused too.
+    let conf = ClusterConf::new("refusing", &[&s]).set("max_dedicated_connections", "0");
     let (mport, sport) = (free_port(), free_port());
     let (maddr, sport_arg) = (format!("127.0.0.1:{mport}"), sport.to_string());
     let proxy = Proxy::start_at_info(
@@ -257,7 +258,7 @@ fn refusals_are_counted_by_kind_in_metrics_and_info() {
     );
     Metrics::wait_ready(mport);
     let mut c = proxy.client();
-    let sent: [(&[&str], &str, &str); 4] = [
+    let sent: [(&[&str], &str, &str); 5] = [
         (
             &["NOSUCHCMD", "a"],
             "unknown_command",
@@ -266,6 +267,11 @@ fn refusals_are_counted_by_kind_in_metrics_and_info() {
         (&["nosuchcmd"], "unknown_command", "ERR unknown command"),
         (&["GET"], "wrong_arity", "ERR wrong number of arguments"),
         (&["EXEC"], "without_multi", "ERR EXEC without MULTI"),
+        (
+            &["BLPOP", "q", "1"],
+            "no_dedicated",
+            "ERR no dedicated backend",
+        ),
     ];
     for (cmd, _, text) in sent {
         let r = c.cmd(cmd);
@@ -288,7 +294,7 @@ fn refusals_are_counted_by_kind_in_metrics_and_info() {
     }
     assert_eq!(
         text.matches("refused_").count(),
-        3,
+        4,
         "only kinds seen: {text}"
     );
     assert!(info_field(&text, "refused_syntax").is_none(), "{text}");
@@ -296,7 +302,7 @@ fn refusals_are_counted_by_kind_in_metrics_and_info() {
     let cl = [("cluster", "refusing")];
     let m = poll_until(Duration::from_secs(5), POLL, || {
         let m = Metrics::fetch(mport);
-        let kind = [("cluster", "refusing"), ("kind", "without_multi")];
+        let kind = [("cluster", "refusing"), ("kind", "no_dedicated")];
         (m.value("aster_refused_total", &kind) == Some(1.0)).then_some(m)
     })
     .unwrap_or_else(|| panic!("refusals not published:\n{}", Metrics::fetch(mport).text));
