@@ -1,13 +1,15 @@
 //! Prometheus metrics (`--metrics`): every family with consistent counts,
-//! and an ejected backend as the metrics and INFO show it.
+//! an ejected backend as the metrics and INFO show it, and refusals counted
+//! by kind.
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    ClusterConf, Metrics, Proxy, RedisServer, args, free_port, get, http, info, info_backends,
-    info_num, key_per_server, poll_until, proxy_version,
+    ClusterConf, Metrics, Proxy, RedisServer, accepts, args, assert_shape, free_port, get, http,
+    info, info_backends, info_field, info_num, key_per_server, poll_until, proxy_version,
+    stats_doc,
 };
 
 const POLL: Duration = Duration::from_millis(50);
@@ -237,4 +239,92 @@ fn a_scrape_is_answered_while_idle_connections_stay_open() {
         "a scrape behind 7 idle connections took {took:?}"
     );
     drop((idle, half));
+}
+
+/// Requests the proxy answers with an error of its own are counted by kind:
+/// a series per kind in `/metrics` (the kinds never seen at 0), a
+/// `refused_<kind>` line in INFO's Stats for each kind seen, nothing in
+/// twemproxy's stats JSON, whose shape stays nutcracker's.
+#[test]
+fn refusals_are_counted_by_kind_in_metrics_and_info() {
+    let s = RedisServer::start();
+    // No dedicated connection: a blocking command is refused too.
+    let conf = ClusterConf::new("refusing", &[&s]).set("max_dedicated_connections", "0");
+    let (mport, sport) = (free_port(), free_port());
+    let (maddr, sport_arg) = (format!("127.0.0.1:{mport}"), sport.to_string());
+    let proxy = Proxy::start_at_info(
+        &conf.to_toml(),
+        &["--metrics", &maddr, "-s", &sport_arg, "-a", "127.0.0.1"],
+    );
+    Metrics::wait_ready(mport);
+    let mut c = proxy.client();
+    let sent: [(&[&str], &str, &str); 5] = [
+        (
+            &["NOSUCHCMD", "a"],
+            "unknown_command",
+            "ERR unknown command",
+        ),
+        (&["nosuchcmd"], "unknown_command", "ERR unknown command"),
+        (&["GET"], "wrong_arity", "ERR wrong number of arguments"),
+        (&["EXEC"], "without_multi", "ERR EXEC without MULTI"),
+        (
+            &["BLPOP", "q", "1"],
+            "no_dedicated",
+            "ERR no dedicated backend",
+        ),
+    ];
+    for (cmd, _, text) in sent {
+        let r = c.cmd(cmd);
+        assert!(
+            r.error().is_some_and(|e| e.starts_with(text)),
+            "{cmd:?}: {r:?}"
+        );
+    }
+    assert!(!c.cmd(&["SET", "k", "v"]).is_error(), "a request that runs");
+    let want = |kind: &str| sent.iter().filter(|(_, k, _)| *k == kind).count() as u64;
+
+    // INFO publishes the answering worker's counters first: current.
+    let text = info(&mut c, Some("stats"));
+    for (_, kind, _) in sent {
+        assert_eq!(
+            info_num(&text, &format!("refused_{kind}")),
+            want(kind),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        text.matches("refused_").count(),
+        4,
+        "only kinds seen: {text}"
+    );
+    assert!(info_field(&text, "refused_syntax").is_none(), "{text}");
+
+    let cl = [("cluster", "refusing")];
+    let m = poll_until(Duration::from_secs(5), POLL, || {
+        let m = Metrics::fetch(mport);
+        let kind = [("cluster", "refusing"), ("kind", "no_dedicated")];
+        (m.value("aster_refused_total", &kind) == Some(1.0)).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("refusals not published:\n{}", Metrics::fetch(mport).text));
+    m.assert_family("aster_refused_total", "counter");
+    let series: Vec<_> = m.matching("aster_refused_total", &cl).collect();
+    assert!(series.len() > 30, "a series per kind: {}", m.text);
+    for s in series {
+        let kind = &s.labels["kind"];
+        assert_eq!(s.value, want(kind) as f64, "kind {kind}: {}", m.text);
+    }
+    assert_eq!(
+        m.value("aster_refused_total", &[("kind", "syntax")]),
+        Some(0.0)
+    );
+
+    assert!(
+        poll_until(Duration::from_secs(5), POLL, || accepts(sport)
+            .then_some(()))
+        .is_some(),
+        "the stats port {sport} does not accept"
+    );
+    let doc = stats_doc(sport);
+    assert_shape(&doc, &[("refusing", vec!["redis0".into()])]);
+    assert!(!doc.to_string().contains("refused"), "{doc:#}");
 }

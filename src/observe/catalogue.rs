@@ -2,11 +2,15 @@
 //! server's counters) is one `family!` table: each row names a field, its
 //! kind, and where it shows (twemproxy's stats JSON under the field's own
 //! name with its `-D` text, an INFO key, a Prometheus name and help). The
-//! table makes the struct workers count in, its sum over workers, and a
-//! `const` slice of descriptors; the stats JSON and `-D` text (`stats.rs`),
-//! INFO (`worker/admin.rs`) and `/metrics` (`metrics.rs`) walk that slice,
+//! table makes the struct workers count in, its sum over workers, and
+//! `const` slices of descriptors; the stats JSON and `-D` text (`stats.rs`),
+//! INFO (`worker/admin.rs`) and `/metrics` (`metrics.rs`) walk those slices,
 //! so each lists the family's values in the table's order and none can
 //! miss one. twemproxy's JSON fixes that order for the rows it has.
+
+use std::ops::{Index, IndexMut};
+
+use crate::protocol::refusal::Refusal;
 
 /// Upper bounds (µs) of the latency histogram's buckets; a last one counts
 /// everything slower.
@@ -40,6 +44,38 @@ impl Histogram {
             *a += b;
         }
         self.sum_us += o.sum_us;
+    }
+}
+
+/// A counter by kind: one value per kind, indexed as the row's `names`.
+/// (Arrays past 32 have no `Default`, hence the wrapper.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ByKind<const N: usize>(pub [u64; N]);
+
+impl<const N: usize> Default for ByKind<N> {
+    fn default() -> Self {
+        ByKind([0; N])
+    }
+}
+
+impl<const N: usize> Index<usize> for ByKind<N> {
+    type Output = u64;
+    fn index(&self, kind: usize) -> &u64 {
+        &self.0[kind]
+    }
+}
+
+impl<const N: usize> IndexMut<usize> for ByKind<N> {
+    fn index_mut(&mut self, kind: usize) -> &mut u64 {
+        &mut self.0[kind]
+    }
+}
+
+impl<const N: usize> ByKind<N> {
+    fn add(&mut self, o: &ByKind<N>) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a += b;
+        }
     }
 }
 
@@ -90,6 +126,35 @@ impl<T> Desc<T> {
     }
 }
 
+/// A row with a label: one value per kind (a `ByKind` field). `/metrics`
+/// shows a series per kind under one header, labelled `label="<name>"`;
+/// INFO a `<key>_<name>:N` line per kind counted; never twemproxy's JSON.
+pub struct LabelledDesc<T> {
+    pub kind: Kind,
+    /// The label's name, and each kind's value of it, by index.
+    pub label: &'static str,
+    pub names: &'static [&'static str],
+    pub info: Option<(Section, &'static str)>,
+    /// Prometheus name and help.
+    pub prom: Option<(&'static str, &'static str)>,
+    pub get: fn(&T) -> &[u64],
+}
+
+impl<T> LabelledDesc<T> {
+    /// Its INFO key prefix when INFO shows it in `section`.
+    pub fn info_key(&self, section: Section) -> Option<&'static str> {
+        self.info.filter(|(s, _)| *s == section).map(|(_, k)| k)
+    }
+
+    /// Each kind's name and value in `t`, in the kinds' order.
+    pub fn values<'a>(&self, t: &'a T) -> impl Iterator<Item = (&'static str, u64)> + 'a {
+        self.names
+            .iter()
+            .copied()
+            .zip((self.get)(t).iter().copied())
+    }
+}
+
 /// A latency histogram of a family: only `/metrics` shows it.
 pub struct HistDesc<T> {
     /// Prometheus name and help.
@@ -106,9 +171,9 @@ macro_rules! opt {
     };
 }
 
-/// Declares a family: its struct (`u64` counters, then histograms), its
-/// `COUNTERS` (fields then derived values, in this order) and `HISTOGRAMS`,
-/// and `add`, the sum over workers.
+/// Declares a family: its struct (`u64` counters, counters by kind, then
+/// histograms), its `COUNTERS` (fields then derived values, in this order),
+/// `LABELLED` and `HISTOGRAMS`, and `add`, the sum over workers.
 macro_rules! family {
     (
         $(#[$meta:meta])*
@@ -128,6 +193,13 @@ macro_rules! family {
                     $(prom: $dname:literal $dhelp:literal,)?
                 }
             )*}
+            labelled {$(
+                $(#[$ldoc:meta])*
+                $l:ident: $lkind:ident by $label:literal in $names:expr, {
+                    $(info: $lsec:ident $lkey:literal,)?
+                    $(prom: $lname:literal $lhelp:literal,)?
+                }
+            )*}
             histograms {$(
                 $(#[$hdoc:meta])*
                 $h:ident { prom: $hname:literal $hhelp:literal, }
@@ -138,6 +210,7 @@ macro_rules! family {
         #[derive(Clone, Debug, Default, PartialEq, Eq)]
         pub struct $T {
             $($(#[$fdoc])* pub $f: u64,)*
+            $($(#[$ldoc])* pub $l: ByKind<{ $names.len() }>,)*
             $($(#[$hdoc])* pub $h: Histogram,)*
         }
 
@@ -161,6 +234,17 @@ macro_rules! family {
                 },)*
             ];
 
+            pub const LABELLED: &'static [LabelledDesc<$T>] = &[
+                $(LabelledDesc {
+                    kind: Kind::$lkind,
+                    label: $label,
+                    names: &$names,
+                    info: opt!($((Section::$lsec, $lkey))?),
+                    prom: opt!($(($lname, $lhelp))?),
+                    get: |s| &s.$l.0,
+                },)*
+            ];
+
             pub const HISTOGRAMS: &'static [HistDesc<$T>] = &[
                 $(HistDesc {
                     prom: ($hname, $hhelp),
@@ -179,12 +263,14 @@ macro_rules! family {
                 };
                 $T {
                     $($f: next(),)*
+                    $($l: ByKind(std::array::from_fn(|_| next())),)*
                     ..$T::default()
                 }
             }
 
             pub fn add(&mut self, o: &$T) {
                 $(self.$f += o.$f;)*
+                $(self.$l.add(&o.$l);)*
                 $(self.$h.add(&o.$h);)*
             }
         }
@@ -258,6 +344,14 @@ family! {
             }
         }
         derived {}
+        labelled {
+            /// Requests the proxy answered with an error of its own instead
+            /// of running them, by `Refusal::kind`.
+            refused: Counter by "kind" in Refusal::NAMES, {
+                info: Stats "refused",
+                prom: "aster_refused_total" "Requests the proxy refused with an error of its own, by kind.",
+            }
+        }
         histograms {
             /// From queueing each request on a backend to its reply, all servers.
             latency {
@@ -328,6 +422,7 @@ family! {
                 prom: "aster_backend_in_flight" "Requests queued or sent and not yet answered.",
             }
         }
+        labelled {}
         histograms {
             /// From queueing a request to its reply.
             latency {

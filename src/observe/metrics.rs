@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use crate::observe::catalogue::{
-    Desc, HistDesc, Histogram, LATENCY_BUCKETS_US, PoolStats, ServerStats,
+    Desc, HistDesc, Histogram, LATENCY_BUCKETS_US, LabelledDesc, PoolStats, ServerStats,
 };
 use crate::observe::port::{self, Conn};
 use crate::observe::stats::{self, Registry};
@@ -68,17 +68,34 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
 }
 
-/// Each of a family's counters and histograms, one series per row: the
-/// rows' labels (`cluster="a"`) and values.
-fn family<T>(out: &mut String, descs: &[Desc<T>], hists: &[HistDesc<T>], rows: &[(String, &T)]) {
-    for d in descs {
+/// A family's descriptors, as its `family!` table makes them.
+struct Family<T: 'static> {
+    counters: &'static [Desc<T>],
+    labelled: &'static [LabelledDesc<T>],
+    histograms: &'static [HistDesc<T>],
+}
+
+/// Each of a family's counters and histograms, one series per row (and
+/// per kind, for a labelled counter): the rows' labels (`cluster="a"`) and
+/// values.
+fn family<T>(out: &mut String, f: Family<T>, rows: &[(String, &T)]) {
+    for d in f.counters {
         let Some((name, help)) = d.prom else { continue };
         header(out, name, d.kind.prometheus(), help);
         for (labels, t) in rows {
             let _ = writeln!(out, "{name}{{{labels}}} {}", (d.get)(t));
         }
     }
-    for h in hists {
+    for d in f.labelled {
+        let Some((name, help)) = d.prom else { continue };
+        header(out, name, d.kind.prometheus(), help);
+        for (labels, t) in rows {
+            for (kind, v) in d.values(t) {
+                let _ = writeln!(out, "{name}{{{labels},{}=\"{kind}\"}} {v}", d.label);
+            }
+        }
+    }
+    for h in f.histograms {
         let (name, help) = h.prom;
         header(out, name, "histogram", help);
         for (labels, t) in rows {
@@ -113,7 +130,12 @@ pub fn render(registry: &Registry) -> String {
         .iter()
         .map(|(c, (pool, _))| (format!("cluster=\"{}\"", esc(&c.name)), pool))
         .collect();
-    family(&mut out, PoolStats::COUNTERS, PoolStats::HISTOGRAMS, &pools);
+    let pool = Family {
+        counters: PoolStats::COUNTERS,
+        labelled: PoolStats::LABELLED,
+        histograms: PoolStats::HISTOGRAMS,
+    };
+    family(&mut out, pool, &pools);
     let backends: Vec<_> = totals
         .iter()
         .flat_map(|(c, (_, servers))| {
@@ -123,12 +145,12 @@ pub fn render(registry: &Registry) -> String {
             })
         })
         .collect();
-    family(
-        &mut out,
-        ServerStats::COUNTERS,
-        ServerStats::HISTOGRAMS,
-        &backends,
-    );
+    let server = Family {
+        counters: ServerStats::COUNTERS,
+        labelled: ServerStats::LABELLED,
+        histograms: ServerStats::HISTOGRAMS,
+    };
+    family(&mut out, server, &backends);
     header(
         &mut out,
         "aster_backend_up",

@@ -6,8 +6,9 @@
 //! replies, and counts refusals by [`Refusal::kind`]. The texts are the
 //! contract: Redis's own, byte for byte, where Redis has one (clients and
 //! their alerting match on them), else aster's, which say what to do.
-//! Errors a server or a backend connection produces (`worker/error.rs`,
-//! `worker/upstream/`) are not here: they are not the proxy's refusals.
+//! Errors a server or a backend connection produces (`worker/error.rs`)
+//! are not here: they are not the proxy's refusals. A client's own
+//! (dedicated) connection refused or lost is: the proxy decides it.
 
 use bytes::Bytes;
 
@@ -88,11 +89,19 @@ pub enum Refusal {
     QueuedWithoutKey(&'static str),
     /// A command that cannot be queued inside MULTI.
     NotQueueable(&'static str),
+
+    // The client's own backend connection (blocking commands,
+    // transactions, pub/sub).
+    /// The worker holds `max_dedicated_connections` (the value) already.
+    NoDedicated(usize),
+    /// The connection a client was given went away before its request was
+    /// queued on it.
+    OwnConnectionLost,
 }
 
 impl Refusal {
     /// How many kinds `kind` tells apart: the length of the counters.
-    pub const KINDS: usize = 32;
+    pub const KINDS: usize = 34;
 
     /// The kind's name, by index: for the stats (as `refused_<name>`).
     pub const NAMES: [&'static str; Refusal::KINDS] = [
@@ -128,6 +137,8 @@ impl Refusal {
         "other_server",
         "queued_without_key",
         "not_queueable",
+        "no_dedicated",
+        "own_connection_lost",
     ];
 
     /// Redis's reply to an unknown command, byte for byte: the name and then
@@ -203,6 +214,8 @@ impl Refusal {
             Refusal::OtherServer => 29,
             Refusal::QueuedWithoutKey(_) => 30,
             Refusal::NotQueueable(_) => 31,
+            Refusal::NoDedicated(_) => 32,
+            Refusal::OwnConnectionLost => 33,
         }
     }
 
@@ -295,6 +308,13 @@ impl Refusal {
                 "ERR {} cannot be queued in a transaction by aster",
                 upper(name)
             )),
+            Refusal::NoDedicated(max) => resp::error(&format!(
+                "ERR no dedicated backend connection left for blocking commands, \
+                 transactions and pub/sub (max_dedicated_connections = {max} per worker)"
+            )),
+            Refusal::OwnConnectionLost => {
+                resp::error("ERR the client's own backend connection was lost")
+            }
         }
     }
 }
@@ -372,6 +392,8 @@ mod tests {
             Refusal::OtherServer,
             Refusal::QueuedWithoutKey("sinter"),
             Refusal::NotQueueable("subscribe"),
+            Refusal::NoDedicated(4),
+            Refusal::OwnConnectionLost,
         ]
     }
 
@@ -410,6 +432,14 @@ mod tests {
         assert_eq!(
             &Refusal::HelloOption(b"a\r\nb".to_vec()).reply()[..],
             b"-ERR Syntax error in HELLO option 'a  b'\r\n"
+        );
+        assert_eq!(
+            &Refusal::NoDedicated(4).reply()[..],
+            &b"-ERR no dedicated backend connection left for blocking commands, transactions and pub/sub (max_dedicated_connections = 4 per worker)\r\n"[..]
+        );
+        assert_eq!(
+            &Refusal::OwnConnectionLost.reply()[..],
+            b"-ERR the client's own backend connection was lost\r\n"
         );
         assert_eq!(
             &BadMerge::Unexpected(Some("MGET")).reply()[..],

@@ -112,11 +112,21 @@ pub(crate) fn info(
     s
 }
 
-/// The pool counters INFO shows in `section`, a `key:value` line each.
+/// The pool counters INFO shows in `section`, a `key:value` line each; a
+/// counter by kind a `key_kind:value` line per kind counted, as Redis's
+/// own per-kind lines (`errorstat_*`, `cmdstat_*`) list only what occurred.
 fn lines(out: &mut String, section: Section, pool: &PoolStats) {
     for d in PoolStats::COUNTERS {
         if let Some(key) = d.info_key(section) {
             let _ = write!(out, "{key}:{}\r\n", (d.get)(pool));
+        }
+    }
+    for d in PoolStats::LABELLED {
+        let Some(key) = d.info_key(section) else {
+            continue;
+        };
+        for (kind, v) in d.values(pool).filter(|&(_, v)| v > 0) {
+            let _ = write!(out, "{key}_{kind}:{v}\r\n");
         }
     }
 }
@@ -155,19 +165,24 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::observe::catalogue::Desc;
+    use crate::observe::catalogue::{Desc, LabelledDesc};
     use crate::observe::metrics;
     use crate::observe::stats::WorkerSnapshot;
 
+    /// What the outputs show of one family's rows: the stats JSON, INFO by
+    /// section, `/metrics` and the rows' labels there.
+    struct Outputs<'a> {
+        json: &'a str,
+        info: &'a dyn Fn(Section) -> String,
+        prom: &'a str,
+        labels: &'a str,
+    }
+
     /// Every row of a family names an output, and shows there with its value.
-    fn check<T>(
-        descs: &[Desc<T>],
-        t: &T,
-        json: &str,
-        info: impl Fn(Section) -> String,
-        prom: &str,
-        labels: &str,
-    ) {
+    fn check<T>(descs: &[Desc<T>], t: &T, out: &Outputs<'_>) {
+        let Outputs {
+            json, prom, labels, ..
+        } = out;
         for d in descs {
             let v = (d.get)(t);
             assert!(
@@ -183,7 +198,7 @@ mod tests {
                 );
             }
             if let Some((section, key)) = d.info {
-                let text = info(section);
+                let text = (out.info)(section);
                 let line = match section {
                     Section::Backends => format!(",{key}={v}"),
                     _ => format!("{key}:{v}\r\n"),
@@ -197,6 +212,41 @@ mod tests {
                     prom.contains(&kind) && prom.contains(&sample),
                     "/metrics lacks {sample:?}: {prom}"
                 );
+            }
+        }
+    }
+
+    /// Every labelled row names an output, and shows there each kind's
+    /// value: a series per kind under one header in `/metrics`, a line per
+    /// kind in INFO (`numbered` counts every kind), never in the JSON.
+    fn check_labelled<T>(descs: &[LabelledDesc<T>], t: &T, out: &Outputs<'_>) {
+        let Outputs {
+            json, prom, labels, ..
+        } = out;
+        for d in descs {
+            assert!(
+                d.info.is_some() || d.prom.is_some(),
+                "a row by {} shows nowhere",
+                d.label
+            );
+            assert_eq!(d.values(t).count(), d.names.len(), "{:?}", d.prom);
+            if let Some((name, _)) = d.prom {
+                let kind = format!("# TYPE {name} {}\n", d.kind.prometheus());
+                assert_eq!(prom.matches(&kind).count(), 1, "{kind:?} once: {prom}");
+            }
+            for (kind, v) in d.values(t) {
+                assert!(v > 0, "numbered counts every kind");
+                if let Some((section, key)) = d.info {
+                    let json_key = format!("\"{key}_{kind}\"");
+                    assert!(!json.contains(&json_key), "{json_key} in JSON: {json}");
+                    let line = format!("{key}_{kind}:{v}\r\n");
+                    let text = (out.info)(section);
+                    assert!(text.contains(&line), "INFO lacks {line:?}: {text}");
+                }
+                if let Some((name, _)) = d.prom {
+                    let sample = format!("{name}{{{labels},{}=\"{kind}\"}} {v}\n", d.label);
+                    assert!(prom.contains(&sample), "/metrics lacks {sample:?}: {prom}");
+                }
             }
         }
     }
@@ -220,23 +270,27 @@ mod tests {
             lines(&mut s, section, &pool);
             s
         };
+        let out = Outputs {
+            json: &json,
+            info: &info_pool,
+            prom: &prom,
+            labels: "cluster=\"alpha\"",
+        };
+        check(PoolStats::COUNTERS, &pool, &out);
+        check_labelled(PoolStats::LABELLED, &pool, &out);
         let one = &servers[0].1;
         let info_server = |_| {
             let mut s = String::new();
             backend_pairs(&mut s, one);
             s
         };
-        let labels = "cluster=\"alpha\"";
-        check(PoolStats::COUNTERS, &pool, &json, info_pool, &prom, labels);
-        let labels = "cluster=\"alpha\",backend=\"one\"";
-        check(
-            ServerStats::COUNTERS,
-            one,
-            &json,
-            info_server,
-            &prom,
-            labels,
-        );
+        let out = Outputs {
+            info: &info_server,
+            labels: "cluster=\"alpha\",backend=\"one\"",
+            ..out
+        };
+        check(ServerStats::COUNTERS, one, &out);
+        check_labelled(ServerStats::LABELLED, one, &out);
         let pool_hists = PoolStats::HISTOGRAMS.iter().map(|h| h.prom);
         for (name, _) in pool_hists.chain(ServerStats::HISTOGRAMS.iter().map(|h| h.prom)) {
             assert!(

@@ -5,19 +5,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::observe::stats::{ClusterStats, PoolStats, ServerStats, WorkerSnapshot};
 use crate::protocol::refusal::Refusal;
+use crate::protocol::wire::Wire;
 
 /// How often a worker publishes its counters for the stats port.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
 pub(crate) struct Counters {
     pub(crate) pool: PoolStats,
-    /// Requests the proxy refused, by `Refusal::kind` (named by
-    /// `Refusal::NAMES`), counted where the worker renders them. Kept here
-    /// for the stats JSON, INFO and `/metrics` to expose once the counter
-    /// declarations are rewritten (issue 19, item 4); read by nothing yet.
-    pub(crate) refused: [u64; Refusal::KINDS],
     shared: Arc<ClusterStats>,
     next_publish: Instant,
     /// Something was counted since the last publish.
@@ -28,11 +26,17 @@ impl Counters {
     pub(crate) fn new(shared: Arc<ClusterStats>) -> Counters {
         Counters {
             pool: PoolStats::default(),
-            refused: [0; Refusal::KINDS],
             shared,
             next_publish: Instant::now(),
             unpublished: true,
         }
+    }
+
+    /// A refusal's reply, counted by its kind (`PoolStats::refused`): every
+    /// refusal the worker gives is rendered here.
+    pub(crate) fn refuse(&mut self, wire: Wire, r: &Refusal) -> Bytes {
+        self.pool.refused[r.kind()] += 1;
+        wire.refusal(r)
     }
 
     /// The cluster's shared counters (clients, slow log, other workers').

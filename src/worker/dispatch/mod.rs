@@ -170,13 +170,10 @@ impl Dispatch<'_, '_> {
     }
 }
 
-/// A refusal's reply, counted by its kind: every refusal the worker gives
-/// goes through here.
+/// A refusal's reply in the cluster's protocol, counted by its kind
+/// (`Counters::refuse`).
 pub(crate) fn refusal_reply(wire: Wire, counters: &mut Counters, r: &Refusal) -> Bytes {
-    if let Some(n) = counters.refused.get_mut(r.kind()) {
-        *n += 1;
-    }
-    wire.refusal(r)
+    counters.refuse(wire, r)
 }
 
 /// Inline requests are re-encoded before forwarding, so a backend sees one

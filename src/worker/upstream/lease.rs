@@ -7,7 +7,7 @@ use mio::Token;
 
 use super::{Ctx, Upstream};
 use crate::protocol::command::Block;
-use crate::protocol::resp;
+use crate::protocol::refusal::Refusal;
 use crate::worker::backend::{Lease, Release, ReplyTo};
 use crate::worker::conns::Conns;
 use crate::worker::error::BackendError;
@@ -17,7 +17,7 @@ impl Upstream {
     /// a blocking command or a transaction: an idle one from the pool, or a
     /// new one while the worker has fewer than `max_dedicated_connections`
     /// (an idle pooled one elsewhere is closed to make room). The error is
-    /// the reply to give the client.
+    /// the reply to give the client (a refusal is counted).
     pub(crate) fn lease(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -48,10 +48,9 @@ impl Upstream {
         let max = ctx.view.cfg().max_dedicated_connections;
         if self.dedicated >= max && !self.evict_pooled(ctx) {
             ctx.counters.pool.dedicated_refused += 1;
-            return Err(resp::error(&format!(
-                "ERR no dedicated backend connection left for blocking commands, \
-                 transactions and pub/sub (max_dedicated_connections = {max} per worker)"
-            )));
+            return Err(ctx
+                .counters
+                .refuse(ctx.view.wire(), &Refusal::NoDedicated(max)));
         }
         let t = self
             .open(ctx, si, resp3, usize::MAX)
@@ -93,11 +92,7 @@ impl Upstream {
         block: Option<Block>,
     ) {
         let Some(b) = ctx.conns.backend(t) else {
-            ctx.conns.deliver(
-                to,
-                resp::error("ERR the client's own backend connection was lost"),
-            );
-            return;
+            return own_connection_lost(ctx, to);
         };
         let si = b.server();
         if let ReplyTo::Client { .. } = to
@@ -180,5 +175,16 @@ impl Upstream {
             }
         }
         [leased, pooled, blocked]
+    }
+}
+
+/// The client's own connection went away before `to`'s request was queued
+/// on it: the client gets the refusal (counted) in its place.
+pub(super) fn own_connection_lost(ctx: &mut Ctx<'_>, to: ReplyTo) {
+    if let ReplyTo::Client { .. } = to {
+        let reply = ctx
+            .counters
+            .refuse(ctx.view.wire(), &Refusal::OwnConnectionLost);
+        ctx.conns.deliver(to, reply);
     }
 }

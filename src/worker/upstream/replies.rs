@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use mio::Token;
 
-use super::{Ctx, Upstream};
+use super::{Ctx, Upstream, lease};
 use crate::hashing::slots;
 use crate::net::sock::ReadStatus;
 use crate::protocol::pubsub;
@@ -257,11 +257,7 @@ impl Upstream {
     /// server's confirmation goes to `to`.
     pub(crate) fn send_sub(&mut self, ctx: &mut Ctx<'_>, t: Token, req: Bytes, to: ReplyTo) {
         let Some(b) = ctx.conns.backend(t) else {
-            ctx.conns.deliver(
-                to,
-                resp::error("ERR the client's own backend connection was lost"),
-            );
-            return;
+            return lease::own_connection_lost(ctx, to);
         };
         if b.enqueue(req, to, 0, None, None, ctx.now) {
             self.arm(ctx, t);
