@@ -29,7 +29,7 @@ use crate::protocol::resp::{Limits, ProtoError, RequestParser};
 use self::gate::{Admit, Gate, Life};
 use self::replies::Replies;
 pub(crate) use self::replies::Slot;
-pub(crate) use self::session::{Multi, Pin, Session};
+pub(crate) use self::session::{Pin, QueueStep, Session, TxStep, WatchStep};
 pub(crate) use self::subs::{Leaving, SubKind, Subs};
 
 /// Requests of one client in flight at the backends past which its further
@@ -96,7 +96,7 @@ impl Client {
             life: Life::Open,
             gate: Gate::Open,
             dirty: false,
-            session: Session::Normal,
+            session: Session::default(),
             subs: None,
             route_gen: 0,
             rerouted: false,
@@ -176,19 +176,8 @@ impl Client {
         &self.session
     }
 
-    pub(crate) fn take_session(&mut self) -> Session {
-        std::mem::take(&mut self.session)
-    }
-
-    pub(crate) fn set_session(&mut self, s: Session) {
-        self.session = s;
-    }
-
-    pub(crate) fn multi_mut(&mut self) -> Option<&mut Multi> {
-        match &mut self.session {
-            Session::Multi(m) => Some(m),
-            _ => None,
-        }
+    pub(crate) fn tx_mut(&mut self) -> &mut Session {
+        &mut self.session
     }
 
     /// Its request in slot `seq` blocks on connection `conn`.
@@ -209,12 +198,9 @@ impl Client {
 
     /// The connections it holds of its own, to close when it leaves.
     pub(crate) fn leases(&self) -> Vec<Token> {
-        let pin = match &self.session {
-            Session::Normal => None,
-            Session::Watching(p) => Some(p.conn),
-            Session::Multi(m) => m.pin.map(|p| p.conn),
-        };
-        pin.into_iter()
+        self.session
+            .conn()
+            .into_iter()
             .chain(self.gate.awaited_conn())
             .chain(self.subs().conns.iter().map(|&(_, c)| c))
             .collect()

@@ -18,7 +18,7 @@ use crate::protocol::refusal::Refusal;
 use crate::protocol::resp;
 use crate::worker::admin;
 use crate::worker::backend::ReplyTo;
-use crate::worker::client::{Session, Slot};
+use crate::worker::client::Slot;
 use crate::worker::counters::Counters;
 use crate::worker::scripts::Scripts;
 use crate::worker::upstream::{Ctx, Upstream};
@@ -105,13 +105,7 @@ impl Dispatch<'_, '_> {
             subscribed: !c.subs().is_empty(),
             confirming: c.confirming(),
             awaiting: c.awaiting(),
-            session: match c.tx() {
-                Session::Normal => SessionKind::Normal,
-                Session::Watching(_) => SessionKind::Watching,
-                Session::Multi(m) => SessionKind::Multi {
-                    pinned: m.pin.is_some(),
-                },
-            },
+            session: SessionKind::of(c.tx()),
             cluster,
         })
     }
