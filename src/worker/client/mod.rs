@@ -14,7 +14,6 @@ mod replies;
 mod session;
 mod subs;
 
-use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
 
@@ -30,7 +29,7 @@ use self::gate::{Admit, Gate, Life};
 use self::replies::Replies;
 pub(crate) use self::replies::Slot;
 pub(crate) use self::session::{Pin, QueueStep, Session, TxStep, WatchStep};
-pub(crate) use self::subs::{Leaving, SubKind, Subs};
+pub(crate) use self::subs::{SubKind, Subs};
 
 /// Requests of one client in flight at the backends past which its further
 /// requests are held back (they stay in its read buffer).
@@ -158,13 +157,7 @@ impl Client {
     }
 
     pub(crate) fn subs(&self) -> &Subs {
-        static NONE: Subs = Subs {
-            channels: BTreeMap::new(),
-            patterns: BTreeMap::new(),
-            shard: BTreeMap::new(),
-            conns: Vec::new(),
-            leaving: Vec::new(),
-        };
+        static NONE: Subs = Subs::new();
         self.subs.as_deref().unwrap_or(&NONE)
     }
 
@@ -202,7 +195,7 @@ impl Client {
             .conn()
             .into_iter()
             .chain(self.gate.awaited_conn())
-            .chain(self.subs().conns.iter().map(|&(_, c)| c))
+            .chain(self.subs().conns())
             .collect()
     }
 
