@@ -14,7 +14,6 @@ mod replies;
 mod session;
 mod subs;
 
-use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
 
@@ -30,8 +29,8 @@ use crate::protocol::wire::RequestFramer;
 use self::gate::{Admit, Gate, Life};
 use self::replies::Replies;
 pub(crate) use self::replies::Slot;
-pub(crate) use self::session::{Multi, Pin, Session};
-pub(crate) use self::subs::{Leaving, SubKind, Subs};
+pub(crate) use self::session::{Pin, QueueStep, Session, TxStep, WatchStep};
+pub(crate) use self::subs::{SubKind, Subs};
 
 /// Requests of one client in flight at the backends past which its further
 /// requests are held back (they stay in its read buffer).
@@ -97,7 +96,7 @@ impl Client {
             life: Life::Open,
             gate: Gate::Open,
             dirty: false,
-            session: Session::Normal,
+            session: Session::default(),
             subs: None,
             route_gen: 0,
             rerouted: false,
@@ -159,13 +158,7 @@ impl Client {
     }
 
     pub(crate) fn subs(&self) -> &Subs {
-        static NONE: Subs = Subs {
-            channels: BTreeMap::new(),
-            patterns: BTreeMap::new(),
-            shard: BTreeMap::new(),
-            conns: Vec::new(),
-            leaving: Vec::new(),
-        };
+        static NONE: Subs = Subs::new();
         self.subs.as_deref().unwrap_or(&NONE)
     }
 
@@ -177,19 +170,8 @@ impl Client {
         &self.session
     }
 
-    pub(crate) fn take_session(&mut self) -> Session {
-        std::mem::take(&mut self.session)
-    }
-
-    pub(crate) fn set_session(&mut self, s: Session) {
-        self.session = s;
-    }
-
-    pub(crate) fn multi_mut(&mut self) -> Option<&mut Multi> {
-        match &mut self.session {
-            Session::Multi(m) => Some(m),
-            _ => None,
-        }
+    pub(crate) fn tx_mut(&mut self) -> &mut Session {
+        &mut self.session
     }
 
     /// Its request in slot `seq` blocks on connection `conn`.
@@ -210,14 +192,11 @@ impl Client {
 
     /// The connections it holds of its own, to close when it leaves.
     pub(crate) fn leases(&self) -> Vec<Token> {
-        let pin = match &self.session {
-            Session::Normal => None,
-            Session::Watching(p) => Some(p.conn),
-            Session::Multi(m) => m.pin.map(|p| p.conn),
-        };
-        pin.into_iter()
+        self.session
+            .conn()
+            .into_iter()
             .chain(self.gate.awaited_conn())
-            .chain(self.subs().conns.iter().map(|&(_, c)| c))
+            .chain(self.subs().conns())
             .collect()
     }
 

@@ -10,7 +10,6 @@ use crate::protocol::command::{Args, Block, Command, KeyError, KeyPositions};
 use crate::protocol::refusal::Refusal;
 use crate::routing::table::Place;
 use crate::worker::backend::{Release, ReplyTo};
-use crate::worker::client::Session;
 use crate::worker::scripts;
 
 use super::{Dispatch, FrameArgs, as_multibulk, decide};
@@ -195,10 +194,7 @@ impl Dispatch<'_, '_> {
         req: Bytes,
         to: ReplyTo,
     ) {
-        let pin = match self.ctx.conns.client(t).map(|c| c.tx()) {
-            Some(Session::Watching(pin)) => Some(*pin),
-            _ => None,
-        };
+        let pin = self.ctx.conns.client(t).and_then(|c| c.tx().watching_pin());
         match pin {
             Some(pin) if pin.server == server || fallback == Some(pin.server) => {
                 self.up.send_leased(self.ctx, pin.conn, req, to, None)

@@ -19,7 +19,7 @@ use crate::protocol::resp;
 use crate::protocol::wire::Wire;
 use crate::worker::admin;
 use crate::worker::backend::ReplyTo;
-use crate::worker::client::{Session, Slot};
+use crate::worker::client::Slot;
 use crate::worker::counters::Counters;
 use crate::worker::scripts::Scripts;
 use crate::worker::upstream::{Ctx, Upstream};
@@ -106,13 +106,7 @@ impl Dispatch<'_, '_> {
             subscribed: !c.subs().is_empty(),
             confirming: c.confirming(),
             awaiting: c.awaiting(),
-            session: match c.tx() {
-                Session::Normal => SessionKind::Normal,
-                Session::Watching(_) => SessionKind::Watching,
-                Session::Multi(m) => SessionKind::Multi {
-                    pinned: m.pin.is_some(),
-                },
-            },
+            session: SessionKind::of(c.tx()),
             cluster,
         })
     }

@@ -1,8 +1,6 @@
 //! Pub/sub: (un)subscribing on the client's subscriber connections, and
 //! the proxy's own confirmations.
 
-use std::collections::BTreeMap;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use mio::Token;
 
@@ -10,7 +8,7 @@ use crate::protocol::command::{Args, Sub};
 use crate::protocol::pubsub;
 use crate::protocol::resp;
 use crate::worker::backend::{Release, ReplyTo};
-use crate::worker::client::{Leaving, Slot, SubKind, Subs};
+use crate::worker::client::{Slot, SubKind};
 
 use super::{Dispatch, FrameArgs};
 
@@ -29,37 +27,27 @@ impl Dispatch<'_, '_> {
             return;
         };
         let resp3 = c.resp3();
+        let kind = SubKind::of(sub);
         let names: Vec<Bytes> = if args.len() > 1 {
             (1..args.len())
                 .map(|i| Bytes::copy_from_slice(args.get(i)))
                 .collect()
         } else {
-            subs_of(c.subs_mut(), sub).keys().cloned().collect()
+            c.subs().names(kind)
         };
         if names.is_empty() {
-            let count = counted(c.subs(), sub);
+            let count = c.subs().counted(kind);
             return self.reply(t, confirmation(resp3, sub.name(), None, count));
         }
         for name in names {
             let Some(c) = self.ctx.conns.client(t) else {
                 return;
             };
-            let tokens = subs_of(c.subs_mut(), sub).remove(&name).unwrap_or_default();
-            let count = counted(c.subs(), sub);
+            let (tokens, count) = c.subs_mut().unsubscribe(kind, &name);
             let own = confirmation(resp3, sub.name(), Some(&name), count);
             let seq = self.confirm_after(t, sub, &name, &tokens, own);
             if let (Some(seq), Some(c)) = (seq, self.ctx.conns.client(t)) {
-                let kind = match sub {
-                    Sub::Unsubscribe => SubKind::Channel,
-                    Sub::Punsubscribe => SubKind::Pattern,
-                    _ => SubKind::Shard,
-                };
-                c.subs_mut().leaving.push(Leaving {
-                    seq,
-                    kind,
-                    name,
-                    conns: tokens,
-                });
+                c.subs_mut().leave(seq, kind, name, tokens);
             }
         }
         // Connections no subscription needs any more close once their
@@ -103,8 +91,9 @@ impl Dispatch<'_, '_> {
             let Some(c) = self.ctx.conns.client(t) else {
                 return;
             };
-            subs_of(c.subs_mut(), sub).insert(name.clone(), tokens.clone());
-            let count = counted(c.subs(), sub);
+            let count = c
+                .subs_mut()
+                .subscribe(SubKind::of(sub), name.clone(), tokens.clone());
             let own = confirmation(resp3, sub.name(), Some(&name), count);
             self.confirm_after(t, sub, &name, &tokens, own);
         }
@@ -184,7 +173,7 @@ impl Dispatch<'_, '_> {
     /// refused after all.
     fn drop_sub_conns(&mut self, t: Token, opened: &[Token]) {
         if let Some(c) = self.ctx.conns.client(t) {
-            c.subs_mut().conns.retain(|(_, tok)| !opened.contains(tok));
+            c.subs_mut().drop_conns(opened);
         }
         for &tok in opened {
             self.up.revoke(self.ctx, tok, t);
@@ -194,13 +183,11 @@ impl Dispatch<'_, '_> {
     /// The client's subscriber connection to route server `server`, and
     /// whether it was opened now.
     fn sub_conn(&mut self, t: Token, server: usize) -> Result<(Token, bool), Bytes> {
-        let known = self.ctx.conns.client(t).and_then(|c| {
-            c.subs()
-                .conns
-                .iter()
-                .find(|(s, _)| *s == server)
-                .map(|&(_, tok)| tok)
-        });
+        let known = self
+            .ctx
+            .conns
+            .client(t)
+            .and_then(|c| c.subs().conn_to(server));
         if let Some(tok) = known
             && self.ctx.conns.backend(tok).is_some()
         {
@@ -208,9 +195,7 @@ impl Dispatch<'_, '_> {
         }
         let tok = self.up.lease(self.ctx, server, t, Release::Subscriber)?;
         if let Some(c) = self.ctx.conns.client(t) {
-            let conns = &mut c.subs_mut().conns;
-            conns.retain(|(s, _)| *s != server);
-            conns.push((server, tok));
+            c.subs_mut().add_conn(server, tok);
         }
         Ok((tok, true))
     }
@@ -229,22 +214,4 @@ fn confirmation(resp3: bool, kind: &str, name: Option<&[u8]>, count: usize) -> B
     }
     resp::put_int(&mut out, b':', count as i64);
     out.freeze()
-}
-
-/// The client's subscriptions of the kind `sub` makes or removes.
-fn subs_of(subs: &mut Subs, sub: Sub) -> &mut BTreeMap<Bytes, Vec<Token>> {
-    match sub {
-        Sub::Subscribe | Sub::Unsubscribe => &mut subs.channels,
-        Sub::Psubscribe | Sub::Punsubscribe => &mut subs.patterns,
-        Sub::Ssubscribe | Sub::Sunsubscribe => &mut subs.shard,
-    }
-}
-
-/// The count a confirmation of `sub` carries: shard channels apart, as
-/// Redis counts them.
-fn counted(subs: &Subs, sub: Sub) -> usize {
-    match sub {
-        Sub::Ssubscribe | Sub::Sunsubscribe => subs.shard.len(),
-        _ => subs.count(),
-    }
 }

@@ -9,8 +9,9 @@ use crate::protocol::local;
 use crate::protocol::refusal::Refusal;
 use crate::protocol::resp;
 use crate::worker::backend::{Release, ReplyTo};
-use crate::worker::client::{Multi, Pin, Session};
+use crate::worker::client::{Pin, QueueStep, Session, TxStep, WatchStep};
 
+use super::decide::SessionKind;
 use super::{Dispatch, FrameArgs, as_multibulk, refusal_reply};
 
 const QUEUED: &[u8] = b"+QUEUED\r\n";
@@ -19,7 +20,8 @@ impl Dispatch<'_, '_> {
     /// MULTI, EXEC, DISCARD, WATCH and UNWATCH (UNWATCH inside MULTI is
     /// queued like any command). A transaction runs on one server, on a
     /// connection of the client's own: the first key (of WATCH or of a
-    /// queued command) picks it.
+    /// queued command) picks it. `Session::on` moves the state and says
+    /// what to do; this does it.
     pub(super) fn transaction(
         &mut self,
         t: Token,
@@ -31,62 +33,33 @@ impl Dispatch<'_, '_> {
         let Some(c) = self.ctx.conns.client(t) else {
             return;
         };
-        let session = c.take_session();
+        let step = c.tx_mut().on(tx, cmd.name);
         let req = as_multibulk(frame, args);
-        match (tx, session) {
-            (Tx::Multi, Session::Multi(m)) => {
-                c.set_session(Session::Multi(m));
-                self.refuse(t, Refusal::NestedMulti);
+        match step {
+            TxStep::Ok => self.reply(t, Bytes::from_static(resp::OK)),
+            TxStep::Refuse(r) => self.refuse(t, r),
+            TxStep::Send(conn) => {
+                self.pinned(t, conn, req);
             }
-            (Tx::Multi, Session::Watching(pin)) => {
-                c.set_session(Session::Multi(Multi {
-                    pin: Some(pin),
-                    ..Multi::default()
-                }));
-                self.pinned(t, pin.conn, req);
-            }
-            (Tx::Multi, Session::Normal) => {
-                c.set_session(Session::Multi(Multi::default()));
-                self.reply(t, Bytes::from_static(resp::OK));
-            }
-            (Tx::Exec, Session::Multi(m)) => match (m.aborted, m.pin) {
-                (true, pin) => {
-                    if let Some(pin) = pin {
-                        let discard = resp::command(&[b"DISCARD"]);
-                        self.up
-                            .send_leased(self.ctx, pin.conn, discard, ReplyTo::Discard, None);
-                        self.up.release_when_idle(self.ctx, pin.conn);
-                    }
-                    self.refuse(t, Refusal::ExecAbort);
+            TxStep::Last(conn) => self.last_on_pin(t, conn, req),
+            TxStep::RunQueued(answers) => {
+                // Nothing reached a server: the proxy runs what it queued.
+                let mut out = format!("*{}\r\n", answers.len()).into_bytes();
+                for answer in &answers {
+                    out.extend_from_slice(answer);
                 }
-                (false, Some(pin)) => self.last_on_pin(t, pin, req),
-                (false, None) => {
-                    // Nothing reached a server: the proxy runs what it queued.
-                    let mut out = format!("*{}\r\n", m.queued.len()).into_bytes();
-                    for (_, answer) in &m.queued {
-                        out.extend_from_slice(answer);
-                    }
-                    self.reply(t, Bytes::from(out));
+                self.reply(t, Bytes::from(out));
+            }
+            TxStep::Abort(conn) => {
+                if let Some(conn) = conn {
+                    let discard = resp::command(&[b"DISCARD"]);
+                    self.up
+                        .send_leased(self.ctx, conn, discard, ReplyTo::Discard, None);
+                    self.up.release_when_idle(self.ctx, conn);
                 }
-            },
-            (Tx::Discard, Session::Multi(m)) => match m.pin {
-                Some(pin) => self.last_on_pin(t, pin, req),
-                None => self.reply(t, Bytes::from_static(resp::OK)),
-            },
-            (Tx::Exec | Tx::Discard, other) => {
-                c.set_session(other);
-                self.refuse(t, Refusal::WithoutMulti(cmd.name));
+                self.refuse(t, Refusal::ExecAbort);
             }
-            (Tx::Watch, Session::Multi(m)) => {
-                c.set_session(Session::Multi(m));
-                self.refuse(t, Refusal::WatchInMulti);
-            }
-            (Tx::Watch, other) => self.watch(t, cmd, args, req, other),
-            (Tx::Unwatch, Session::Watching(pin)) => self.last_on_pin(t, pin, req),
-            (Tx::Unwatch, other) => {
-                c.set_session(other);
-                self.reply(t, Bytes::from_static(resp::OK));
-            }
+            TxStep::Place => self.watch(t, cmd, args, req),
         }
     }
 
@@ -94,63 +67,42 @@ impl Dispatch<'_, '_> {
     /// ends the transaction state. The client's later requests wait for it
     /// (they must see what EXEC wrote), and the connection goes back to the
     /// pool once it is read.
-    fn last_on_pin(&mut self, t: Token, pin: Pin, req: Bytes) {
-        let seq = self.pinned(t, pin.conn, req);
+    fn last_on_pin(&mut self, t: Token, conn: Token, req: Bytes) {
+        let seq = self.pinned(t, conn, req);
         if let (Some(c), Some(seq)) = (self.ctx.conns.client(t), seq) {
-            c.await_on(seq, pin.conn);
+            c.await_on(seq, conn);
         }
-        self.up.release_when_idle(self.ctx, pin.conn);
+        self.up.release_when_idle(self.ctx, conn);
     }
 
     /// WATCH outside MULTI: its keys pick the transaction's server (the
     /// first WATCH), or must be on it (later ones).
-    fn watch(
-        &mut self,
-        t: Token,
-        cmd: &Command,
-        args: &FrameArgs<'_>,
-        req: Bytes,
-        session: Session,
-    ) {
+    fn watch(&mut self, t: Token, cmd: &Command, args: &FrameArgs<'_>, req: Bytes) {
         let random = self.ctx.view.random();
         let place = cmd
             .key_positions(args)
             .map_err(|_| Refusal::WrongArity(cmd.name))
             .and_then(|p| self.place_keys(cmd, args, p, 1, random));
-        let restore = |d: &mut Self, s: Session| {
-            if let Some(c) = d.ctx.conns.client(t) {
-                c.set_session(s);
-            }
+        let server = match place {
+            Ok(p) => p.server,
+            Err(r) => return self.refuse(t, r),
         };
-        let place = match place {
-            Ok(p) => p,
-            Err(r) => {
-                restore(self, session);
-                return self.refuse(t, r);
-            }
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
         };
-        match session {
-            Session::Watching(pin) if pin.server == place.server => {
-                restore(self, Session::Watching(pin));
-                self.pinned(t, pin.conn, req);
+        match c.tx().watch(server) {
+            WatchStep::Send(conn) => {
+                self.pinned(t, conn, req);
             }
-            Session::Watching(pin) => {
-                restore(self, Session::Watching(pin));
-                self.refuse(t, Refusal::OtherServer);
-            }
-            _ => match self.up.lease(self.ctx, place.server, t, Release::Held) {
+            WatchStep::Refuse(r) => self.refuse(t, r),
+            WatchStep::Lease => match self.up.lease(self.ctx, server, t, Release::Held) {
                 Ok(conn) => {
-                    let pin = Pin {
-                        server: place.server,
-                        conn,
-                    };
-                    restore(self, Session::Watching(pin));
+                    if let Some(c) = self.ctx.conns.client(t) {
+                        c.tx_mut().watching(Pin { server, conn });
+                    }
                     self.pinned(t, conn, req);
                 }
-                Err(reply) => {
-                    restore(self, Session::Normal);
-                    self.reply(t, reply);
-                }
+                Err(reply) => self.reply(t, reply),
             },
         }
     }
@@ -204,57 +156,61 @@ impl Dispatch<'_, '_> {
     /// A command the proxy can answer, queued: sent to the server with the
     /// rest once one is picked, else answered by EXEC itself.
     fn queue_local(&mut self, t: Token, req: Bytes, answer: Result<Bytes, Refusal>) {
-        let Some(m) = self.ctx.conns.client(t).and_then(|c| c.multi_mut()) else {
+        let Some(c) = self.ctx.conns.client(t) else {
             return;
         };
-        match m.pin {
-            Some(pin) => {
-                self.pinned(t, pin.conn, req);
-            }
-            None => {
-                // EXEC gives it: counted now, as it is rendered once.
-                let answer = answer
-                    .unwrap_or_else(|r| refusal_reply(self.ctx.view.wire(), self.ctx.counters, &r));
-                m.queued.push((req, answer));
-                self.reply(t, Bytes::from_static(QUEUED));
-            }
-        }
+        let wire = self.ctx.view.wire();
+        let counters = &mut *self.ctx.counters;
+        let step = c
+            .tx_mut()
+            .queue_local(req.clone(), answer, |r| refusal_reply(wire, counters, r));
+        self.queued(t, step, req);
     }
 
     fn queue_keyed(&mut self, t: Token, server: usize, req: Bytes) {
-        let Some(m) = self.ctx.conns.client(t).and_then(|c| c.multi_mut()) else {
+        let Some(c) = self.ctx.conns.client(t) else {
             return;
         };
-        match m.pin {
-            Some(pin) if pin.server == server => {
-                self.pinned(t, pin.conn, req);
+        let step = c.tx_mut().queue_keyed(server);
+        if step != QueueStep::Lease {
+            return self.queued(t, step, req);
+        }
+        let conn = match self.up.lease(self.ctx, server, t, Release::Held) {
+            Ok(conn) => conn,
+            Err(reply) => {
+                // No connection for the transaction (upstream's own error):
+                // refused as well.
+                if let Some(c) = self.ctx.conns.client(t) {
+                    c.tx_mut().unpinned();
+                }
+                return self.reply(t, reply);
             }
-            Some(_) => self.refuse_queued(t, Refusal::OtherServer),
-            None => {
-                let queued = std::mem::take(&mut m.queued);
-                let conn = match self.up.lease(self.ctx, server, t, Release::Held) {
-                    Ok(conn) => conn,
-                    Err(reply) => {
-                        // No connection for the transaction (upstream's
-                        // own error): refused as well.
-                        self.flag_transaction(t);
-                        return self.reply(t, reply);
-                    }
-                };
-                // The client saw +OK and +QUEUED already: these replies are
-                // the server's own, dropped.
-                let multi = resp::command(&[b"MULTI"]);
-                self.up
-                    .send_leased(self.ctx, conn, multi, ReplyTo::Discard, None);
-                for (frame, _) in queued {
-                    self.up
-                        .send_leased(self.ctx, conn, frame, ReplyTo::Discard, None);
-                }
-                if let Some(m) = self.ctx.conns.client(t).and_then(|c| c.multi_mut()) {
-                    m.pin = Some(Pin { server, conn });
-                }
+        };
+        let queued = match self.ctx.conns.client(t) {
+            Some(c) => c.tx_mut().pin(Pin { server, conn }),
+            None => Vec::new(),
+        };
+        // The client saw +OK and +QUEUED already: these replies are the
+        // server's own, dropped.
+        let multi = resp::command(&[b"MULTI"]);
+        self.up
+            .send_leased(self.ctx, conn, multi, ReplyTo::Discard, None);
+        for frame in queued {
+            self.up
+                .send_leased(self.ctx, conn, frame, ReplyTo::Discard, None);
+        }
+        self.pinned(t, conn, req);
+    }
+
+    /// Carries out what the session said of a queued command.
+    fn queued(&mut self, t: Token, step: QueueStep, req: Bytes) {
+        match step {
+            QueueStep::Send(conn) => {
                 self.pinned(t, conn, req);
             }
+            QueueStep::Queued => self.reply(t, Bytes::from_static(QUEUED)),
+            QueueStep::Refuse(r) => self.refuse(t, r),
+            QueueStep::Lease | QueueStep::Outside => {}
         }
     }
 
@@ -268,8 +224,8 @@ impl Dispatch<'_, '_> {
     /// Inside MULTI, an unknown command or a wrong arity dooms the
     /// transaction, as in Redis.
     pub(super) fn flag_transaction(&mut self, t: Token) {
-        if let Some(m) = self.ctx.conns.client(t).and_then(|c| c.multi_mut()) {
-            m.aborted = true;
+        if let Some(c) = self.ctx.conns.client(t) {
+            c.tx_mut().abort();
         }
     }
 
@@ -278,5 +234,16 @@ impl Dispatch<'_, '_> {
         let (seq, to) = self.waiting_slot(t)?;
         self.up.send_leased(self.ctx, conn, req, to, None);
         Some(seq)
+    }
+}
+
+impl SessionKind {
+    /// The client's transaction state, as the decision needs it.
+    pub(super) fn of(s: &Session) -> SessionKind {
+        match (s.watching_pin(), s.multi_pinned()) {
+            (_, Some(pinned)) => SessionKind::Multi { pinned },
+            (Some(_), None) => SessionKind::Watching,
+            (None, None) => SessionKind::Normal,
+        }
     }
 }

@@ -231,13 +231,7 @@ impl Upstream {
         let Some(c) = ctx.conns.client(client) else {
             return;
         };
-        let subs = c.subs();
-        let unused: Vec<Token> = subs
-            .conns
-            .iter()
-            .map(|&(_, tok)| tok)
-            .filter(|&tok| !subs.uses(tok))
-            .collect();
+        let unused = c.subs().unused_conns();
         let idle: Vec<Token> = unused
             .into_iter()
             .filter(|&tok| ctx.conns.backend(tok).is_none_or(|b| b.idle()))
@@ -246,7 +240,7 @@ impl Upstream {
             return;
         }
         if let Some(c) = ctx.conns.client(client) {
-            c.subs_mut().conns.retain(|(_, tok)| !idle.contains(tok));
+            c.subs_mut().drop_conns(&idle);
         }
         for tok in idle {
             self.revoke(ctx, tok, client);
