@@ -10,7 +10,6 @@ use mio::{Interest, Registry, Token};
 
 use crate::config::Addr;
 use crate::net::stream::Stream;
-
 use crate::protocol::resp::{self, ReplyScanner};
 
 /// A decoded reply.
