@@ -28,6 +28,7 @@ mod reload;
 mod scripts;
 mod supervisor;
 mod twemproxy;
+mod unix_servers;
 mod unix_sockets;
 
 use std::process::Command;

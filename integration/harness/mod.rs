@@ -4,7 +4,7 @@
 //! |--------------|-----------------------------------------------------------|
 //! | `ports`      | free ports, temp dirs, `poll_until`                       |
 //! | `process`    | spawning, signals and liveness by pid, `Owned` children   |
-//! | `redis`      | `RedisServer`, `redis-cli`, `redis` crate connections     |
+//! | `redis`      | `RedisServer` (TCP, or a unix socket too), `redis-cli`, `redis` crate connections |
 //! | `cluster`    | `RedisCluster` (a real Redis Cluster), key slots          |
 //! | `proxy`      | `Proxy` (TOML or nutcracker YAML), `ClusterConf`, `Shards`|
 //! | `nutcracker` | twemproxy, the reference                                  |

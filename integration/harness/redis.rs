@@ -5,11 +5,14 @@
 //! answers PING; the value owns the process (`kill`, `pause`/`resume` by
 //! signal to its pid, `restart` on the same port) and kills and reaps it on
 //! drop. Its port stays reserved for the whole test process.
+//! `start_unix` listens on a unix socket in its temp dir as well (the port
+//! stays, so what asks the server directly works the same).
 
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,8 @@ use super::process::{Owned, START_TIMEOUT, signal, tail};
 pub struct RedisServer {
     port: u16,
     args: Vec<String>,
+    /// Also listening on `sock_path()`.
+    unix: bool,
     process: Owned,
     dir: TempDir,
 }
@@ -38,16 +43,26 @@ impl RedisServer {
     /// taken between picking and binding: each retry takes a new port and a
     /// fresh directory (no state of a failed start is carried over).
     pub fn start_on(args: &[&str], pick_port: impl Fn() -> u16) -> RedisServer {
+        RedisServer::start_as(args, pick_port, false)
+    }
+
+    /// Starts listening on a unix socket (`sock_path()`, mode 700) too.
+    pub fn start_unix() -> RedisServer {
+        RedisServer::start_as(&[], free_port, true)
+    }
+
+    fn start_as(args: &[&str], pick_port: impl Fn() -> u16, unix: bool) -> RedisServer {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = pick_port();
             let dir = TempDir::new("redis");
-            match spawn_redis(port, &args, &dir) {
+            match spawn_redis(port, &args, &dir, unix) {
                 Ok(process) => {
                     return RedisServer {
                         port,
                         args,
+                        unix,
                         process,
                         dir,
                     };
@@ -69,6 +84,12 @@ impl RedisServer {
 
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    /// The unix socket of a server started with `start_unix`.
+    pub fn sock_path(&self) -> PathBuf {
+        assert!(self.unix, "this server was not started with start_unix");
+        sock_path(&self.dir)
     }
 
     /// False once killed (until `restart`).
@@ -144,7 +165,7 @@ impl RedisServer {
         let ok = poll_until(
             START_TIMEOUT,
             Duration::from_millis(50),
-            || match spawn_redis(self.port, &self.args, &self.dir) {
+            || match spawn_redis(self.port, &self.args, &self.dir, self.unix) {
                 Ok(process) => Some(process),
                 Err(e) => {
                     last_err = e;
@@ -159,20 +180,27 @@ impl RedisServer {
     }
 }
 
-fn spawn_redis(port: u16, args: &[String], dir: &TempDir) -> Result<Owned, String> {
+fn sock_path(dir: &TempDir) -> PathBuf {
+    dir.join("redis.sock")
+}
+
+fn spawn_redis(port: u16, args: &[String], dir: &TempDir, unix: bool) -> Result<Owned, String> {
     let log_path = dir.join("redis.log");
     let log = File::create(&log_path).map_err(|e| e.to_string())?;
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path());
+    if unix {
+        // Redis replaces a socket file left by a killed predecessor.
+        cmd.arg("--unixsocket")
+            .arg(sock_path(dir))
+            .args(["--unixsocketperm", "700"]);
+    }
     let mut process = Owned::spawn(
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2),
+        cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(log2),
         "redis-server",
     )?;
     let deadline = Instant::now() + START_TIMEOUT;

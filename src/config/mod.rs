@@ -5,10 +5,12 @@
 
 pub(crate) mod nutcracker;
 pub(crate) mod raw;
+pub(crate) mod server;
 pub(crate) mod types;
 pub(crate) mod validate;
 
 use raw::{RawCluster, RawFile};
+pub use server::Addr;
 pub use types::{CacheType, ClusterConfig, Config, ConfigError, Listen, ServerSpec, StatsConfig};
 use validate::parse_listen;
 pub(crate) use validate::{MAX_INT, stats_interval, validate};
@@ -426,10 +428,17 @@ mod tests {
     }
 
     #[test]
-    fn server_names_follow_twemproxy() {
-        assert_eq!(parse_server("127.0.0.1:11211").unwrap().name, "127.0.0.1");
-        assert_eq!(parse_server("127.0.0.1:6379:3").unwrap().weight, 3);
-        assert!(parse_server("127.0.0.1").is_err());
-        assert!(parse_server("127.0.0.1:1:1 a b").is_err());
+    fn unix_socket_servers_are_for_sharding_clusters_only() {
+        let mixed = GOOD.replace("\"localhost:7003\"", "\"/tmp/r.sock:1\", \"/tmp/s.sock\"");
+        let c = parse(&mixed).unwrap();
+        let s = &c.clusters[0].servers;
+        assert_eq!(s[2].addr.to_string(), "/tmp/r.sock");
+        assert_eq!(s[2].name, "/tmp/r.sock:");
+        assert_eq!(s[3].name, "/tmp/s.sock:");
+        let e = parse(&format!("{mixed}\ncache_type = \"redis_cluster\"")).unwrap_err();
+        assert!(
+            e.contains("cluster 'a'") && e.contains("servers") && e.contains("/tmp/r.sock:1"),
+            "{e}"
+        );
     }
 }

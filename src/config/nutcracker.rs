@@ -264,5 +264,10 @@ beta:
         // A unix socket listener, nutcracker's `listen: /path mode`, is taken.
         let c = load(&ALPHA.replace("127.0.0.1:22121", "/tmp/sock 0666")).expect("unix listen");
         assert_eq!(c.clusters[0].listen_addr.to_string(), "/tmp/sock");
+        // So are servers on a path, named as nutcracker names them.
+        let c = load(&ALPHA.replace("127.0.0.1:6380:2 two", "/tmp/r.sock:2"))
+            .expect("a unix socket server");
+        let s = &c.clusters[0].servers[1];
+        assert_eq!((s.name.as_str(), s.weight), ("/tmp/r.sock:", 2));
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::server::Addr;
 use crate::hashing::hash::HashKind;
 use crate::hashing::ketama::Distribution;
 use crate::protocol::local::User;
@@ -55,16 +56,18 @@ impl CacheType {
     }
 }
 
-/// One backend as configured: `host:port[:weight] [alias]`.
+/// One backend as configured: `host:port[:weight] [alias]`, or
+/// `/path/to.sock[:weight] [alias]` (see `config::server`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSpec {
     /// The address resolved at load time, so workers never block on DNS.
-    pub addr: SocketAddr,
-    /// `host:port` as written: what logs and stats show when there is no alias.
+    pub addr: Addr,
+    /// `host:port` (or the path) as written.
     pub host_port: String,
     pub weight: u32,
-    /// The name hashed onto the continuum: the alias if given, else `host:port`
-    /// (twemproxy drops the port when it is 11211).
+    /// The name hashed onto the continuum, and shown by stats: the alias if
+    /// given, else `host:port` (twemproxy drops the port when it is 11211)
+    /// or `/path:`.
     pub name: String,
 }
 

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::raw::RawCluster;
-use crate::config::types::{CacheType, ClusterConfig, ConfigError, Listen, ServerSpec};
+use crate::config::server::parse_server;
+use crate::config::types::{CacheType, ClusterConfig, ConfigError, Listen};
 use crate::hashing::hash::HashKind;
 use crate::hashing::ketama::Distribution;
 use crate::protocol::resp::Limits;
@@ -63,6 +64,15 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
     let mut seen_names = HashSet::new();
     for s in &rc.servers {
         let spec = parse_server(s).map_err(|m| invalid("servers", format!("'{s}': {m}")))?;
+        if cache_type == CacheType::RedisCluster && spec.addr.tcp().is_none() {
+            return Err(invalid(
+                "servers",
+                format!(
+                    "'{s}': a Redis Cluster is reached over TCP (its nodes name each other \
+                     by host:port): unix socket servers are for cache_type = \"redis\""
+                ),
+            ));
+        }
         if !seen_names.insert(spec.name.clone()) {
             return Err(invalid(
                 "servers",
@@ -262,15 +272,7 @@ pub(crate) fn parse_cluster_listen(s: &str) -> Result<Listen, String> {
     if words.next().is_some() {
         return Err(format!("'{s}' is not '/path [mode]'"));
     }
-    if path.len() > UNIX_PATH_MAX {
-        return Err(format!(
-            "the unix socket path is {} bytes, over the {UNIX_PATH_MAX} the kernel takes",
-            path.len()
-        ));
-    }
-    if path.ends_with('/') {
-        return Err(format!("'{path}' names a directory, not a socket"));
-    }
+    check_socket_path(path)?;
     let mode = match mode {
         None => None,
         Some(m) => match u32::from_str_radix(m, 8) {
@@ -282,6 +284,20 @@ pub(crate) fn parse_cluster_listen(s: &str) -> Result<Listen, String> {
         path: path.into(),
         mode,
     })
+}
+
+/// A unix socket path the kernel can bind or connect to.
+pub(crate) fn check_socket_path(path: &str) -> Result<(), String> {
+    if path.len() > UNIX_PATH_MAX {
+        return Err(format!(
+            "the unix socket path is {} bytes, over the {UNIX_PATH_MAX} the kernel takes",
+            path.len()
+        ));
+    }
+    if path.ends_with('/') {
+        return Err(format!("'{path}' names a directory, not a socket"));
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -296,50 +312,4 @@ pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| bad())?
         .next()
         .ok_or_else(bad)
-}
-
-/// Parses `host:port[:weight] [alias]`.
-pub(crate) fn parse_server(s: &str) -> Result<ServerSpec, String> {
-    let mut words = s.split_whitespace();
-    let addr_part = words.next().ok_or("empty server entry")?;
-    let alias = words.next();
-    if words.next().is_some() {
-        return Err("expected 'host:port[:weight] [alias]'".into());
-    }
-    let parts: Vec<&str> = addr_part.split(':').collect();
-    let (host, port, weight) = match parts.as_slice() {
-        [h, p] => (*h, *p, "1"),
-        [h, p, w] => (*h, *p, *w),
-        _ => return Err("expected 'host:port[:weight] [alias]'".into()),
-    };
-    if host.is_empty() {
-        return Err("missing host".into());
-    }
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("bad port '{port}'"))?;
-    let weight: u32 = weight
-        .parse()
-        .ok()
-        .filter(|w| *w > 0 && u64::from(*w) <= MAX_INT)
-        .ok_or_else(|| format!("bad weight '{weight}': must be a whole number 1..={MAX_INT}"))?;
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
-        .next()
-        .ok_or_else(|| format!("'{host}' resolves to no address"))?;
-    let host_port = format!("{host}:{port}");
-    let name = match alias {
-        Some(a) => a.to_owned(),
-        None if port == 11211 => host.to_owned(),
-        None => host_port.clone(),
-    };
-    Ok(ServerSpec {
-        addr,
-        host_port,
-        weight,
-        name,
-    })
 }

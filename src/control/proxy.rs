@@ -213,7 +213,9 @@ impl Proxy {
         let table = match cfg.cache_type {
             CacheType::Redis => RouteTable::shard(&cfg, &vec![true; cfg.servers.len()]),
             CacheType::RedisCluster => {
-                let seeds: Vec<SocketAddr> = cfg.servers.iter().map(|s| s.addr).collect();
+                // Validation keeps a Redis Cluster's seeds on TCP.
+                let seeds: Vec<SocketAddr> =
+                    cfg.servers.iter().filter_map(|s| s.addr.tcp()).collect();
                 let (servers, map) =
                     topology::fetch(&seeds, SEED_TIMEOUT).map_err(|err| StartError::Topology {
                         cluster: name.clone(),

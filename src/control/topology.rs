@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
+use crate::config::Addr;
 use crate::hashing::slots::{SLOT_COUNT, Shard, SlotMap, UNASSIGNED};
 use crate::net::rpc::{Conn, Value};
 use crate::routing::node::Node;
@@ -55,10 +56,11 @@ pub fn fetch(
         .iter()
         .enumerate()
         .map(|(i, &addr)| {
-            let asked = Conn::open(addr, poll.registry(), Token(i)).and_then(|mut c| {
-                c.send(CLUSTER_SLOTS)?;
-                Ok(c)
-            });
+            let asked =
+                Conn::open(&Addr::Tcp(addr), poll.registry(), Token(i)).and_then(|mut c| {
+                    c.send(CLUSTER_SLOTS)?;
+                    Ok(c)
+                });
             asked.map_err(|e| errs.push(format!("{addr}: {e}"))).ok()
         })
         .collect();
@@ -141,7 +143,7 @@ pub fn parse_slots(reply: &Value, asked: SocketAddr) -> Result<(Vec<Node>, SlotM
             let addr = node_addr(node, asked)?;
             let id = *index.entry(addr).or_insert_with(|| {
                 servers.push(Node {
-                    addr,
+                    addr: Addr::Tcp(addr),
                     name: addr.to_string(),
                 });
                 servers.len() - 1
@@ -224,7 +226,7 @@ mod tests {
         let asked: SocketAddr = "127.0.0.2:7000".parse().unwrap();
         let (servers, map) = parse_slots(&reply, asked).unwrap();
         assert_eq!(servers.len(), 3);
-        assert_eq!(servers[2].addr, "127.0.0.2:7002".parse().unwrap());
+        assert_eq!(servers[2].addr.tcp(), "127.0.0.2:7002".parse().ok());
         assert_eq!(map.covered(), SLOT_COUNT);
         let s = map.shard(100).unwrap();
         assert_eq!((s.master, s.replicas.clone()), (0, vec![1]));

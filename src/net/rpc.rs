@@ -5,11 +5,11 @@
 //! on the request path: it allocates freely.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::config::Addr;
+use crate::net::stream::Stream;
 use crate::protocol::resp::{self, ReplyScanner};
 
 /// A decoded reply.
@@ -54,7 +54,7 @@ const MAX_REPLY: usize = 64 * 1024 * 1024;
 /// replies come back in order. Registered for both readiness kinds, edge
 /// triggered, so an idle connection costs no wake-up.
 pub struct Conn {
-    sock: TcpStream,
+    sock: Stream,
     token: Token,
     connected: bool,
     /// Encoded commands not yet written.
@@ -67,8 +67,8 @@ pub struct Conn {
 
 impl Conn {
     /// Starts connecting to `addr`; its events arrive under `token`.
-    pub fn open(addr: SocketAddr, registry: &Registry, token: Token) -> io::Result<Conn> {
-        let mut sock = TcpStream::connect(addr)?;
+    pub fn open(addr: &Addr, registry: &Registry, token: Token) -> io::Result<Conn> {
+        let mut sock = Stream::connect(addr)?;
         registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
         Ok(Conn {
             sock,
@@ -110,26 +110,16 @@ impl Conn {
         let _ = registry.deregister(&mut self.sock);
     }
 
-    /// Whether the connect has completed (mio's recipe: an error, or the
-    /// peer's address once connected).
+    /// Whether the connect has completed.
     fn finish_connect(&mut self) -> io::Result<bool> {
-        if let Some(e) = self.sock.take_error()? {
-            return Err(e);
+        if !self.sock.connected()? {
+            return Ok(false);
         }
-        match self.sock.peer_addr() {
-            Ok(_) => {
-                self.connected = true;
-                self.sock.set_nodelay(true)?;
-                Ok(true)
-            }
-            Err(e)
-                if e.kind() == io::ErrorKind::NotConnected
-                    || e.raw_os_error() == Some(libc::EINPROGRESS) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
+        self.connected = true;
+        if let Some(tcp) = self.sock.tcp() {
+            tcp.set_nodelay(true)?;
         }
+        Ok(true)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -264,7 +254,12 @@ mod tests {
     fn replies_cut_across_reads_are_decoded_in_order() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut poll = Poll::new().unwrap();
-        let mut c = Conn::open(l.local_addr().unwrap(), poll.registry(), Token(7)).unwrap();
+        let mut c = Conn::open(
+            &Addr::Tcp(l.local_addr().unwrap()),
+            poll.registry(),
+            Token(7),
+        )
+        .unwrap();
         assert_eq!(c.token(), Token(7));
         // Queued before the connect completes, written once it has.
         c.send(&[b"PING"]).unwrap();
@@ -314,7 +309,7 @@ mod tests {
             l.local_addr().unwrap()
         };
         let mut poll = Poll::new().unwrap();
-        let e = Conn::open(addr, poll.registry(), Token(1))
+        let e = Conn::open(&Addr::Tcp(addr), poll.registry(), Token(1))
             .and_then(|mut c| pump_until(&mut poll, &mut c, 1))
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");

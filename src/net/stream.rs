@@ -1,6 +1,7 @@
 //! Listeners and connections over TCP or a unix socket, as one type each:
-//! a cluster may listen on either (nutcracker's `listen: /path 0666`), and
-//! a client connection is read and written the same way over both.
+//! a cluster may listen on either (nutcracker's `listen: /path 0666`), a
+//! server may be reached over either (`/path/to.sock:1` in `servers`), and
+//! a connection is read and written the same way over both.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -14,6 +15,7 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
+use crate::config::Addr;
 use crate::net::sock::RecvInto;
 
 /// Who a client is, for logs, CLIENT LIST and the slow log: its address,
@@ -79,6 +81,39 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// Starts a non-blocking connect. A unix socket connects at once or
+    /// fails at once (no listener, a full backlog); TCP finishes later,
+    /// as `connected` tells.
+    pub(crate) fn connect(addr: &Addr) -> io::Result<Stream> {
+        match addr {
+            Addr::Tcp(a) => TcpStream::connect(*a).map(Stream::Tcp),
+            Addr::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
+        }
+    }
+
+    /// Whether a non-blocking connect finished: `Ok(false)` while in
+    /// progress (mio's recipe: an error, or the peer's address once
+    /// connected).
+    pub(crate) fn connected(&self) -> io::Result<bool> {
+        let (err, peer) = match self {
+            Stream::Tcp(s) => (s.take_error()?, s.peer_addr().map(drop)),
+            Stream::Unix(s) => (s.take_error()?, s.peer_addr().map(drop)),
+        };
+        if let Some(e) = err {
+            return Err(e);
+        }
+        match peer {
+            Ok(()) => Ok(true),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotConnected
+                    || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The TCP socket, for TCP-only options (nodelay, keepalive).
     pub(crate) fn tcp(&self) -> Option<&TcpStream> {
         match self {

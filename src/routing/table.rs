@@ -170,7 +170,7 @@ impl RouteTable {
 
 fn node_of(s: &ServerSpec) -> Node {
     Node {
-        addr: s.addr,
+        addr: s.addr.clone(),
         name: s.name.clone(),
     }
 }

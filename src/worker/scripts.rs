@@ -14,11 +14,11 @@
 //! so an EVALSHA after it gets NOSCRIPT, as from Redis.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
+use crate::config::Addr;
 use crate::protocol::command::Args;
 use crate::protocol::resp;
 
@@ -31,7 +31,7 @@ struct Script {
     body: Bytes,
     /// Servers known to hold it: those it was sent to (EVAL, or an
     /// EVALSHA rewritten into EVAL).
-    on: Vec<SocketAddr>,
+    on: Vec<Addr>,
     /// For eviction: the cache's clock when it was last used.
     used: u64,
 }
@@ -62,26 +62,26 @@ impl Scripts {
     }
 
     /// EVAL or EVAL_RO of `body` sent to server `at`, which caches it.
-    pub(crate) fn ran(&mut self, body: &[u8], at: SocketAddr) {
+    pub(crate) fn ran(&mut self, body: &[u8], at: &Addr) {
         if let Some(s) = self.entry(body)
-            && !s.on.contains(&at)
+            && !s.on.contains(at)
         {
-            s.on.push(at);
+            s.on.push(at.clone());
         }
     }
 
     /// EVALSHA `sha` bound for server `at`: the body to send instead, when
     /// this cache knows the script and not that `at` holds it (it will,
     /// once the EVAL is sent: marked now).
-    pub(crate) fn body_for(&mut self, sha: &[u8], at: SocketAddr) -> Option<Bytes> {
+    pub(crate) fn body_for(&mut self, sha: &[u8], at: &Addr) -> Option<Bytes> {
         let sha = parse_sha(sha)?;
         self.clock += 1;
         let s = self.by_sha.get_mut(&sha)?;
         s.used = self.clock;
-        if s.on.contains(&at) {
+        if s.on.contains(at) {
             return None;
         }
-        s.on.push(at);
+        s.on.push(at.clone());
         Some(s.body.clone())
     }
 
@@ -160,43 +160,46 @@ mod tests {
     const BODY: &[u8] = b"return redis.call('incr', KEYS[1])";
     const SHA: &[u8] = b"2bab3b661081db58bd2341920e0ba7cf5dc77b25";
 
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
+    fn addr(port: u16) -> Addr {
+        Addr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     #[test]
     fn an_evalsha_becomes_eval_once_per_server_that_lacks_the_script() {
         let mut s = Scripts::default();
-        assert_eq!(s.body_for(SHA, addr(1)), None, "unknown script");
-        s.ran(BODY, addr(1));
-        assert_eq!(s.body_for(SHA, addr(1)), None, "ran there");
-        assert_eq!(s.body_for(SHA, addr(2)).as_deref(), Some(BODY));
-        assert_eq!(s.body_for(SHA, addr(2)), None, "sent there as EVAL");
+        assert_eq!(s.body_for(SHA, &addr(1)), None, "unknown script");
+        s.ran(BODY, &addr(1));
+        assert_eq!(s.body_for(SHA, &addr(1)), None, "ran there");
+        assert_eq!(s.body_for(SHA, &addr(2)).as_deref(), Some(BODY));
+        assert_eq!(s.body_for(SHA, &addr(2)), None, "sent there as EVAL");
         let upper = SHA.to_ascii_uppercase();
-        assert_eq!(s.body_for(&upper, addr(3)).as_deref(), Some(BODY));
+        assert_eq!(s.body_for(&upper, &addr(3)).as_deref(), Some(BODY));
         for bad in [&b"2bab"[..], b"zzab3b661081db58bd2341920e0ba7cf5dc77b25"] {
-            assert_eq!(s.body_for(bad, addr(4)), None);
+            assert_eq!(s.body_for(bad, &addr(4)), None);
         }
         // SCRIPT LOAD: known, held nowhere for sure.
         s.loaded(b"return 1");
         let sha1 = b"e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
-        assert_eq!(s.body_for(sha1, addr(1)).as_deref(), Some(&b"return 1"[..]));
+        assert_eq!(
+            s.body_for(sha1, &addr(1)).as_deref(),
+            Some(&b"return 1"[..])
+        );
         // A SCRIPT FLUSH anywhere: forgotten.
         s.sync(1);
-        assert_eq!(s.body_for(SHA, addr(5)), None);
+        assert_eq!(s.body_for(SHA, &addr(5)), None);
     }
 
     #[test]
     fn the_cache_is_bounded_and_keeps_the_recently_used() {
         let mut s = Scripts::default();
-        s.ran(BODY, addr(1));
+        s.ran(BODY, &addr(1));
         for i in 0..MAX_SCRIPTS + 10 {
             s.loaded(format!("return {i}").as_bytes());
             // Used all along: never the least recently used.
-            assert_eq!(s.body_for(SHA, addr(1)), None);
+            assert_eq!(s.body_for(SHA, &addr(1)), None);
         }
         assert_eq!(s.by_sha.len(), MAX_SCRIPTS);
-        assert_eq!(s.body_for(SHA, addr(9)).as_deref(), Some(BODY));
+        assert_eq!(s.body_for(SHA, &addr(9)).as_deref(), Some(BODY));
         let big = vec![b' '; MAX_BYTES / 8];
         for i in 0..20u8 {
             let mut body = big.clone();

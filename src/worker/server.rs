@@ -2,11 +2,11 @@
 //! connections a reload is draining, its health after failures, and its
 //! counters.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::Token;
 
+use crate::config::Addr;
 use crate::observe::stats::ServerStats;
 
 /// How long a failed server counts as failing lately (replica reads go to
@@ -22,7 +22,7 @@ const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 pub(crate) struct ServerId(pub(crate) usize);
 
 pub(crate) struct Server {
-    addr: SocketAddr,
+    addr: Addr,
     name: String,
     /// `server_connections` slots for each protocol: `[RESP2, RESP3]`. A
     /// client always uses the same slot, so its requests stay in order.
@@ -43,7 +43,7 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn new(addr: SocketAddr, name: &str, per_protocol: usize) -> Server {
+    pub(crate) fn new(addr: Addr, name: &str, per_protocol: usize) -> Server {
         Server {
             addr,
             name: name.to_owned(),
@@ -57,8 +57,8 @@ impl Server {
         }
     }
 
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
+    pub(crate) fn addr(&self) -> &Addr {
+        &self.addr
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn new_connections_hold_until_the_draining_ones_are_gone() {
-        let mut s = Server::new("127.0.0.1:1".parse().expect("addr"), "s", 1);
+        let mut s = Server::new(Addr::Tcp("127.0.0.1:1".parse().expect("addr")), "s", 1);
         s.set_slot(false, 0, Some(Token(1)));
         s.set_slot(true, 0, Some(Token(2)));
         let old = s.detach_all(2);
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_cap_and_a_connect_resets_it() {
-        let mut s = Server::new("127.0.0.1:1".parse().expect("addr"), "s", 1);
+        let mut s = Server::new(Addr::Tcp("127.0.0.1:1".parse().expect("addr")), "s", 1);
         let now = Instant::now();
         assert!(!s.backing_off(now));
         s.failed(now);

@@ -197,7 +197,7 @@ impl Pinger {
 fn fresh(spec: &ServerSpec) -> Pinged {
     Pinged {
         spec: spec.clone(),
-        probe: Probe::new(spec.addr),
+        probe: Probe::new(spec.addr.clone()),
         fails: 0,
         live: true,
     }

@@ -9,12 +9,12 @@
 //! restarts are found by the next question.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
+use crate::config::Addr;
 use crate::control::topology::CLUSTER_SLOTS;
 use crate::net::rpc::{Conn, Value};
 
@@ -64,7 +64,7 @@ impl Answer {
 }
 
 pub(super) struct Probe {
-    addr: SocketAddr,
+    addr: Addr,
     conn: Option<Conn>,
     /// Sent and unanswered, oldest first, with their deadlines.
     asked: VecDeque<(Ask, Instant)>,
@@ -73,7 +73,7 @@ pub(super) struct Probe {
 }
 
 impl Probe {
-    pub fn new(addr: SocketAddr) -> Probe {
+    pub fn new(addr: Addr) -> Probe {
         Probe {
             addr,
             conn: None,
@@ -83,8 +83,8 @@ impl Probe {
         }
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    pub fn addr(&self) -> &Addr {
+        &self.addr
     }
 
     pub fn owns(&self, token: Token) -> bool {
@@ -130,7 +130,7 @@ impl Probe {
     ) {
         let conn = match self.conn.take() {
             Some(c) => Ok(c),
-            None => Conn::open(self.addr, registry, fresh_token()),
+            None => Conn::open(&self.addr, registry, fresh_token()),
         };
         let sent = conn.and_then(|mut c| c.send(ask.command()).map(|()| c));
         match sent {

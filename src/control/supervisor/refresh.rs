@@ -22,7 +22,7 @@ use mio::{Registry, Token};
 
 use super::Watched;
 use super::probe::{Answer, Ask, Probe};
-use crate::config::ClusterConfig;
+use crate::config::{Addr, ClusterConfig};
 use crate::control::topology;
 use crate::hashing::slots::{self, SlotMap};
 use crate::routing::node::Node;
@@ -72,7 +72,9 @@ impl Refresher {
         old: Option<Refresher>,
         now: Instant,
     ) -> Refresher {
-        let seeds = cfg.servers.iter().map(|s| s.addr).collect();
+        // Validation keeps a Redis Cluster's seeds on TCP, and its nodes
+        // name each other by host:port: every probe here is a TCP one.
+        let seeds = cfg.servers.iter().filter_map(|s| s.addr.tcp()).collect();
         match old {
             Some(o) => Refresher {
                 seeds,
@@ -166,7 +168,7 @@ impl Refresher {
     fn master_down(&self) -> bool {
         self.probes
             .iter()
-            .any(|p| self.masters.contains(&p.addr()) && p.failed().is_some())
+            .any(|p| tcp_of(p).is_some_and(|a| self.masters.contains(&a)) && p.failed().is_some())
     }
 
     fn start(&mut self, registry: &Registry, now: Instant, w: &Watched) {
@@ -176,7 +178,8 @@ impl Refresher {
         self.next = now + w.cfg.fetch;
         let route = w.route.load();
         self.masters = masters_of(&route);
-        let mut order: Vec<SocketAddr> = route.servers.iter().map(|n| n.addr).collect();
+        let mut order: Vec<SocketAddr> =
+            route.servers.iter().filter_map(|n| n.addr.tcp()).collect();
         for s in &self.seeds {
             if !order.contains(s) {
                 order.push(*s);
@@ -243,7 +246,10 @@ impl Refresher {
         now: Instant,
         w: &Watched,
     ) {
-        let addr = self.probes[i].addr();
+        // (Its probes are all TCP: see `new`.)
+        let Some(addr) = tcp_of(&self.probes[i]) else {
+            return;
+        };
         for a in answers {
             if a.ask == Ask::Ping {
                 if a.pong().is_err() {
@@ -307,8 +313,8 @@ impl Refresher {
         self.masters = masters_of(&route);
         let seeds = &self.seeds;
         self.probes.retain_mut(|p| {
-            let keep =
-                seeds.contains(&p.addr()) || route.servers.iter().any(|n| n.addr == p.addr());
+            let keep = tcp_of(p).is_some_and(|a| seeds.contains(&a))
+                || route.servers.iter().any(|n| n.addr == *p.addr());
             if !keep {
                 p.close(registry);
             }
@@ -317,15 +323,15 @@ impl Refresher {
     }
 
     fn probe(&self, addr: SocketAddr) -> Option<&Probe> {
-        self.probes.iter().find(|p| p.addr() == addr)
+        self.probes.iter().find(|p| tcp_of(p) == Some(addr))
     }
 
     /// The probe of `addr`, made if it is new.
     fn probe_index(&mut self, addr: SocketAddr) -> usize {
-        match self.probes.iter().position(|p| p.addr() == addr) {
+        match self.probes.iter().position(|p| tcp_of(p) == Some(addr)) {
             Some(i) => i,
             None => {
-                self.probes.push(Probe::new(addr));
+                self.probes.push(Probe::new(Addr::Tcp(addr)));
                 self.probes.len() - 1
             }
         }
@@ -336,8 +342,12 @@ fn masters_of(route: &RouteTable) -> Vec<SocketAddr> {
     route
         .keyspace_servers()
         .into_iter()
-        .filter_map(|i| route.servers.get(i).map(|n| n.addr))
+        .filter_map(|i| route.servers.get(i).and_then(|n| n.addr.tcp()))
         .collect()
+}
+
+fn tcp_of(p: &Probe) -> Option<SocketAddr> {
+    p.addr().tcp()
 }
 
 /// Which node to ask first: the most recent answer, then nodes never

@@ -6,14 +6,14 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::config::Addr;
 use crate::net::sock::{READ_BUDGET, ReadBuf, ReadStatus};
+use crate::net::stream::Stream;
 use crate::protocol::command::Block;
 use crate::protocol::wire::{ReplyFramer, Wire};
 use crate::worker::error::BackendError;
@@ -69,8 +69,8 @@ impl Phase {
 }
 
 pub(crate) struct BackendConn {
-    sock: TcpStream,
-    addr: SocketAddr,
+    sock: Stream,
+    addr: Addr,
     server: ServerId,
     /// Whether it sent HELLO 3 on connect: it serves RESP3 clients only.
     resp3: bool,
@@ -93,7 +93,7 @@ pub(crate) struct BackendConn {
 impl BackendConn {
     /// Starts a non-blocking connect.
     pub(crate) fn connect(
-        addr: SocketAddr,
+        addr: &Addr,
         server: ServerId,
         resp3: bool,
         slot: usize,
@@ -101,8 +101,8 @@ impl BackendConn {
         wire: Wire,
     ) -> io::Result<BackendConn> {
         Ok(BackendConn {
-            sock: TcpStream::connect(addr)?,
-            addr,
+            sock: Stream::connect(addr)?,
+            addr: addr.clone(),
             server,
             resp3,
             slot,
@@ -146,12 +146,12 @@ impl BackendConn {
         let _ = registry.deregister(&mut self.sock);
     }
 
-    pub(crate) fn sock(&self) -> &TcpStream {
+    pub(crate) fn sock(&self) -> &Stream {
         &self.sock
     }
 
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
+    pub(crate) fn addr(&self) -> &Addr {
+        &self.addr
     }
 
     pub(crate) fn server(&self) -> ServerId {
@@ -177,7 +177,10 @@ impl BackendConn {
         if self.phase.is_connected() {
             return Ok(true);
         }
-        let done = connect_outcome(&self.sock).map_err(|e| BackendError::connect(&e))?;
+        let done = self
+            .sock
+            .connected()
+            .map_err(|e| BackendError::connect(&e))?;
         if done {
             self.phase = self.phase.connected(self.inflight.initializing());
         }
@@ -364,18 +367,6 @@ impl BackendConn {
     }
 }
 
-/// Whether a non-blocking connect finished: `Ok(false)` while in progress.
-fn connect_outcome(sock: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = sock.take_error()? {
-        return Err(e);
-    }
-    match sock.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,9 +391,16 @@ mod tests {
         false
     }
 
-    fn connected(addr: SocketAddr, poll: &mut Poll) -> BackendConn {
-        let mut b = BackendConn::connect(addr, ServerId(0), false, 0, Instant::now(), Wire::Redis)
-            .expect("connect starts");
+    fn connected(addr: std::net::SocketAddr, poll: &mut Poll) -> BackendConn {
+        let mut b = BackendConn::connect(
+            &Addr::Tcp(addr),
+            ServerId(0),
+            false,
+            0,
+            Instant::now(),
+            Wire::Redis,
+        )
+        .expect("connect starts");
         b.register(poll.registry(), Token(1)).expect("register");
         assert!(drive(poll, &mut b, |b| b.finish_connect().unwrap_or(false)));
         b
@@ -561,8 +559,15 @@ mod tests {
         let redis = RedisProc::start(&[]);
         let mut poll = Poll::new().expect("poll");
         let now = Instant::now();
-        let mut b = BackendConn::connect(redis.addr(), ServerId(0), false, 0, now, Wire::Redis)
-            .expect("connect starts");
+        let mut b = BackendConn::connect(
+            &Addr::Tcp(redis.addr()),
+            ServerId(0),
+            false,
+            0,
+            now,
+            Wire::Redis,
+        )
+        .expect("connect starts");
         b.enqueue(
             resp::command(&[b"SELECT", b"0"]),
             ReplyTo::Init,

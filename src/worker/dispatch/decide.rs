@@ -445,7 +445,7 @@ mod tests {
             }],
         };
         let node = Node {
-            addr: "127.0.0.1:7001".parse().expect("an address"),
+            addr: crate::config::Addr::Tcp("127.0.0.1:7001".parse().expect("an address")),
             name: "a".into(),
         };
         let route = RouteTable::cluster(Arc::clone(&cfg), vec![node], map);

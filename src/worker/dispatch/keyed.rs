@@ -65,17 +65,24 @@ impl Dispatch<'_, '_> {
         if !cmd.runs_code() {
             return req;
         }
-        let Some(at) = self.ctx.view.route().servers.get(server).map(|n| n.addr) else {
+        let Some(at) = self
+            .ctx
+            .view
+            .route()
+            .servers
+            .get(server)
+            .map(|n| n.addr.clone())
+        else {
             return req;
         };
         let flushes = &self.ctx.counters.shared().script_flushes;
         self.scripts.sync(flushes.load(Ordering::Acquire));
         match cmd.name {
             "eval" | "eval_ro" => {
-                self.scripts.ran(args.get(1), at);
+                self.scripts.ran(args.get(1), &at);
                 req
             }
-            "evalsha" | "evalsha_ro" => match self.scripts.body_for(args.get(1), at) {
+            "evalsha" | "evalsha_ro" => match self.scripts.body_for(args.get(1), &at) {
                 Some(body) => scripts::as_eval(args, &body),
                 None => req,
             },

@@ -91,7 +91,7 @@ impl Upstream {
             ctx.conns.mark_client(l.client);
         }
         let si = b.server();
-        let addr = b.addr();
+        let addr = b.addr().clone();
         let inflight = b.into_inflight();
         let reply = err.reply();
         let name = match self.servers.get_mut(si.0) {

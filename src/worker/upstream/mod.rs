@@ -13,7 +13,6 @@
 //! (the dedicated connections).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,6 +20,7 @@ use log::debug;
 use mio::{Registry, Token};
 use slab::Slab;
 
+use crate::config::Addr;
 use crate::observe::stats::ServerStats;
 use crate::worker::backend::{Pending, SubFrame};
 use crate::worker::conns::Conns;
@@ -49,7 +49,7 @@ pub(crate) struct Upstream {
     servers: Slab<Server>,
     /// Route table server index -> this worker's server.
     route_map: Vec<ServerId>,
-    by_addr: HashMap<SocketAddr, ServerId>,
+    by_addr: HashMap<Addr, ServerId>,
     /// Servers that left the route table, forgotten once their connections
     /// are idle (so cluster nodes that come and go do not pile up).
     retiring: Vec<ServerId>,
@@ -87,7 +87,7 @@ impl Upstream {
         let per_protocol = ctx.view.cfg().server_connections;
         self.route_map.clear();
         for node in &ctx.view.route().servers {
-            let id = self.server_by_addr(per_protocol, node.addr, &node.name);
+            let id = self.server_by_addr(per_protocol, &node.addr, &node.name);
             self.route_map.push(id);
         }
         self.retiring = self
@@ -126,7 +126,7 @@ impl Upstream {
                 return true;
             }
             let srv = self.servers.remove(si.0);
-            self.by_addr.remove(&srv.addr());
+            self.by_addr.remove(srv.addr());
             // A read on a replica may name this server as its fallback:
             // the key is about to be reused, so the fallback goes.
             for b in ctx.conns.backends_mut() {
@@ -171,14 +171,17 @@ impl Upstream {
     pub(super) fn server_by_addr(
         &mut self,
         per_protocol: usize,
-        addr: SocketAddr,
+        addr: &Addr,
         name: &str,
     ) -> ServerId {
-        if let Some(&id) = self.by_addr.get(&addr) {
+        if let Some(&id) = self.by_addr.get(addr) {
             return id;
         }
-        let id = ServerId(self.servers.insert(Server::new(addr, name, per_protocol)));
-        self.by_addr.insert(addr, id);
+        let id = ServerId(
+            self.servers
+                .insert(Server::new(addr.clone(), name, per_protocol)),
+        );
+        self.by_addr.insert(addr.clone(), id);
         id
     }
 

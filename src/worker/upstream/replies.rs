@@ -9,6 +9,7 @@ use bytes::Bytes;
 use mio::Token;
 
 use super::{Ctx, Upstream, lease};
+use crate::config::Addr;
 use crate::hashing::slots;
 use crate::net::sock::ReadStatus;
 use crate::protocol::pubsub;
@@ -287,7 +288,7 @@ impl Upstream {
                         }
                     }
                     let per_protocol = ctx.view.cfg().server_connections;
-                    let si = self.server_by_addr(per_protocol, addr, target);
+                    let si = self.server_by_addr(per_protocol, &Addr::Tcp(addr), target);
                     if ask {
                         let asking = Bytes::from_static(ASKING);
                         self.send_to(ctx, si, token, asking, ReplyTo::Discard, 0, None);

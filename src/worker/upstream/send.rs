@@ -103,10 +103,12 @@ impl Upstream {
         resp3: bool,
         slot: usize,
     ) -> Result<Token, BackendError> {
-        let addr = self.servers[si.0].addr();
-        let b = BackendConn::connect(addr, si, resp3, slot, ctx.now, ctx.view.wire())
+        let addr = self.servers[si.0].addr().clone();
+        let b = BackendConn::connect(&addr, si, resp3, slot, ctx.now, ctx.view.wire())
             .map_err(|e| BackendError::connect(&e))?;
-        tune(ctx.view.cfg(), b.sock());
+        if let Some(tcp) = b.sock().tcp() {
+            tune(ctx.view.cfg(), tcp);
+        }
         let (t, conn) = ctx.conns.insert(Conn::Backend(b));
         if let Conn::Backend(b) = conn
             && let Err(e) = b.register(ctx.registry, t)
