@@ -2,6 +2,8 @@
 //! real binary, in a run directory of the test's own.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -200,6 +202,54 @@ fn scripts_start_reload_and_stop_the_proxy() {
         "{} was written by the test",
         repo_log.display()
     );
+}
+
+/// start.sh waits for every listener, unix socket paths included (with a
+/// mode, in TOML and in nutcracker's YAML), and stop.sh removes the files.
+#[test]
+fn start_sh_waits_for_unix_socket_listeners() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let server = RedisServer::start();
+    let dir = TempDir::new("ops-unix");
+    let toml_sock = dir.join("t.sock");
+    let yml_sock = dir.join("y.sock");
+    let conf = ClusterConf::new("unixscripted", &[&server]);
+    let toml = conf.to_toml().replace(
+        &format!("listen_addr = \"127.0.0.1:{}\"", conf.port),
+        &format!("listen_addr = \"{} 0660\"", toml_sock.display()),
+    );
+    let yml = format!(
+        "pool:\n  listen: {} 0666 # a comment\n  redis: true\n  servers:\n   - {}:1\n",
+        yml_sock.display(),
+        server.addr()
+    );
+    for (name, text, sock) in [("aster.toml", toml, &toml_sock), ("n.yml", yml, &yml_sock)] {
+        let run_tmp = TempDir::new("ops-unix-run");
+        let run = run_tmp.path().to_path_buf();
+        let config = dir.join(name);
+        fs::write(&config, text).expect("write config");
+        let (ok, out, err) = run_script(&root, &run, "start.sh", &[&config]);
+        let pid: Option<u32> = fs::read_to_string(run.join("aster.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let _proxy = pid.map(|pid| ScriptedProxy {
+            pid,
+            reaper: None,
+            log: run.join("aster.log"),
+        });
+        assert!(ok, "start.sh {name}:\n{out}\n{err}");
+        let mut c = UnixStream::connect(sock).expect("the socket accepts");
+        c.write_all(b"PING\r\n").expect("write");
+        let mut buf = [0u8; 7];
+        c.read_exact(&mut buf).expect("read");
+        assert_eq!(&buf, b"+PONG\r\n");
+        let (ok, out, err) = run_script(&root, &run, "stop.sh", &[]);
+        assert!(ok, "stop.sh {name}:\n{out}\n{err}");
+        let gone = poll_until(Duration::from_secs(5), POLL, || {
+            (!sock.exists()).then_some(())
+        });
+        assert!(gone.is_some(), "{} left behind", sock.display());
+    }
 }
 
 // ---------------------------------------------------------------------------

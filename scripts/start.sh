@@ -76,12 +76,25 @@ for _ in $(seq 1 10); do
 done
 
 # Every listen address of the config accepts (0.0.0.0 and [::] checked on loopback):
-# TOML's `listen_addr = "..."` and nutcracker YAML's `listen: ...`.
+# TOML's `listen_addr = "..."` and nutcracker YAML's `listen: ...`; a unix
+# socket path (`/path [mode]`) is connected to as such.
 listen_addrs="$(sed -n \
   -e 's/^[[:space:]]*listen_addr[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' \
-  -e "s/^[[:space:]]*listen:[[:space:]]*[\"']\{0,1\}\([^\"' #]*\).*/\1/p" \
+  -e "s/^[[:space:]]*listen:[[:space:]]*[\"']\{0,1\}\([^\"'#]*\).*/\1/p" \
   "$config")"
-for addr in $listen_addrs; do
+
+# Whether something accepts on unix socket $1 (a leftover file from a dead
+# process does not: connecting to it is refused).
+unix_accepts() {
+  if command -v python3 >/dev/null; then
+    python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(1); s.connect(sys.argv[1])' "$1" 2>/dev/null
+  else
+    [ -S "$1" ]
+  fi
+}
+
+while read -r addr _mode; do
+  [ -n "$addr" ] || continue
   host="${addr%:*}"
   port="${addr##*:}"
   host="${host#[}"
@@ -90,16 +103,17 @@ for addr in $listen_addrs; do
   ok=
   for _ in $(seq 1 100); do
     kill -0 "$pid" 2>/dev/null || fail "aster-proxy exited during startup"
-    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
-      ok=1
-      break
-    fi
+    case "$addr" in
+      /*) unix_accepts "$addr" && ok=1 ;;
+      *) (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && ok=1 ;;
+    esac
+    [ -n "$ok" ] && break
     sleep 0.1
   done
   if [ -z "$ok" ]; then
     kill -TERM "$pid" 2>/dev/null || true
     fail "aster-proxy does not accept on $addr after 10 s (stopped it)"
   fi
-done
+done <<<"$listen_addrs"
 
 echo "aster-proxy started (pid $pid, config $config, log $log_file)"

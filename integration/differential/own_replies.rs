@@ -240,6 +240,9 @@ fn auth_error_texts_match_redis() {
             &["HELLO", "2", "AUTH", "default", "bad"],
             &["AUTH", "a", "b", "c"],
             &["GET", "k"],
+            // Unknown command and arity come before authentication.
+            &["SET", "k"],
+            &["NOSUCH", "k"],
             &["AUTH", "s3cret"],
             &["GET", "k"],
             &["AUTH", "wrong"],
@@ -250,3 +253,30 @@ fn auth_error_texts_match_redis() {
 }
 
 // ---------------------------------------------------------------------------
+
+/// EXEC with arguments inside MULTI: Redis discards the transaction with
+/// `-EXECABORT ... because of: wrong number of arguments`, whether or not a
+/// queued command picked a server yet.
+#[test]
+fn exec_with_arguments_inside_multi_discards_the_transaction() {
+    let reference = RedisServer::start();
+    let s = Shards::start(2);
+    let mut r = Raw::connect(reference.port());
+    let mut a = Raw::connect(s.proxy.port());
+    same_replies(
+        &mut r,
+        &mut a,
+        &words(&[
+            &["MULTI"],
+            &["PING"],
+            &["EXEC", "k"],
+            &["GET", "{x}a"],
+            &["DISCARD"],
+            &["MULTI"],
+            &["SET", "{x}a", "1"],
+            &["EXEC", "k"],
+            &["GET", "{x}a"],
+            &["EXEC"],
+        ]),
+    );
+}

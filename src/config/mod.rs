@@ -278,6 +278,18 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_path_that_cannot_be_made_is_refused_at_load() {
+        let e = parse(&GOOD.replace("127.0.0.1:7000", "/tmp")).unwrap_err();
+        assert!(
+            e.contains("listen_addr") && e.contains("is a directory"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("127.0.0.1:7000", "/no-such-dir-of-aster/s.sock 0600"))
+            .unwrap_err();
+        assert!(e.contains("/no-such-dir-of-aster does not exist"), "{e}");
+    }
+
+    #[test]
     fn two_clusters_on_one_socket_path_are_refused() {
         let toml = "[[clusters]]\nname = \"a\"\nlisten_addr = \"/tmp/x.sock\"\nservers = [\"127.0.0.1:2:1\"]\n\
                     [[clusters]]\nname = \"b\"\nlisten_addr = \"/tmp/x.sock 0600\"\nservers = [\"127.0.0.1:2:1\"]\n";

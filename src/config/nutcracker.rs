@@ -168,7 +168,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             .clamp(MIN_PING_INTERVAL_MS, MAX_PING_INTERVAL_MS);
         rc.max_clients = p.client_connections.unwrap_or(0);
         rc.tcpkeepalive = p.tcpkeepalive.unwrap_or(false);
-        clusters.push(validate::validate(path, rc)?);
+        clusters.push(validate::validate(path, rc).map_err(in_yaml_terms)?);
     }
     let stats = StatsConfig {
         listen_addr: format!("{STATS_ADDR}:{STATS_PORT}")
@@ -185,6 +185,38 @@ fn yaml_message(msg: &str) -> String {
     match msg.find(", set DuplicateKeyPolicy") {
         Some(i) => msg[..i].to_owned(),
         None => msg.to_owned(),
+    }
+}
+
+/// A validation error names the key as the YAML file spells it.
+fn in_yaml_terms(e: ConfigError) -> ConfigError {
+    match e {
+        ConfigError::Invalid {
+            path,
+            cluster,
+            key,
+            msg,
+        } => ConfigError::Invalid {
+            path,
+            cluster,
+            key: yaml_key(key),
+            msg,
+        },
+        other => other,
+    }
+}
+
+/// nutcracker's name for a key of the validated configuration.
+fn yaml_key(key: &'static str) -> &'static str {
+    match key {
+        "listen_addr" => "listen",
+        "read_timeout" | "write_timeout" => "timeout",
+        "password" | "backend_password" => "redis_auth",
+        "backend_db" => "redis_db",
+        "ping_fail_limit" => "server_failure_limit",
+        "ping_interval" => "server_retry_timeout",
+        "max_clients" => "client_connections",
+        other => other,
     }
 }
 
@@ -261,6 +293,9 @@ beta:
         assert!(e.contains("'m'") && e.contains("memcached"), "{e}");
         let e = load(&ALPHA.replace("hash: fnv1a_64", "hash: sha1")).unwrap_err();
         assert!(e.contains("'alpha'") && e.contains("hash"), "{e}");
+        // Errors name the key as the file spells it.
+        let e = load(&ALPHA.replace("127.0.0.1:22121", "/tmp/sock 0999")).unwrap_err();
+        assert!(e.contains("listen:") && !e.contains("listen_addr"), "{e}");
         // A unix socket listener, nutcracker's `listen: /path mode`, is taken.
         let c = load(&ALPHA.replace("127.0.0.1:22121", "/tmp/sock 0666")).expect("unix listen");
         assert_eq!(c.clusters[0].listen_addr.to_string(), "/tmp/sock");

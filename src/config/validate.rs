@@ -45,8 +45,9 @@ pub(crate) fn validate(path: &Path, rc: RawCluster) -> Result<ClusterConfig, Con
     if rc.name.is_empty() {
         return Err(invalid("name", "must not be empty".into()));
     }
-    let listen_addr =
-        parse_cluster_listen(&rc.listen_addr).map_err(|m| invalid("listen_addr", m))?;
+    let listen_addr = parse_cluster_listen(&rc.listen_addr)
+        .and_then(|l| bindable(&l).map(|()| l))
+        .map_err(|m| invalid("listen_addr", m))?;
     let cache_type = match rc.cache_type.as_str() {
         "redis" => CacheType::Redis,
         "redis_cluster" => CacheType::RedisCluster,
@@ -298,6 +299,23 @@ pub(crate) fn check_socket_path(path: &str) -> Result<(), String> {
         return Err(format!("'{path}' names a directory, not a socket"));
     }
     Ok(())
+}
+
+/// A unix socket path can be made: not a directory, in a directory that
+/// exists (checked at load, so `-t` says it before a start fails).
+fn bindable(l: &Listen) -> Result<(), String> {
+    let Listen::Unix { path, .. } = l else {
+        return Ok(());
+    };
+    if path.is_dir() {
+        return Err(format!("{} is a directory", path.display()));
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            Err(format!("the directory {} does not exist", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, String> {

@@ -78,8 +78,9 @@ pub enum Refusal {
 
     // Transactions.
     NestedMulti,
-    /// EXEC of a transaction a refused command doomed.
-    ExecAbort,
+    /// EXEC of a transaction a refused command doomed; or EXEC itself
+    /// refused for its arity (the name given), which discards it too.
+    ExecAbort(Option<&'static str>),
     /// EXEC or DISCARD (the name) outside MULTI.
     WithoutMulti(&'static str),
     WatchInMulti,
@@ -208,7 +209,7 @@ impl Refusal {
             Refusal::SortPattern(_) => 23,
             Refusal::InvalidCursor => 24,
             Refusal::NestedMulti => 25,
-            Refusal::ExecAbort => 26,
+            Refusal::ExecAbort(_) => 26,
             Refusal::WithoutMulti(_) => 27,
             Refusal::WatchInMulti => 28,
             Refusal::OtherServer => 29,
@@ -290,9 +291,12 @@ impl Refusal {
             )),
             Refusal::InvalidCursor => resp::error("ERR invalid cursor"),
             Refusal::NestedMulti => resp::error("ERR MULTI calls can not be nested"),
-            Refusal::ExecAbort => {
+            Refusal::ExecAbort(None) => {
                 resp::error("EXECABORT Transaction discarded because of previous errors.")
             }
+            Refusal::ExecAbort(Some(name)) => resp::error(&format!(
+                "EXECABORT Transaction discarded because of: wrong number of arguments for '{name}' command"
+            )),
             Refusal::WithoutMulti(name) => {
                 resp::error(&format!("ERR {} without MULTI", upper(name)))
             }
@@ -386,7 +390,7 @@ mod tests {
             Refusal::SortPattern("BY"),
             Refusal::InvalidCursor,
             Refusal::NestedMulti,
-            Refusal::ExecAbort,
+            Refusal::ExecAbort(None),
             Refusal::WithoutMulti("exec"),
             Refusal::WatchInMulti,
             Refusal::OtherServer,

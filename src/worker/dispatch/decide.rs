@@ -69,27 +69,35 @@ pub(super) enum Decision {
     FanOut(FanOut),
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
     Transaction(Tx),
+    /// EXEC with arguments inside MULTI: refused, and the transaction is
+    /// discarded with it (`-EXECABORT`), as Redis does.
+    AbortExec(&'static str),
     /// (Un)subscribing, on the client's subscriber connections.
     PubSub(Sub),
 }
 
 /// The decision for a request: `cmd` is the command table's entry for it
 /// (`None`: an unknown command). The checks run in Redis's order: the
-/// command exists, the client is authenticated, the arity, the
+/// command exists, the arity, the client is authenticated, the
 /// subscriber context; then whether it must wait, be queued, or runs.
 pub(super) fn decide(cmd: Option<&Command>, args: &(impl Args + ?Sized), f: &Facts) -> Decision {
     let Some(cmd) = cmd else {
         return Decision::RefuseAndDoom(Refusal::unknown_command(args));
     };
+    // Redis checks the arity before the authentication.
+    if !cmd.check_arity(args.len()) {
+        if cmd.kind == Kind::Transaction(Tx::Exec) && matches!(f.session, SessionKind::Multi { .. })
+        {
+            return Decision::AbortExec(cmd.name);
+        }
+        return Decision::RefuseAndDoom(Refusal::WrongArity(cmd.name));
+    }
     let authenticating = matches!(
         cmd.kind,
         Kind::Local(Local::Auth | Local::Hello | Local::Quit)
     );
     if f.unauthenticated && !authenticating {
         return Decision::Refuse(Refusal::NoAuth);
-    }
-    if !cmd.check_arity(args.len()) {
-        return Decision::RefuseAndDoom(Refusal::WrongArity(cmd.name));
     }
     // A RESP2 client with subscriptions may only manage them, as in Redis.
     if f.subscribed && !f.resp3 {
@@ -289,8 +297,11 @@ mod tests {
             ..Facts::default()
         };
         assert_eq!(run(&[b"GET", b"a"], &f), Decision::Refuse(Refusal::NoAuth));
-        // Checked before the arity, as Redis does.
-        assert_eq!(run(&[b"GET"], &f), Decision::Refuse(Refusal::NoAuth));
+        // The arity is checked first, as Redis does.
+        assert_eq!(
+            run(&[b"GET"], &f),
+            Decision::RefuseAndDoom(Refusal::WrongArity("get"))
+        );
         assert_eq!(run(&[b"PING"], &f), Decision::Refuse(Refusal::NoAuth));
         assert_eq!(run(&[b"AUTH", b"pw"], &f), Decision::Local(Local::Auth));
         assert_eq!(run(&[b"HELLO", b"3"], &f), Decision::Local(Local::Hello));

@@ -71,6 +71,7 @@ impl Dispatch<'_, '_> {
                 self.flag_transaction(t);
                 self.refuse(t, r);
             }
+            (Decision::AbortExec(name), _) => self.abort_exec(t, name),
             (Decision::SubscribedPing, _) => self.reply(t, subscribed_pong(&args)),
             (Decision::Defer, _) => {
                 if let Some(c) = self.ctx.conns.client(t) {

@@ -50,17 +50,33 @@ impl Dispatch<'_, '_> {
                 }
                 self.reply(t, Bytes::from(out));
             }
-            TxStep::Abort(conn) => {
-                if let Some(conn) = conn {
-                    let discard = resp::command(&[b"DISCARD"]);
-                    self.up
-                        .send_leased(self.ctx, conn, discard, ReplyTo::Discard, None);
-                    self.up.release_when_idle(self.ctx, conn);
-                }
-                self.refuse(t, Refusal::ExecAbort);
-            }
+            TxStep::Abort(conn) => self.abort(t, conn, Refusal::ExecAbort(None)),
             TxStep::Place => self.watch(t, cmd, args, req),
         }
+    }
+
+    /// EXEC refused for its arity inside MULTI: the transaction is
+    /// discarded, and the refusal says why.
+    pub(super) fn abort_exec(&mut self, t: Token, name: &'static str) {
+        let Some(c) = self.ctx.conns.client(t) else {
+            return;
+        };
+        c.tx_mut().abort();
+        if let TxStep::Abort(conn) = c.tx_mut().on(Tx::Exec, name) {
+            self.abort(t, conn, Refusal::ExecAbort(Some(name)));
+        }
+    }
+
+    /// Ends an aborted transaction: DISCARD on its connection, if it has
+    /// one, and the refusal.
+    fn abort(&mut self, t: Token, conn: Option<Token>, r: Refusal) {
+        if let Some(conn) = conn {
+            let discard = resp::command(&[b"DISCARD"]);
+            self.up
+                .send_leased(self.ctx, conn, discard, ReplyTo::Discard, None);
+            self.up.release_when_idle(self.ctx, conn);
+        }
+        self.refuse(t, r);
     }
 
     /// EXEC, DISCARD or UNWATCH on the transaction's connection: its reply
