@@ -6,8 +6,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    Client, ClusterConf, Proxy, RedisServer, Reply, TempDir, accepts, args, config_toml, info,
-    info_backends, info_field, keys_with, poll_until, tail,
+    Client, ClusterConf, Proxy, RedisServer, Reply, TempDir, accepts, args, config_toml, free_port,
+    info, info_backends, info_field, keys_with, local_addr, poll_until, tail,
 };
 
 const POLL: Duration = Duration::from_millis(50);
@@ -334,6 +334,104 @@ fn reload_applies_a_new_read_timeout() {
         (c.cmd(&["GET", "rt"]) == Reply::bulk("v")).then_some(())
     });
     assert!(back.is_some(), "the backend is not used again after resume");
+}
+
+// ---------------------------------------------------------------------------
+// Reloads that restart a cluster
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_listener_moved_onto_a_busy_port_keeps_serving_on_the_old_one() {
+    let s = RedisServer::start();
+    let conf = ClusterConf::new("mv", &[&s]);
+    let proxy = Proxy::start_at_info(&conf.to_toml(), &[]);
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["SET", "mv", "1"]), Reply::ok());
+
+    let busy = free_port();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", busy)).expect("bind busy port");
+    let onto_busy = ClusterConf {
+        port: busy,
+        ..conf.clone()
+    };
+    proxy.reload(&onto_busy.to_toml(), "reload of", 1);
+    let log = proxy.log();
+    // The old listener and its clients are untouched.
+    assert!(accepts(conf.port), "the old port is closed:\n{log}");
+    assert_eq!(c.cmd(&["GET", "mv"]), Reply::bulk("1"));
+    assert_eq!(
+        Client::connect(conf.port).cmd(&["GET", "mv"]),
+        Reply::bulk("1")
+    );
+    assert!(
+        log.contains("reload refused for cluster mv") && log.contains(&local_addr(busy)),
+        "the refusal names the cluster and the address:\n{log}"
+    );
+    assert!(log.contains("0 started, 0 stopped, 1 refused"), "{log}");
+
+    // A move onto a free port is applied: the new port serves, the old closes.
+    let moved = ClusterConf {
+        port: free_port(),
+        ..conf.clone()
+    };
+    proxy.reload(&moved.to_toml(), "reload of", 1);
+    assert_eq!(
+        Client::connect(moved.port).cmd(&["GET", "mv"]),
+        Reply::bulk("1")
+    );
+    assert!(
+        !accepts(conf.port),
+        "the old port still accepts after the move"
+    );
+    assert!(
+        c.closed_within(Duration::from_secs(6)),
+        "the old client stays open"
+    );
+}
+
+#[test]
+fn a_threads_change_restarts_the_cluster_on_its_port() {
+    let s = RedisServer::start();
+    let conf = ClusterConf::new("thr", &[&s]);
+    let proxy = Proxy::start_at_info(&conf.to_toml(), &[]);
+    assert_eq!(proxy.client().cmd(&["SET", "thr", "1"]), Reply::ok());
+
+    proxy.reload(&conf.clone().set("thread", "3").to_toml(), "reload of", 1);
+    let log = proxy.log();
+    assert!(
+        log.contains("0 cluster(s) updated in place, 1 started, 1 stopped, 0 refused"),
+        "{log}"
+    );
+    let mut c = proxy.client();
+    assert_eq!(
+        info_field(&info(&mut c, Some("server")), "threads"),
+        Some("3")
+    );
+    assert_eq!(c.cmd(&["GET", "thr"]), Reply::bulk("1"));
+}
+
+#[test]
+fn a_restart_that_fails_starts_the_previous_configuration_again() {
+    let s = RedisServer::start();
+    let conf = ClusterConf::new("back", &[&s]);
+    let proxy = Proxy::start_at_info(&conf.to_toml(), &[]);
+    assert_eq!(proxy.client().cmd(&["SET", "back", "1"]), Reply::ok());
+
+    // Same port, another mode: the cluster must stop first, and the new one
+    // cannot start (a plain redis-server has no slots to learn).
+    let as_cluster = conf.clone().set("cache_type", "\"redis_cluster\"");
+    proxy.reload(&as_cluster.to_toml(), "reload of", 1);
+    let log = proxy.log();
+    assert!(accepts(conf.port), "the cluster is gone:\n{log}");
+    assert!(
+        log.contains("reload refused for cluster back") && log.contains("slots"),
+        "the refusal names the cluster and why:\n{log}"
+    );
+    assert!(log.contains("0 started, 0 stopped, 1 refused"), "{log}");
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["GET", "back"]), Reply::bulk("1"));
+    let text = info(&mut c, Some("server"));
+    assert_eq!(info_field(&text, "cache_type"), Some("redis"), "{text}");
 }
 
 fn count(haystack: &str, needle: &str) -> usize {

@@ -1,10 +1,13 @@
 //! Unix socket listeners: `listen_addr = "/path 0600"` (TOML) and
 //! `listen: /path 0666` (nutcracker YAML), served to redis-cli -s and
 //! redis-benchmark -s; the file's mode; removed on exit; a stale file
-//! replaced, a live or foreign one refused.
+//! replaced, a live or foreign one refused; reloads that change the path or
+//! only the mode.
 
 use std::fs;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,16 +19,40 @@ use crate::harness::{
 /// A proxy with two clusters over the same servers: one on TCP (which the
 /// harness waits for), one on the unix socket `path` with `mode`.
 fn start_both(servers: &[&RedisServer], path: &Path, mode: &str) -> (Proxy, ClusterConf) {
-    let tcp = ClusterConf::new("tcp", servers);
-    let unix = ClusterConf::new("unix", servers);
-    let unix_toml = unix.to_toml().replace(
-        &format!("listen_addr = \"127.0.0.1:{}\"", unix.port),
-        &format!("listen_addr = \"{} {mode}\"", path.display()),
-    );
-    let toml = format!("{}\n{unix_toml}", config_toml(std::slice::from_ref(&tcp)));
-    let proxy = Proxy::start(&toml);
-    await_socket(path);
-    (proxy, tcp)
+    let both = Both::start(servers, path, mode);
+    (both.proxy, both.tcp)
+}
+
+/// The proxy of `start_both` with its two clusters, "tcp" and "unix", so a
+/// test can reload the unix one onto another path or mode.
+struct Both {
+    proxy: Proxy,
+    tcp: ClusterConf,
+    unix: ClusterConf,
+}
+
+impl Both {
+    fn start(servers: &[&RedisServer], path: &Path, mode: &str) -> Both {
+        let tcp = ClusterConf::new("tcp", servers);
+        let unix = ClusterConf::new("unix", servers);
+        let proxy = Proxy::start_at_info(&Both::toml(&tcp, &unix, path, mode), &[]);
+        await_socket(path);
+        Both { proxy, tcp, unix }
+    }
+
+    fn toml(tcp: &ClusterConf, unix: &ClusterConf, path: &Path, mode: &str) -> String {
+        let unix_toml = unix.to_toml().replace(
+            &format!("listen_addr = \"127.0.0.1:{}\"", unix.port),
+            &format!("listen_addr = \"{} {mode}\"", path.display()),
+        );
+        format!("{}\n{unix_toml}", config_toml(std::slice::from_ref(tcp)))
+    }
+
+    /// Moves "unix" to `path` with `mode` and waits for the reload's summary.
+    fn reload(&self, path: &Path, mode: &str) {
+        let toml = Both::toml(&self.tcp, &self.unix, path, mode);
+        self.proxy.reload(&toml, "reload of", 1);
+    }
 }
 
 fn await_socket(path: &Path) {
@@ -192,4 +219,88 @@ fn a_nutcracker_pool_listens_on_a_unix_socket() {
         "v",
         "stored on the pool's server"
     );
+}
+
+/// PING on an open unix connection: its answer, or why there is none.
+fn ping(conn: &mut UnixStream) -> Result<String, String> {
+    conn.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    conn.write_all(b"*1\r\n$4\r\nPING\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = [0u8; 64];
+    match conn.read(&mut buf) {
+        Ok(0) => Err("closed by the proxy".into()),
+        Ok(n) => Ok(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(e) => Err(format!("read: {e}")),
+    }
+}
+
+#[test]
+fn a_reload_onto_an_unusable_path_keeps_the_old_socket() {
+    let server = RedisServer::start();
+    let dir = TempDir::new("unix-reload-bad");
+    let path = dir.join("r.sock");
+    let both = Both::start(&[&server], &path, "0666");
+    let mut open = UnixStream::connect(&path).expect("connect");
+    assert_eq!(ping(&mut open).as_deref(), Ok("+PONG\r\n"));
+
+    // A directory, then a path where another process listens.
+    let a_dir = dir.join("a-dir");
+    fs::create_dir(&a_dir).expect("mkdir");
+    let taken = dir.join("taken.sock");
+    let _other = UnixListener::bind(&taken).expect("bind the other socket");
+    for (bad, refused) in [(&a_dir, 1), (&taken, 2)] {
+        both.reload(bad, "0666");
+        let log = both.proxy.log();
+        assert_eq!(
+            ping(&mut open).as_deref(),
+            Ok("+PONG\r\n"),
+            "the open client after a reload onto {}",
+            bad.display()
+        );
+        assert_eq!(cli_s(&path, &["PING"]), "PONG", "{log}");
+        assert_eq!(mode_of(&path), 0o666);
+        assert_eq!(
+            log.matches("reload refused for cluster unix").count(),
+            refused,
+            "{}: {log}",
+            bad.display()
+        );
+        assert!(log.contains(&bad.display().to_string()), "{log}");
+        assert!(log.contains("0 started, 0 stopped, 1 refused"), "{log}");
+    }
+    assert!(a_dir.is_dir(), "the directory is left alone");
+    assert!(
+        UnixStream::connect(&taken).is_ok(),
+        "the other process's socket is left alone"
+    );
+}
+
+#[test]
+fn a_mode_only_reload_applies_in_place() {
+    let server = RedisServer::start();
+    let dir = TempDir::new("unix-reload-mode");
+    let path = dir.join("m.sock");
+    let both = Both::start(&[&server], &path, "0600");
+    assert_eq!(mode_of(&path), 0o600);
+    let mut open = UnixStream::connect(&path).expect("connect");
+    assert_eq!(ping(&mut open).as_deref(), Ok("+PONG\r\n"));
+
+    both.reload(&path, "0644");
+    let log = both.proxy.log();
+    assert_eq!(
+        ping(&mut open).as_deref(),
+        Ok("+PONG\r\n"),
+        "the client connected before the reload"
+    );
+    assert_eq!(mode_of(&path), 0o644);
+    assert!(
+        log.contains("2 cluster(s) updated in place, 0 started"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cluster unix: mode of"),
+        "the mode change is logged: {log}"
+    );
+    assert_eq!(cli_s(&path, &["PING"]), "PONG");
 }

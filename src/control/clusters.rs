@@ -1,9 +1,13 @@
 //! The set of running clusters: start, live reload, stop.
 //!
-//! A reload keeps every cluster whose listener, thread count and mode are
-//! unchanged (its new options and servers arrive with one route-table swap,
-//! so no client is dropped), stops the clusters that were removed or must
-//! rebind, and starts the new ones.
+//! A reload keeps every cluster whose listener (a unix socket's mode aside),
+//! thread count and mode are unchanged (its new options and servers arrive
+//! with one route-table swap, so no client is dropped), stops the clusters
+//! that were removed, restarts the changed ones and starts the new ones. A
+//! changed cluster is never lost to a reload: one that moves to another
+//! address starts there before the old one stops, and stays as it was if it
+//! cannot; one that must free its address first and then fails to start is
+//! started again with its previous configuration.
 
 use std::sync::Arc;
 
@@ -20,6 +24,22 @@ pub struct Clusters {
     mailbox: Mailbox,
     registry: Registry,
     next_id: u64,
+}
+
+/// What one reload did to the clusters, for its summary line.
+#[derive(Default)]
+struct Tally {
+    updated: usize,
+    started: usize,
+    stopped: usize,
+    refused: usize,
+}
+
+impl Tally {
+    fn restarted(&mut self) {
+        self.started += 1;
+        self.stopped += 1;
+    }
 }
 
 impl Clusters {
@@ -44,15 +64,29 @@ impl Clusters {
     }
 
     fn start(&mut self, cfg: ClusterConfig) -> Result<(), StartError> {
+        let proxy = self.launch(cfg)?;
+        self.proxies.push(proxy);
+        self.publish_registry();
+        Ok(())
+    }
+
+    /// Starts a cluster and has the supervisor watch it; the caller places it.
+    fn launch(&mut self, cfg: ClusterConfig) -> Result<Proxy, StartError> {
         let id = self.next_id;
         self.next_id += 1;
         let summary = summary(&cfg);
         let proxy = Proxy::start(cfg, Kick::new(Arc::new(self.mailbox.clone()), id))?;
         info!("{summary}");
         self.watch(&proxy);
-        self.proxies.push(proxy);
-        self.publish_registry();
-        Ok(())
+        Ok(proxy)
+    }
+
+    /// Stops a cluster taken out of the set and waits for it to drain.
+    fn retire(&self, p: Proxy, why: &str) {
+        info!("cluster {}: stopping ({why})", p.cfg.name);
+        self.mailbox.send(Msg::Unwatch(p.id));
+        p.stop();
+        p.join();
     }
 
     fn watch(&self, p: &Proxy) {
@@ -74,52 +108,148 @@ impl Clusters {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = list;
     }
 
+    fn position(&self, name: &str) -> Option<usize> {
+        self.proxies.iter().position(|p| p.cfg.name == name)
+    }
+
     /// Applies a new, already validated configuration.
     pub fn reload(&mut self, config: &Config) {
-        let mut kept = 0;
-        let mut started = 0;
-        let mut stopped = 0;
-        // Clusters gone from the file, or that must rebind, stop first so
-        // their ports are free for what replaces them.
+        let mut tally = Tally::default();
+        // Removed clusters stop first: their addresses may be what a changed
+        // or added cluster listens on now.
         let mut i = 0;
         while i < self.proxies.len() {
-            let p = &self.proxies[i];
-            let keep = config
+            if config
                 .clusters
                 .iter()
-                .any(|c| c.name == p.cfg.name && p.can_update(c));
-            if keep {
+                .any(|c| c.name == self.proxies[i].cfg.name)
+            {
                 i += 1;
                 continue;
             }
             let p = self.proxies.remove(i);
-            info!(
-                "cluster {}: stopping (removed or changed listener/threads/mode)",
-                p.cfg.name
-            );
-            self.mailbox.send(Msg::Unwatch(p.id));
-            p.stop();
-            p.join();
-            stopped += 1;
+            self.retire(p, "removed");
+            tally.stopped += 1;
         }
+        // Names running before this reload: a cluster that a failed restart
+        // left stopped is not started again as a new one.
+        let known: Vec<String> = self.proxies.iter().map(|p| p.cfg.name.clone()).collect();
+        let mut moves = Vec::new();
         for c in &config.clusters {
-            match self.proxies.iter().position(|p| p.cfg.name == c.name) {
-                Some(i) => {
-                    self.proxies[i].update(c.clone());
-                    self.watch(&self.proxies[i]);
-                    kept += 1;
+            let Some(i) = self.position(&c.name) else {
+                continue;
+            };
+            if self.proxies[i].can_update(c) {
+                self.proxies[i].update(c.clone());
+                self.watch(&self.proxies[i]);
+                tally.updated += 1;
+            } else if self.proxies[i].holds_address_of(c) {
+                self.restart_in_place(i, c, &mut tally);
+            } else {
+                moves.push(c);
+            }
+        }
+        self.move_all(moves, &mut tally);
+        for c in &config.clusters {
+            if known.contains(&c.name) {
+                continue;
+            }
+            match self.start(c.clone()) {
+                Ok(()) => tally.started += 1,
+                Err(e) => {
+                    error!(
+                        "reload refused for cluster {}, it is not started: {e}",
+                        c.name
+                    );
+                    tally.refused += 1;
                 }
-                None => match self.start(c.clone()) {
-                    Ok(()) => started += 1,
-                    Err(e) => error!("reload: {e}"),
-                },
             }
         }
         self.publish_registry();
         info!(
-            "reload of {}: {kept} cluster(s) updated in place, {started} started, {stopped} stopped",
-            config.path.display()
+            "reload of {}: {} cluster(s) updated in place, {} started, {} stopped, {} refused",
+            config.path.display(),
+            tally.updated,
+            tally.started,
+            tally.stopped,
+            tally.refused
         );
+    }
+    /// A changed cluster that listens where the running one does: the old
+    /// one stops first to free the address. If the new configuration cannot
+    /// start, the previous one is started again.
+    fn restart_in_place(&mut self, i: usize, cfg: &ClusterConfig, tally: &mut Tally) {
+        let old = self.proxies.remove(i);
+        let previous = ClusterConfig::clone(&old.cfg);
+        self.retire(
+            old,
+            "restarting: listener, threads, mode or backlog changed",
+        );
+        let err = match self.launch(cfg.clone()) {
+            Ok(p) => {
+                self.proxies.insert(i, p);
+                tally.restarted();
+                return;
+            }
+            Err(e) => e,
+        };
+        error!(
+            "reload refused for cluster {}, its previous configuration starts again: {err}",
+            cfg.name
+        );
+        match self.launch(previous) {
+            Ok(p) => {
+                self.proxies.insert(i, p);
+                tally.refused += 1;
+            }
+            Err(e) => {
+                error!(
+                    "cluster {}: the previous configuration cannot start again either, \
+                     the cluster is stopped until a reload starts it: {e}",
+                    cfg.name
+                );
+                tally.stopped += 1;
+            }
+        }
+    }
+
+    /// Changed clusters that listen somewhere else now: each starts on its
+    /// new address before the old one stops, and keeps running as it was if
+    /// it cannot. A cluster moving onto the address another one leaves in
+    /// this reload is tried again once that one has moved.
+    fn move_all(&mut self, mut moves: Vec<&ClusterConfig>, tally: &mut Tally) {
+        loop {
+            let tried = moves.len();
+            let mut failed = Vec::new();
+            for c in moves {
+                let Some(i) = self.position(&c.name) else {
+                    continue;
+                };
+                match self.move_to(i, c) {
+                    Ok(()) => tally.restarted(),
+                    Err(e) => failed.push((c, e)),
+                }
+            }
+            if failed.is_empty() || failed.len() == tried {
+                for (c, e) in failed {
+                    error!(
+                        "reload refused for cluster {}, its running configuration stays: {e}",
+                        c.name
+                    );
+                    tally.refused += 1;
+                }
+                return;
+            }
+            moves = failed.into_iter().map(|(c, _)| c).collect();
+        }
+    }
+
+    /// Starts `cfg` on its new address, then stops the cluster at `i`.
+    fn move_to(&mut self, i: usize, cfg: &ClusterConfig) -> Result<(), StartError> {
+        let new = self.launch(cfg.clone())?;
+        let old = std::mem::replace(&mut self.proxies[i], new);
+        self.retire(old, &format!("moved to {}", cfg.listen_addr));
+        Ok(())
     }
 
     /// Stops every cluster and waits for their workers to drain.

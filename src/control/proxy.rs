@@ -192,15 +192,51 @@ impl UnixSocket {
         sock.listen(backlog_arg(backlog))?;
         Ok((sock.into(), owned))
     }
+
+    /// Whether the file at the path is still the one bound: another
+    /// process (or a cluster started since) may have replaced it.
+    fn is_ours(&self) -> bool {
+        fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+    }
+
+    /// Gives the bound file a new mode, in place: the clients stay.
+    fn set_mode(&self, mode: u32) -> io::Result<()> {
+        if !self.is_ours() {
+            return Err(io::Error::other("the file is no longer the one bound"));
+        }
+        fs::set_permissions(&self.path, fs::Permissions::from_mode(mode))
+    }
 }
 
 impl Drop for UnixSocket {
     fn drop(&mut self) {
-        let ours = fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
-        if ours && let Err(e) = fs::remove_file(&self.path) {
+        if self.is_ours()
+            && let Err(e) = fs::remove_file(&self.path)
+        {
             warn!("cannot remove unix socket {}: {e}", self.path.display());
         }
     }
+}
+
+/// The same listening socket, the mode of a unix socket aside.
+fn same_listener(a: &Listen, b: &Listen) -> bool {
+    match (a, b) {
+        (Listen::Unix { path: p, .. }, Listen::Unix { path: q, .. }) => p == q,
+        _ => a == b,
+    }
+}
+
+/// Builds one worker and runs it on its own thread.
+fn spawn_worker(
+    cluster: &str,
+    setup: WorkerSetup,
+) -> Result<JoinHandle<()>, (&'static str, io::Error)> {
+    let index = setup.index;
+    let worker = Worker::new(setup).map_err(|e| ("cannot start a worker", e))?;
+    std::thread::Builder::new()
+        .name(format!("aster-{cluster}-{index}"))
+        .spawn(move || worker.run())
+        .map_err(|e| ("cannot spawn a worker thread", e))
 }
 
 impl Proxy {
@@ -273,13 +309,18 @@ impl Proxy {
         }
         let mut threads = Vec::with_capacity(setups.len());
         for setup in setups {
-            let index = setup.index;
-            let worker = Worker::new(setup).map_err(|e| io_err("cannot start a worker", e))?;
-            let handle = std::thread::Builder::new()
-                .name(format!("aster-{name}-{index}"))
-                .spawn(move || worker.run())
-                .map_err(|e| io_err("cannot spawn a worker thread", e))?;
-            threads.push(handle);
+            match spawn_worker(&name, setup) {
+                Ok(handle) => threads.push(handle),
+                Err((what, err)) => {
+                    // The workers already running hold the listener: they
+                    // must be gone before a reload can start the previous
+                    // configuration on the same address again.
+                    shutdown.store(true, Ordering::Relaxed);
+                    wakers.iter().for_each(|w| drop(w.wake()));
+                    threads.into_iter().for_each(|t| drop(t.join()));
+                    return Err(io_err(what, err));
+                }
+            }
         }
         Ok(Proxy {
             id: kick.cluster(),
@@ -309,6 +350,7 @@ impl Proxy {
     /// way it reaches the workers with the route table, so clients stay
     /// connected.
     pub fn update(&mut self, cfg: ClusterConfig) {
+        self.apply_mode(&cfg.listen_addr);
         let cfg = Arc::new(cfg);
         if let Some(t) = self.route.load().with_cfg(Arc::clone(&cfg)) {
             self.route.store(Arc::new(t));
@@ -317,12 +359,54 @@ impl Proxy {
         self.cfg = cfg;
     }
 
-    /// Whether a reload to `cfg` can be applied in place.
+    /// A unix socket's new mode is set on the file in place; no mode
+    /// configured any more leaves the file's mode as it is.
+    fn apply_mode(&self, new: &Listen) {
+        let (
+            Listen::Unix {
+                path,
+                mode: Some(mode),
+            },
+            Some(sock),
+        ) = (new, &self.unix)
+        else {
+            return;
+        };
+        if self.cfg.listen_addr == *new {
+            return;
+        }
+        match sock.set_mode(*mode) {
+            Ok(()) => info!(
+                "cluster {}: mode of {} set to {mode:04o}",
+                self.cfg.name,
+                path.display()
+            ),
+            Err(e) => warn!(
+                "cluster {}: cannot set the mode of {} to {mode:04o}: {e}",
+                self.cfg.name,
+                path.display()
+            ),
+        }
+    }
+
+    /// Whether a reload to `cfg` can be applied in place (a unix socket's
+    /// mode can: `update` sets it).
     pub fn can_update(&self, cfg: &ClusterConfig) -> bool {
-        self.cfg.listen_addr == cfg.listen_addr
+        same_listener(&self.cfg.listen_addr, &cfg.listen_addr)
             && self.cfg.thread == cfg.thread
             && self.cfg.cache_type == cfg.cache_type
             && self.cfg.backlog == cfg.backlog
+    }
+
+    /// Whether `cfg` listens where this cluster does, so that it can only
+    /// bind once this cluster is gone: the same unix path, or the same TCP
+    /// port (127.0.0.1:P and 0.0.0.0:P conflict too).
+    pub fn holds_address_of(&self, cfg: &ClusterConfig) -> bool {
+        match (&self.cfg.listen_addr, &cfg.listen_addr) {
+            (Listen::Tcp(a), Listen::Tcp(b)) => a.port() == b.port(),
+            (Listen::Unix { path: a, .. }, Listen::Unix { path: b, .. }) => a == b,
+            _ => false,
+        }
     }
 
     /// Stops accepting; the workers drain (at most 5 s) and exit.
