@@ -239,6 +239,26 @@ fn answers_ping(port: u16) -> bool {
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// Runs `redis-benchmark` with `args` (the target and the load), at most
+/// 60 s: asserts it succeeded and reported no error; returns its output.
+pub fn redis_benchmark(args: &[&std::ffi::OsStr]) -> String {
+    let (status, out, err) = super::process::run_bounded(
+        Command::new("redis-benchmark").args(args),
+        Duration::from_secs(60),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&err)
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "redis-benchmark {args:?}: {text}"
+    );
+    assert!(!text.to_lowercase().contains("error"), "{text}");
+    text
+}
+
 /// Runs `redis-cli -p PORT args...` and returns its stdout without the
 /// trailing newline (redis-cli prints raw replies when stdout is not a tty).
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
